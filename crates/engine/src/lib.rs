@@ -1,0 +1,14 @@
+//! Bulwark's engine: the repository format and everything that moves data in and out of it.
+//! It knows nothing of command lines or terminals; progress leaves through a channel.
+
+pub mod chunker;
+pub mod codec;
+pub mod crypto;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod repo;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,335 @@
+//! A repository: storage plus the master key, opened with a password.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::codec;
+use crate::crypto::{KdfParams, MasterKey, WrappedKey};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::id::{ChunkId, IndexId, KeyId};
+use crate::index::{self, Index};
+use crate::pack::PackEntry;
+use crate::store::{ObjectKind, Store};
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub id: String,
+    pub created: jiff::Timestamp,
+    pub chunker: ChunkerParams,
+    pub tree_chunker: ChunkerParams,
+    pub compression_level: i32,
+    /// Packs are closed once they reach this size.
+    pub pack_size: u32,
+    /// Fingerprint of the id key, so `copy` knows whether chunk ids carry over.
+    pub id_key_fingerprint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    pub version: u32,
+    pub created: jiff::Timestamp,
+    pub hostname: String,
+    pub username: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(flatten)]
+    pub wrapped: WrappedKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub compression_level: i32,
+    pub pack_size: u32,
+    pub kdf: KdfParams,
+    pub label: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerParams::DATA,
+            compression_level: 3,
+            pack_size: 16 * 1024 * 1024,
+            kdf: KdfParams::recommended(),
+            label: String::new(),
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    key: MasterKey,
+    key_id: KeyId,
+    config: RepoConfig,
+}
+
+/// Cheap to clone; threads share one.
+#[derive(Clone)]
+pub struct Repository(Arc<Inner>);
+
+impl Repository {
+    /// Creates a new repository. Refuses if one already exists at this location.
+    pub fn init(store: Store, password: &str, opts: InitOptions) -> Result<Self> {
+        Self::init_with_key(store, password, opts, MasterKey::generate())
+    }
+
+    fn init_with_key(store: Store, password: &str, opts: InitOptions, key: MasterKey) -> Result<Self> {
+        opts.chunker.validate()?;
+        if store.exists(ObjectKind::Config, "")? || !store.list(ObjectKind::Key)?.is_empty() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("a repository already exists at {}", store.url()),
+            ));
+        }
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            created: jiff::Timestamp::now(),
+            chunker: opts.chunker,
+            tree_chunker: ChunkerParams::TREE,
+            compression_level: opts.compression_level,
+            pack_size: opts.pack_size,
+            id_key_fingerprint: key.id_key_fingerprint(),
+        };
+        let key_id = write_key_file(&store, &key, password, opts.kdf, &opts.label)?;
+        // The config is written last: its existence is what makes this a repository.
+        let sealed = codec::encode_object(&key, &serde_json::to_vec(&config).map_err(json_err)?);
+        store.write(ObjectKind::Config, "", sealed)?;
+        Ok(Self(Arc::new(Inner { store, key, key_id, config })))
+    }
+
+    /// Opens an existing repository; `WrongPassword` if no key opens with this password.
+    pub fn open(store: Store, password: &str) -> Result<Self> {
+        let keys = store.list(ObjectKind::Key)?;
+        if keys.is_empty() {
+            let what = if store.exists(ObjectKind::Config, "")? { "has no key files" } else { "does not exist" };
+            return Err(Error::new(ErrorKind::NotFound, format!("repository at {} {what}", store.url())));
+        }
+        let mut found = None;
+        for listed in &keys {
+            let file: KeyFile = read_key_file(&store, &listed.name)?;
+            match file.wrapped.unwrap(password.as_bytes()) {
+                Ok(key) => {
+                    found = Some((key, listed.name.parse::<KeyId>()?));
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::WrongPassword => continue,
+                Err(e) => return Err(e.context(format!("key {}", listed.name))),
+            }
+        }
+        let (key, key_id) = found.ok_or_else(|| {
+            Error::new(ErrorKind::WrongPassword, format!("wrong password for repository at {}", store.url()))
+        })?;
+        let sealed = store.read(ObjectKind::Config, "").context("reading repository config")?;
+        let config: RepoConfig = serde_json::from_slice(&codec::decode(&key, &sealed, None)?)
+            .map_err(|e| Error::corrupt(format!("repository config does not parse: {e}")))?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("repository format version {} is not supported by this build (reads {FORMAT_VERSION})", config.version),
+            ));
+        }
+        config.chunker.validate()?;
+        Ok(Self(Arc::new(Inner { store, key, key_id, config })))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.0.key
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.0.config
+    }
+
+    /// The key file this session opened the repository with.
+    pub fn key_id(&self) -> KeyId {
+        self.0.key_id
+    }
+
+    pub fn data_chunker(&self) -> Chunker {
+        Chunker::new(self.0.config.chunker, &self.0.key.chunker_seed())
+    }
+
+    pub fn tree_chunker(&self) -> Chunker {
+        Chunker::new(self.0.config.tree_chunker, &self.0.key.chunker_seed())
+    }
+
+    // ---- keys -------------------------------------------------------------------------------
+
+    pub fn add_key(&self, password: &str, label: &str, kdf: KdfParams) -> Result<KeyId> {
+        write_key_file(self.store(), self.key(), password, kdf, label)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
+        let mut out = Vec::new();
+        for listed in self.store().list(ObjectKind::Key)? {
+            out.push((listed.name.parse()?, read_key_file(self.store(), &listed.name)?));
+        }
+        out.sort_by_key(|(_, k)| k.created);
+        Ok(out)
+    }
+
+    /// Removes a key; refuses the key in use and the last key.
+    pub fn remove_key(&self, id: KeyId) -> Result<()> {
+        if id == self.key_id() {
+            return Err(Error::invalid("refusing to remove the key this session is using; use `key passwd` to replace it"));
+        }
+        let keys = self.list_keys()?;
+        if !keys.iter().any(|(k, _)| *k == id) {
+            return Err(Error::new(ErrorKind::NotFound, format!("no key {id}")));
+        }
+        self.store().delete(ObjectKind::Key, &id.to_hex())
+    }
+
+    // ---- sealed objects ---------------------------------------------------------------------
+
+    /// Seals a JSON object and stores it under the BLAKE3 of its sealed bytes.
+    pub fn save_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<String> {
+        let json = serde_json::to_vec(value).map_err(json_err)?;
+        let sealed = codec::encode_object(self.key(), &json);
+        let name = blake3::hash(&sealed).to_hex().to_string();
+        self.store().write(kind, &name, sealed)?;
+        Ok(name)
+    }
+
+    /// Loads a sealed JSON object, checking that its name matches its content.
+    pub fn load_json<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> Result<T> {
+        let sealed = self.store().read(kind, name)?;
+        if kind != ObjectKind::Lock && blake3::hash(&sealed).to_hex().as_str() != name {
+            return Err(Error::corrupt(format!("{kind:?} {name}: content does not match its name")));
+        }
+        let plain = codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))?;
+        serde_json::from_slice(&plain).map_err(|e| Error::corrupt(format!("{kind:?} {name} does not parse: {e}")))
+    }
+
+    // ---- index ------------------------------------------------------------------------------
+
+    pub fn save_index(&self, packs: &[(crate::id::PackId, Vec<PackEntry>)]) -> Result<IndexId> {
+        let sealed = codec::encode_object(self.key(), &index::encode(packs));
+        let id = IndexId::of_content(&sealed);
+        self.store().write(ObjectKind::Index, &id.to_hex(), sealed)?;
+        Ok(id)
+    }
+
+    pub fn load_index_file(&self, id: &str) -> Result<index::IndexPacks> {
+        let sealed = self.store().read(ObjectKind::Index, id)?;
+        if IndexId::of_content(&sealed).to_hex() != id {
+            return Err(Error::corrupt(format!("index {id}: content does not match its name")));
+        }
+        let plain = codec::decode(self.key(), &sealed, None).with_context(|| format!("index {id}"))?;
+        index::decode(&plain).with_context(|| format!("index {id}"))
+    }
+
+    /// Reads every index file into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut idx = Index::default();
+        for listed in self.store().list(ObjectKind::Index)? {
+            for (pack, entries) in self.load_index_file(&listed.name)? {
+                idx.add_pack(pack, &entries);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Reads one blob, decrypts, decompresses and checks its id.
+    pub fn read_blob(&self, idx: &Index, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = idx.get(id).ok_or_else(|| Error::corrupt(format!("chunk {id} is not in the index")))?;
+        let sealed = self.store().read_range(
+            ObjectKind::Pack,
+            &loc.pack.to_hex(),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )?;
+        self.decode_blob(id, &sealed, loc.raw_length).with_context(|| format!("pack {}", loc.pack))
+    }
+
+    pub fn decode_blob(&self, id: &ChunkId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
+        let plain = codec::decode(self.key(), sealed, Some(raw_length as usize))
+            .with_context(|| format!("chunk {id}"))?;
+        if self.key().chunk_id(&plain) != *id {
+            return Err(Error::corrupt(format!("chunk {id}: content does not match its id")));
+        }
+        Ok(plain)
+    }
+}
+
+fn write_key_file(store: &Store, key: &MasterKey, password: &str, kdf: KdfParams, label: &str) -> Result<KeyId> {
+    if password.is_empty() {
+        return Err(Error::invalid("empty password"));
+    }
+    let file = KeyFile {
+        version: FORMAT_VERSION,
+        created: jiff::Timestamp::now(),
+        hostname: hostname(),
+        username: username(),
+        label: label.to_string(),
+        wrapped: WrappedKey::wrap(key, password.as_bytes(), kdf)?,
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(json_err)?;
+    let id = KeyId::of_content(&bytes);
+    store.write(ObjectKind::Key, &id.to_hex(), bytes)?;
+    Ok(id)
+}
+
+fn read_key_file(store: &Store, name: &str) -> Result<KeyFile> {
+    let bytes = store.read(ObjectKind::Key, name)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("key file {name} does not parse: {e}")))
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::new(ErrorKind::InvalidInput, format!("cannot serialise: {e}"))
+}
+
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+pub fn username() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
+        // SAFETY: getuid has no preconditions.
+        format!("uid{}", unsafe { libc::getuid() })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StorageOptions;
+
+    fn cheap() -> InitOptions {
+        InitOptions { kdf: KdfParams::with_cost(256, 1), ..Default::default() }
+    }
+
+    #[test]
+    fn init_open_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = dir.path().to_str().expect("utf8");
+        let open = || Store::open(url, &StorageOptions::default()).expect("store");
+        let err = Repository::open(open(), "pw").err().expect("no repo yet");
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let repo = Repository::init(open(), "pw", cheap()).expect("init");
+        let again = Repository::init(open(), "pw", cheap()).err().expect("exists");
+        assert_eq!(again.kind(), ErrorKind::AlreadyExists);
+        let wrong = Repository::open(open(), "nope").err().expect("wrong");
+        assert_eq!(wrong.kind(), ErrorKind::WrongPassword);
+        let second = repo.add_key("other", "ops laptop", KdfParams::with_cost(256, 1)).expect("add key");
+        let reopened = Repository::open(open(), "other").expect("second key opens");
+        assert_eq!(reopened.config().id, repo.config().id);
+        assert_eq!(reopened.key().chunk_id(b"x"), repo.key().chunk_id(b"x"));
+        assert!(repo.remove_key(repo.key_id()).is_err(), "cannot remove own key");
+        repo.remove_key(second).expect("removes other key");
+        assert_eq!(repo.list_keys().expect("lists").len(), 1);
+        assert!(Repository::open(open(), "other").is_err());
+    }
+}
