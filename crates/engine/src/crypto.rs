@@ -18,6 +18,7 @@ pub const TAG_LEN: usize = 16;
 /// Bytes that sealing adds to a plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
+#[derive(Clone)]
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
     raw: [u8; 64],

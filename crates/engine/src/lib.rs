@@ -1,14 +1,23 @@
 //! Bulwark's engine: the repository format and everything that moves data in and out of it.
 //! It knows nothing of command lines or terminals; progress leaves through a channel.
 
+pub mod backup;
+pub mod catalog;
+pub mod check;
 pub mod chunker;
 pub mod codec;
+pub mod connectors;
 pub mod crypto;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod items;
+pub mod lock;
 pub mod pack;
+pub mod progress;
 pub mod repo;
+pub mod restore;
+pub mod snapshot;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -81,6 +81,14 @@ impl Repository {
         Self::init_with_key(store, password, opts, MasterKey::generate())
     }
 
+    /// Creates a repository that shares `like`'s master key and chunking, so chunk ids agree
+    /// and `copy` moves blobs between the two without re-hashing (a second password still
+    /// wraps it separately).
+    pub fn init_like(store: Store, password: &str, mut opts: InitOptions, like: &Repository) -> Result<Self> {
+        opts.chunker = like.config().chunker;
+        Self::init_with_key(store, password, opts, like.key().clone())
+    }
+
     fn init_with_key(store: Store, password: &str, opts: InitOptions, key: MasterKey) -> Result<Self> {
         opts.chunker.validate()?;
         if store.exists(ObjectKind::Config, "")? || !store.list(ObjectKind::Key)?.is_empty() {

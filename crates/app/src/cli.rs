@@ -1,0 +1,253 @@
+//! Command-line types only; behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bulwark", version, about = "Backup and disaster recovery for AI platforms", max_term_width = 100)]
+pub struct Cli {
+    /// Repository: a path, s3://BUCKET/PREFIX, obs://BUCKET/PREFIX, or a repository name from the config file.
+    #[arg(long, short = 'r', global = true, env = "BULWARK_REPOSITORY")]
+    pub repo: Option<String>,
+
+    /// Config file (default: ./bulwark.toml, then /etc/bulwark/bulwark.toml).
+    #[arg(long, global = true, env = "BULWARK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Read the repository password from this file.
+    #[arg(long, global = true, env = "BULWARK_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Manage the passwords (key files) that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Back up configured sources, directories, stdin or a command's output.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Restore a snapshot into a directory.
+    Restore(RestoreArgs),
+    /// Verify the repository's structure and, optionally, its data.
+    Check(CheckArgs),
+    /// Remove snapshots according to a retention policy.
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references and repack mostly-empty packs.
+    Prune(PruneArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Sizes: logical, deduplicated and stored bytes.
+    Stats(StatsArgs),
+    /// Copy snapshots to another repository (e.g. local to S3).
+    Copy(CopyArgs),
+    /// List the distinct versions of a file (typically a config file) over time.
+    History(HistoryArgs),
+    /// Remove stale locks left by crashed processes.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Label for the first key (e.g. who holds the password).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Create the repository with the chunking and id key of this repository (same password
+    /// source), so `copy` between them moves blobs without re-hashing.
+    #[arg(long)]
+    pub copy_params_from: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Add a password (key file); the new password comes from BULWARK_NEW_PASSWORD(_FILE) or a prompt.
+    Add {
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List key files.
+    List,
+    /// Remove a key file by id (or unique prefix).
+    Remove { id: String },
+    /// Replace the password in use.
+    Passwd,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Configured source names, or directories/files for an ad-hoc backup. None: every configured source.
+    pub targets: Vec<String>,
+    /// Read the data from standard input.
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    pub stdin: bool,
+    /// Back up the standard output of this shell command; if it fails, the backup fails.
+    #[arg(long, value_name = "CMD")]
+    pub stdin_from_command: Option<String>,
+    /// File name for --stdin / --stdin-from-command data.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Source name for ad-hoc backups (default: "files" or "stream").
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Exclude pattern (glob) for ad-hoc backups.
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Read every file even if the previous snapshot says it is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct SnapshotFilter {
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Backup set id (or prefix).
+    #[arg(long)]
+    pub set: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Only the newest N per source.
+    #[arg(long)]
+    pub latest: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (or prefix), or "latest".
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Which source's latest snapshot (with --snapshot latest).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Directory to restore into.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Only paths matching this glob (or under a matching directory); repeatable.
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Show what would be restored without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Re-read and authenticate every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Re-read a random percentage of packs, e.g. 10%.
+    #[arg(long, value_name = "N%", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct KeepArgs {
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep everything newer than this, e.g. 7d, 12h, 2w, 1y.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Explicit snapshot ids to forget (instead of a policy).
+    pub snapshots: Vec<String>,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Repack packs with more than this share of unused bytes.
+    #[arg(long, default_value = "20%")]
+    pub max_unused: String,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    pub a: String,
+    pub b: String,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Snapshots to count (default: all).
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Destination: a repository name from the config file, or a URL.
+    #[arg(long)]
+    pub to: String,
+    /// Password file for the destination (default: the same password).
+    #[arg(long)]
+    pub to_password_file: Option<PathBuf>,
+    /// Snapshots to copy (default: all that the destination lacks).
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Stored path (as shown by `snapshots`/`diff`, without a leading '/') or an absolute path.
+    pub path: String,
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (only when no other bulwark process runs).
+    #[arg(long)]
+    pub remove_all: bool,
+}

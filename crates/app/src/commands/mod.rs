@@ -1,0 +1,39 @@
+//! One thin file per verb: parse options, call the engine, print.
+
+mod backup;
+mod check;
+mod init;
+mod key;
+mod restore;
+mod snapshots;
+mod unlock;
+
+use anyhow::Result;
+
+use crate::cli::{Command, SnapshotFilter};
+use crate::context::Context;
+use crate::exit::Status;
+
+pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Key(k) => key::run(ctx, k),
+        Command::Backup(a) => backup::run(ctx, a),
+        Command::Snapshots(a) => snapshots::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, a),
+        Command::Check(a) => check::run(ctx, a),
+        Command::Unlock(a) => unlock::run(ctx, a),
+        _ => Err(crate::exit::usage("this command is not available yet")),
+    }
+}
+
+impl SnapshotFilter {
+    pub fn to_engine(&self) -> engine::catalog::Filter {
+        engine::catalog::Filter {
+            source: self.source.clone(),
+            tags: self.tag.clone(),
+            set: self.set.clone(),
+            host: self.host.clone(),
+        }
+    }
+}

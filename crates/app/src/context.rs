@@ -1,0 +1,132 @@
+//! What every command needs: the loaded config, where the repository is, and its password.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use engine::repo::Repository;
+use engine::store::Store;
+
+use crate::cli::Cli;
+use crate::config::{self, Loaded, RepoSection};
+use crate::exit::usage;
+use crate::output::ProgressView;
+
+pub struct Context {
+    pub config: Option<Loaded>,
+    repo_arg: Option<String>,
+    password_file: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// A repository location resolved from --repo, the environment or the config file.
+pub struct RepoTarget {
+    pub url: String,
+    section: Option<RepoSection>,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> Result<Self> {
+        let config = config::load(cli.config.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
+        Ok(Self {
+            config,
+            repo_arg: cli.repo.clone(),
+            password_file: cli.password_file.clone(),
+            json: cli.json,
+            quiet: cli.quiet,
+        })
+    }
+
+    pub fn config_file(&self) -> Option<&config::ConfigFile> {
+        self.config.as_ref().map(|l| &l.config)
+    }
+
+    /// Resolves a repository name from the config file, or takes the string as a URL.
+    pub fn target(&self, name_or_url: Option<&str>) -> Result<RepoTarget> {
+        let repos = self.config_file().map(|c| &c.repositories);
+        let wanted = name_or_url.map(str::to_string).or_else(|| self.repo_arg.clone());
+        if let Some(w) = wanted {
+            if let Some(section) = repos.and_then(|r| r.get(&w)) {
+                return Ok(RepoTarget { url: section.url.clone(), section: Some(section.clone()) });
+            }
+            return Ok(RepoTarget { url: w, section: None });
+        }
+        let cfg = self.config_file().ok_or_else(|| {
+            usage("no repository given: pass --repo PATH_OR_URL, set BULWARK_REPOSITORY, or write a bulwark.toml")
+        })?;
+        let name = match (&cfg.default_repository, cfg.repositories.len()) {
+            (Some(d), _) => d.clone(),
+            (None, 1) => cfg.repositories.keys().next().cloned().unwrap_or_default(),
+            (None, 0) => bail!(usage("the config file declares no [repositories.NAME]; pass --repo")),
+            (None, _) => bail!(usage("several repositories are configured: set default_repository or pass --repo NAME")),
+        };
+        let section = cfg.repositories.get(&name).cloned();
+        let url = section.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+        Ok(RepoTarget { url, section })
+    }
+
+    pub fn store(&self, target: &RepoTarget) -> Result<Store> {
+        let opts = config::storage_options(target.section.as_ref());
+        Ok(Store::open(&target.url, &opts)?)
+    }
+
+    /// The password: --password-file / BULWARK_PASSWORD_FILE, BULWARK_PASSWORD, the
+    /// repository section's password_file, or a prompt on a terminal.
+    pub fn password(&self, target: &RepoTarget, confirm: bool) -> Result<String> {
+        if let Some(p) = &self.password_file {
+            return read_password_file(p);
+        }
+        if let Ok(p) = std::env::var("BULWARK_PASSWORD") {
+            if !p.is_empty() {
+                return Ok(p);
+            }
+        }
+        if let Some(p) = target.section.as_ref().and_then(|s| s.password_file.as_ref()) {
+            return read_password_file(p);
+        }
+        prompt(&format!("password for {}", target.url), confirm)
+    }
+
+    pub fn open(&self) -> Result<Repository> {
+        self.open_at(&self.target(None)?)
+    }
+
+    pub fn open_at(&self, target: &RepoTarget) -> Result<Repository> {
+        let store = self.store(target)?;
+        let password = self.password(target, false)?;
+        Repository::open(store, &password).with_context(|| format!("cannot open repository at {}", target.url))
+    }
+
+    pub fn progress(&self, label: &str) -> ProgressView {
+        ProgressView::start(!self.quiet && !self.json, label)
+    }
+}
+
+pub fn read_password_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read password file {}", path.display()))?;
+    let pw = text.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!(usage(format!("password file {} is empty", path.display())));
+    }
+    Ok(pw)
+}
+
+pub fn prompt(what: &str, confirm: bool) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!(usage(format!(
+            "no {what}: set BULWARK_PASSWORD_FILE (or BULWARK_PASSWORD), or run on a terminal"
+        )));
+    }
+    let pw = rpassword::prompt_password(format!("Enter {what}: ")).context("reading password")?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat it: ").context("reading password")?;
+        if again != pw {
+            return Err(anyhow!(usage("the passwords do not match")));
+        }
+    }
+    if pw.is_empty() {
+        bail!(usage("empty password"));
+    }
+    Ok(pw)
+}

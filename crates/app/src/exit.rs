@@ -1,0 +1,85 @@
+//! Exit codes (documented in the README) and how errors are shown.
+
+use std::process::ExitCode;
+
+use engine::ErrorKind;
+
+pub const OK: u8 = 0;
+pub const FAILED: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const WRONG_PASSWORD: u8 = 3;
+pub const PARTIAL: u8 = 4;
+pub const NO_REPOSITORY: u8 = 5;
+pub const DAMAGED: u8 = 6;
+pub const LOCKED: u8 = 10;
+
+/// What a successful command run amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Finished, but some items failed; details were printed.
+    Partial,
+    /// Finished, and found damaged or missing data.
+    Damaged,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> Self {
+        ExitCode::from(match s {
+            Status::Ok => OK,
+            Status::Partial => PARTIAL,
+            Status::Damaged => DAMAGED,
+        })
+    }
+}
+
+/// A usage error found after argument parsing (bad combination, bad value).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
+fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
+    if err.downcast_ref::<Usage>().is_some() {
+        return (USAGE, None);
+    }
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<engine::Error>() {
+            return match e.kind() {
+                ErrorKind::WrongPassword => (WRONG_PASSWORD, Some("check BULWARK_PASSWORD / BULWARK_PASSWORD_FILE")),
+                ErrorKind::Locked => (LOCKED, None),
+                ErrorKind::NotFound if e.message().starts_with("repository at") => {
+                    (NO_REPOSITORY, Some("create it with `bulwark init`, or check --repo"))
+                }
+                ErrorKind::InvalidInput => (USAGE, None),
+                ErrorKind::Corrupt => (DAMAGED, Some("run `bulwark check --read-data` to see what is affected")),
+                _ => (FAILED, None),
+            };
+        }
+    }
+    (FAILED, None)
+}
+
+pub fn report(err: &anyhow::Error, json: bool) -> ExitCode {
+    let (code, hint) = code_for(err);
+    let message = format!("{err:#}");
+    if json {
+        let v = serde_json::json!({ "error": message, "exit_code": code, "hint": hint });
+        println!("{v}");
+    }
+    match hint {
+        Some(h) => eprintln!("error: {message} (exit {code}). Hint: {h}"),
+        None => eprintln!("error: {message} (exit {code})"),
+    }
+    ExitCode::from(code)
+}

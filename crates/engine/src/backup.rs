@@ -1,0 +1,547 @@
+//! Backup: the snapshot writer that every source pushes items into, and the pipeline behind it.
+//!
+//! ```text
+//! source thread: read + chunk ──jobs──▶ N workers: hash, dedup, zstd, seal ──blobs──▶ packer
+//!        │                                   │ (reply per chunk)                      │ packs
+//!        └──items, chunk replies in order──▶ assembler: item stream ─tree blobs─▶    uploaders
+//! ```
+//! Every channel is bounded, so memory stays bounded whatever the input. Packs are uploaded
+//! first, then index files, then the snapshot: a crash at any point leaves only unreferenced
+//! packs, which `check` tolerates and `prune` removes.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::chunker::Splitter;
+use crate::codec::Encoder;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{ChunkId, SetId, SnapshotId};
+use crate::index::{Index, IndexPacks};
+use crate::items::{Item, ItemKind, ItemReader, ItemWriter, ParentCursor};
+use crate::lock::LockGuard;
+use crate::pack::{BlobKind, FinishedPack, PackBuilder};
+use crate::progress::{Progress, Reporter};
+use crate::repo::{hostname, username, Repository, FORMAT_VERSION};
+use crate::snapshot::{self, Problem, Snapshot, SourceInfo, Summary};
+use crate::store::ObjectKind;
+
+/// Index files are written every this many packs, so a crash loses little dedup work.
+const INDEX_FLUSH_PACKS: usize = 64;
+
+#[derive(Clone, Default)]
+pub struct BackupOptions {
+    pub tags: Vec<String>,
+    pub set_id: Option<SetId>,
+    /// Snapshot whose unchanged files are reused without reading them.
+    pub parent: Option<SnapshotId>,
+    /// Worker threads for hashing/compression/encryption (0: one per core).
+    pub threads: usize,
+    /// Concurrent pack uploads (0: 4).
+    pub uploads: usize,
+    pub progress: Reporter,
+}
+
+/// What a source produces; one snapshot per source per run.
+pub trait Source {
+    fn info(&self) -> SourceInfo;
+    /// What is being backed up, as shown in listings.
+    fn paths(&self) -> Vec<String>;
+    fn run(&mut self, writer: &mut SnapshotWriter) -> Result<()>;
+}
+
+/// Backs up one source into one snapshot under a shared lock.
+pub fn run(repo: &Repository, source: &mut dyn Source, opts: BackupOptions) -> Result<(SnapshotId, Snapshot)> {
+    let _lock = LockGuard::acquire(repo, false, "backup")?;
+    let mut writer = SnapshotWriter::new(repo, source.info(), source.paths(), opts)?;
+    source.run(&mut writer)?;
+    writer.finish()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOutcome {
+    Stored,
+    Unchanged,
+    /// Reading failed; the error is recorded in the summary and the item left out.
+    Failed,
+}
+
+struct Blob {
+    kind: BlobKind,
+    id: ChunkId,
+    sealed: Vec<u8>,
+    raw_len: u32,
+}
+
+struct Job {
+    data: Vec<u8>,
+    reply: Sender<Result<ChunkId>>,
+}
+
+enum AsmMsg {
+    Begin(Item),
+    Chunk(Receiver<Result<ChunkId>>),
+    End(u64),
+    Abort,
+    Whole(Item),
+}
+
+struct Shared {
+    repo: Repository,
+    index: Arc<Index>,
+    pending: Mutex<HashSet<ChunkId>>,
+    failure: Mutex<Option<Error>>,
+    failed: AtomicBool,
+    data_added: AtomicU64,
+    stored_added: AtomicU64,
+    written: Mutex<IndexPacks>,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn take_failure(&self) -> Error {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.take().unwrap_or_else(|| Error::new(ErrorKind::Io, "backup pipeline stopped"))
+    }
+
+    /// True if this chunk must be stored (not in the index, not already claimed by this run).
+    fn claim(&self, id: ChunkId) -> bool {
+        if self.index.contains(&id) {
+            return false;
+        }
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+    }
+
+    /// Hashes a chunk and, if it is new, compresses and seals it. A known chunk comes back
+    /// with empty `sealed`: nothing to store, but the caller still needs its id.
+    fn encode_blob(&self, enc: &mut Encoder, kind: BlobKind, data: &[u8]) -> Blob {
+        let id = self.repo.key().chunk_id(data);
+        let raw_len = data.len() as u32;
+        if !self.claim(id) {
+            return Blob { kind, id, sealed: Vec::new(), raw_len };
+        }
+        self.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Blob { kind, id, sealed: enc.encode(self.repo.key(), data), raw_len }
+    }
+
+    fn flush_index(&self, all: bool) -> Result<()> {
+        let batch = {
+            let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            if w.is_empty() || (!all && w.len() < INDEX_FLUSH_PACKS) {
+                return Ok(());
+            }
+            std::mem::take(&mut *w)
+        };
+        self.repo.save_index(&batch).map(|_| ())
+    }
+}
+
+pub struct SnapshotWriter {
+    shared: Arc<Shared>,
+    info: SourceInfo,
+    paths: Vec<String>,
+    opts: BackupOptions,
+    splitter: Splitter,
+    parent: Option<ParentCursor>,
+    jobs: Option<Sender<Job>>,
+    asm: Option<Sender<AsmMsg>>,
+    assembler: Option<JoinHandle<Result<Vec<ChunkId>>>>,
+    threads: Vec<JoinHandle<()>>,
+    summary: Summary,
+    started: Instant,
+    facts: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl SnapshotWriter {
+    pub fn new(repo: &Repository, info: SourceInfo, paths: Vec<String>, opts: BackupOptions) -> Result<Self> {
+        opts.progress.send(Progress::Phase("loading index".into()));
+        let index = Arc::new(repo.load_index()?);
+        let parent = match opts.parent {
+            Some(id) => {
+                let snap = snapshot::load(repo, &id)?;
+                Some(ParentCursor::new(ItemReader::new(repo.clone(), index.clone(), snap.tree)))
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            repo: repo.clone(),
+            index,
+            pending: Mutex::new(HashSet::new()),
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            data_added: AtomicU64::new(0),
+            stored_added: AtomicU64::new(0),
+            written: Mutex::new(Vec::new()),
+        });
+        let workers = if opts.threads == 0 { num_cpus() } else { opts.threads };
+        let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
+        let level = repo.config().compression_level;
+        let (job_tx, job_rx) = bounded::<Job>(workers * 2);
+        let (blob_tx, blob_rx) = bounded::<Blob>(workers * 2);
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        let (asm_tx, asm_rx) = bounded::<AsmMsg>(256);
+        let mut threads = Vec::new();
+        for n in 0..workers {
+            let (shared, jobs, blobs) = (shared.clone(), job_rx.clone(), blob_tx.clone());
+            threads.push(spawn(&format!("bulwark-work{n}"), move || worker(shared, jobs, blobs, level))?);
+        }
+        {
+            let (shared, pack_size) = (shared.clone(), repo.config().pack_size as usize);
+            threads.push(spawn("bulwark-pack", move || packer(shared, blob_rx, pack_tx, pack_size))?);
+        }
+        for n in 0..uploads {
+            let (shared, packs) = (shared.clone(), pack_rx.clone());
+            threads.push(spawn(&format!("bulwark-up{n}"), move || uploader(shared, packs))?);
+        }
+        let assembler = {
+            let (shared, chunker) = (shared.clone(), repo.tree_chunker());
+            spawn("bulwark-items", move || assembler(shared, asm_rx, blob_tx, chunker, level))?
+        };
+        Ok(Self {
+            shared,
+            info,
+            paths,
+            splitter: Splitter::new(repo.data_chunker()),
+            opts,
+            parent,
+            jobs: Some(job_tx),
+            asm: Some(asm_tx),
+            assembler: Some(assembler),
+            threads,
+            summary: Summary::default(),
+            started: Instant::now(),
+            facts: Default::default(),
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.shared.failed() {
+            return Err(self.shared.take_failure());
+        }
+        Ok(())
+    }
+
+    fn send(&self, msg: AsmMsg) -> Result<()> {
+        let asm = self.asm.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        asm.send(msg).map_err(|_| self.shared.take_failure())
+    }
+
+    /// Records a directory.
+    pub fn put_dir(&mut self, item: Item) -> Result<()> {
+        self.check()?;
+        self.summary.dirs += 1;
+        self.send(AsmMsg::Whole(item))
+    }
+
+    /// Records a symlink (its target in `item.target`).
+    pub fn put_symlink(&mut self, item: Item) -> Result<()> {
+        self.check()?;
+        self.send(AsmMsg::Whole(item))
+    }
+
+    /// Records a file. If the parent snapshot has the same file unchanged (size, mtime, ctime,
+    /// inode), its chunks are reused and `open` is never called. A read error is recorded
+    /// against the item (the snapshot becomes partial) and reported as `Failed`; an `Err` means
+    /// the backup itself cannot go on.
+    pub fn put_file<R: Read>(
+        &mut self,
+        mut item: Item,
+        open: impl FnOnce() -> std::io::Result<R>,
+    ) -> Result<FileOutcome> {
+        self.check()?;
+        let prev = match self.parent.as_mut() {
+            Some(cursor) => cursor.find(&item.path).unwrap_or_else(|e| {
+                log::warn!("parent snapshot unreadable, reading all files: {e}");
+                self.parent = None;
+                None
+            }),
+            None => None,
+        };
+        if let Some(prev) = &prev {
+            if item.unchanged_since(prev) && prev.chunks.iter().all(|c| self.shared.index.contains(c)) {
+                item.chunks = prev.chunks.clone();
+                self.summary.files += 1;
+                self.summary.files_unchanged += 1;
+                self.summary.bytes += item.size;
+                self.send(AsmMsg::Whole(item))?;
+                return Ok(FileOutcome::Unchanged);
+            }
+        }
+        let path = item.path.clone();
+        let reader = match open() {
+            Ok(r) => r,
+            Err(e) => {
+                self.item_error(&path, format!("cannot open: {e}"));
+                return Ok(FileOutcome::Failed);
+            }
+        };
+        match self.put_data(item, reader) {
+            Ok(size) => {
+                self.summary.files += 1;
+                self.summary.bytes += size;
+                if prev.is_some() {
+                    self.summary.files_changed += 1;
+                } else {
+                    self.summary.files_new += 1;
+                }
+                Ok(FileOutcome::Stored)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Io | ErrorKind::Source | ErrorKind::NotFound) && !self.shared.failed() => {
+                self.item_error(&path, format!("read failed: {e}"));
+                Ok(FileOutcome::Failed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a stream (stdin, a dump command). Any read error fails the backup: a stream cut
+    /// short must never become a snapshot.
+    pub fn put_stream<R: Read>(&mut self, item: Item, reader: R) -> Result<u64> {
+        self.check()?;
+        let size = self.put_data(item, reader)?;
+        self.summary.files += 1;
+        self.summary.files_new += 1;
+        self.summary.bytes += size;
+        Ok(size)
+    }
+
+    fn put_data<R: Read>(&mut self, item: Item, reader: R) -> Result<u64> {
+        self.opts.progress.send(Progress::Item(item.path.clone()));
+        let path = item.path.clone();
+        self.send(AsmMsg::Begin(item))?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        let asm = self.asm.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        let (shared, progress) = (&self.shared, &self.opts.progress);
+        let result = self.splitter.split(reader, |data| {
+            progress.send(Progress::Bytes(data.len() as u64));
+            let (tx, rx) = bounded(1);
+            jobs.send(Job { data, reply: tx }).map_err(|_| shared.take_failure())?;
+            asm.send(AsmMsg::Chunk(rx)).map_err(|_| shared.take_failure())
+        });
+        match result {
+            Ok(size) => {
+                self.summary.bytes_read += size;
+                self.send(AsmMsg::End(size))?;
+                Ok(size)
+            }
+            Err(e) => {
+                self.send(AsmMsg::Abort)?;
+                Err(e.context(path))
+            }
+        }
+    }
+
+    pub fn warn(&mut self, path: &str, message: impl Into<String>) {
+        let p = Problem { path: path.to_string(), message: message.into() };
+        self.opts.progress.send(Progress::Warning { path: p.path.clone(), message: p.message.clone() });
+        self.summary.warnings.push(p);
+    }
+
+    pub fn item_error(&mut self, path: &str, message: impl Into<String>) {
+        let p = Problem { path: path.to_string(), message: message.into() };
+        self.opts.progress.send(Progress::Warning { path: p.path.clone(), message: p.message.clone() });
+        self.summary.partial = true;
+        self.summary.errors.push(p);
+    }
+
+    /// Records a fact for later verification (e.g. row counts at dump time).
+    pub fn fact(&mut self, key: &str, value: serde_json::Value) {
+        self.facts.insert(key.to_string(), value);
+    }
+
+    /// Waits for everything to be stored, writes the index and then the snapshot.
+    pub fn finish(mut self) -> Result<(SnapshotId, Snapshot)> {
+        self.opts.progress.send(Progress::Phase("finishing".into()));
+        let tree = self.shutdown()?;
+        self.shared.flush_index(true)?;
+        let mut summary = std::mem::take(&mut self.summary);
+        summary.data_added = self.shared.data_added.load(Ordering::Relaxed);
+        summary.stored_added = self.shared.stored_added.load(Ordering::Relaxed);
+        summary.duration_secs = self.started.elapsed().as_secs_f64();
+        let snap = Snapshot {
+            version: FORMAT_VERSION,
+            time: jiff::Timestamp::now(),
+            hostname: hostname(),
+            username: username(),
+            source: self.info.clone(),
+            set_id: self.opts.set_id,
+            tags: self.opts.tags.clone(),
+            paths: self.paths.clone(),
+            tree,
+            parent: self.opts.parent,
+            original: None,
+            summary,
+            facts: std::mem::take(&mut self.facts),
+            program_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let id = snapshot::save(&self.shared.repo, &snap)?;
+        Ok((id, snap))
+    }
+
+    /// Closes the channels and joins every thread; returns the item stream's chunks.
+    fn shutdown(&mut self) -> Result<Vec<ChunkId>> {
+        self.jobs = None;
+        self.asm = None;
+        let tree = match self.assembler.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "item assembler panicked"))),
+            None => Err(Error::invalid("snapshot writer already finished")),
+        };
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+        if self.shared.failed() {
+            return Err(self.shared.take_failure());
+        }
+        tree
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // On an error path: stop the threads before the process moves on; nothing is committed.
+        if self.assembler.is_some() {
+            self.shared.fail(Error::new(ErrorKind::Io, "backup abandoned"));
+            let _ = self.shutdown();
+        }
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot start thread").with_source(e))
+}
+
+pub(crate) fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, level: i32) {
+    let mut enc = match Encoder::new(level) {
+        Ok(e) => e,
+        Err(e) => return shared.fail(e),
+    };
+    for job in jobs {
+        if shared.failed() {
+            let _ = job.reply.send(Err(Error::new(ErrorKind::Io, "backup pipeline stopped")));
+            continue;
+        }
+        let blob = shared.encode_blob(&mut enc, BlobKind::Data, &job.data);
+        let id = blob.id;
+        let reply = if blob.sealed.is_empty() {
+            Ok(id)
+        } else {
+            blobs.send(blob).map(|_| id).map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))
+        };
+        let _ = job.reply.send(reply);
+    }
+}
+
+fn assembler(
+    shared: Arc<Shared>,
+    msgs: Receiver<AsmMsg>,
+    blobs: Sender<Blob>,
+    chunker: crate::chunker::Chunker,
+    level: i32,
+) -> Result<Vec<ChunkId>> {
+    let result = (|| -> Result<Vec<ChunkId>> {
+        let mut enc = Encoder::new(level)?;
+        let mut writer = ItemWriter::new(chunker);
+        let mut tree = Vec::new();
+        let mut emit = |data: Vec<u8>| -> Result<()> {
+            let blob = shared.encode_blob(&mut enc, BlobKind::Tree, &data);
+            tree.push(blob.id);
+            if !blob.sealed.is_empty() {
+                blobs.send(blob).map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))?;
+            }
+            Ok(())
+        };
+        let mut current: Option<Item> = None;
+        for msg in msgs {
+            match msg {
+                AsmMsg::Begin(item) => current = Some(item),
+                AsmMsg::Chunk(rx) => {
+                    let id = rx.recv().map_err(|_| Error::new(ErrorKind::Io, "worker stopped"))??;
+                    if let Some(item) = current.as_mut() {
+                        item.chunks.push(id);
+                    }
+                }
+                AsmMsg::End(size) => {
+                    if let Some(mut item) = current.take() {
+                        item.size = size;
+                        writer.push(&item, &mut emit)?;
+                    }
+                }
+                AsmMsg::Abort => current = None,
+                AsmMsg::Whole(item) => {
+                    debug_assert!(item.kind != ItemKind::File || item.size == 0 || !item.chunks.is_empty());
+                    writer.push(&item, &mut emit)?;
+                }
+            }
+        }
+        writer.finish(&mut emit)?;
+        Ok(tree)
+    })();
+    if let Err(e) = &result {
+        shared.fail(Error::new(e.kind(), e.to_string()));
+    }
+    result
+}
+
+fn packer(shared: Arc<Shared>, blobs: Receiver<Blob>, packs: Sender<FinishedPack>, pack_size: usize) {
+    let key = shared.repo.key();
+    let mut data = PackBuilder::new(pack_size + (1 << 20));
+    let mut tree = PackBuilder::new(1 << 20);
+    for blob in blobs {
+        let builder = if blob.kind == BlobKind::Data { &mut data } else { &mut tree };
+        builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len);
+        if builder.len() >= pack_size {
+            let capacity = if blob.kind == BlobKind::Data { pack_size + (1 << 20) } else { 1 << 20 };
+            let full = std::mem::replace(builder, PackBuilder::new(capacity));
+            if packs.send(full.finish(key)).is_err() {
+                return;
+            }
+        }
+    }
+    for builder in [data, tree] {
+        if !builder.is_empty() && packs.send(builder.finish(key)).is_err() {
+            return;
+        }
+    }
+}
+
+fn uploader(shared: Arc<Shared>, packs: Receiver<FinishedPack>) {
+    for pack in packs {
+        if shared.failed() {
+            continue;
+        }
+        let len = pack.bytes.len() as u64;
+        match shared.repo.store().write(ObjectKind::Pack, &pack.id.to_hex(), pack.bytes) {
+            Ok(()) => {
+                shared.stored_added.fetch_add(len, Ordering::Relaxed);
+                shared.written.lock().unwrap_or_else(|p| p.into_inner()).push((pack.id, pack.entries));
+                if let Err(e) = shared.flush_index(false) {
+                    shared.fail(e);
+                }
+            }
+            Err(e) => shared.fail(e.context("uploading pack")),
+        }
+    }
+}

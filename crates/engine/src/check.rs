@@ -1,0 +1,260 @@
+//! Check: the repository's structure (every snapshot readable, every referenced chunk indexed,
+//! every indexed pack present) and, with `read_data`, every pack re-read and authenticated.
+//! Damage is reported by snapshot and file, so the operator knows what is lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::unbounded;
+use serde::Serialize;
+
+use crate::backup::num_cpus;
+use crate::crypto::SEAL_OVERHEAD;
+use crate::error::Result;
+use crate::id::{ChunkId, PackId, SnapshotId};
+use crate::index::Index;
+use crate::items::ItemReader;
+use crate::pack;
+use crate::progress::{Progress, Reporter};
+use crate::repo::Repository;
+use crate::snapshot;
+use crate::store::ObjectKind;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// A percentage of packs, chosen at random.
+    Subset(f64),
+}
+
+#[derive(Clone)]
+pub struct CheckOptions {
+    pub read_data: ReadData,
+    pub progress: Reporter,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Affected {
+    pub snapshot: SnapshotId,
+    pub source: String,
+    pub time: String,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub packs: usize,
+    pub blobs: usize,
+    pub packs_read: usize,
+    pub bytes_read: u64,
+    /// Problems that mean data is missing or damaged.
+    pub errors: Vec<String>,
+    /// Harmless findings (packs left by an interrupted backup; `prune` removes them).
+    pub notes: Vec<String>,
+    pub damaged_chunks: Vec<ChunkId>,
+    pub affected: Vec<Affected>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    opts.progress.send(Progress::Phase("reading index".into()));
+    let mut index = Index::default();
+    for listed in repo.store().list(ObjectKind::Index)? {
+        match repo.load_index_file(&listed.name) {
+            Ok(packs) => packs.iter().for_each(|(p, e)| index.add_pack(*p, e)),
+            Err(e) => report.errors.push(format!("index file {}: {e}", listed.name)),
+        }
+    }
+    let index = Arc::new(index);
+    report.blobs = index.blob_count();
+
+    opts.progress.send(Progress::Phase("listing packs".into()));
+    let listed: HashMap<PackId, u64> = repo
+        .store()
+        .list(ObjectKind::Pack)?
+        .into_iter()
+        .filter_map(|l| l.name.parse().ok().map(|id| (id, l.size)))
+        .collect();
+    let mut needed_len: HashMap<PackId, u64> = HashMap::new();
+    for (_, loc) in index.iter() {
+        let end = loc.offset as u64 + loc.length as u64;
+        let e = needed_len.entry(loc.pack).or_default();
+        *e = (*e).max(end);
+    }
+    report.packs = needed_len.len();
+    for (pack, end) in &needed_len {
+        match listed.get(pack) {
+            None => report.errors.push(format!("pack {pack} is in the index but missing from storage")),
+            Some(size) if *size < end + 4 + SEAL_OVERHEAD as u64 => {
+                report.errors.push(format!("pack {pack} is truncated ({size} bytes, needs more than {end})"))
+            }
+            Some(_) => {}
+        }
+    }
+    let orphans = listed.keys().filter(|p| !index.has_pack(p)).count();
+    if orphans > 0 {
+        report.notes.push(format!(
+            "{orphans} pack(s) are not in any index (left by an interrupted or running backup); `prune` removes them"
+        ));
+    }
+
+    let mut damaged: HashSet<ChunkId> = HashSet::new();
+    if opts.read_data != ReadData::None {
+        let mut packs: Vec<PackId> = needed_len.keys().filter(|p| listed.contains_key(p)).copied().collect();
+        if let ReadData::Subset(pct) = opts.read_data {
+            use rand::seq::SliceRandom;
+            packs.shuffle(&mut rand::thread_rng());
+            let n = ((packs.len() as f64 * pct / 100.0).ceil() as usize).min(packs.len());
+            packs.truncate(n);
+        }
+        opts.progress.send(Progress::Total { items: packs.len() as u64, bytes: packs.iter().map(|p| listed[p]).sum() });
+        opts.progress.send(Progress::Phase("reading packs".into()));
+        let (errors, bad, bytes) = read_packs(repo, &index, &packs, &opts.progress);
+        report.packs_read = packs.len();
+        report.bytes_read = bytes;
+        report.errors.extend(errors);
+        damaged.extend(bad);
+    }
+
+    opts.progress.send(Progress::Phase("checking snapshots".into()));
+    for listed_snap in repo.store().list(ObjectKind::Snapshot)? {
+        report.snapshots += 1;
+        let id: SnapshotId = match listed_snap.name.parse() {
+            Ok(id) => id,
+            Err(_) => {
+                report.errors.push(format!("unexpected file snapshots/{}", listed_snap.name));
+                continue;
+            }
+        };
+        let snap = match snapshot::load(repo, &id) {
+            Ok(s) => s,
+            Err(e) => {
+                report.errors.push(format!("snapshot {}: {e}", id.short()));
+                continue;
+            }
+        };
+        let mut affected = Affected { snapshot: id, source: snap.source.name.clone(), time: snap.time.to_string(), paths: Vec::new() };
+        let mut missing = 0usize;
+        for c in &snap.tree {
+            if !index.contains(c) {
+                missing += 1;
+            }
+            if damaged.contains(c) {
+                affected.paths.push("<item list>".into());
+            }
+        }
+        if missing > 0 {
+            report.errors.push(format!("snapshot {}: {missing} item-list chunk(s) missing", id.short()));
+            continue;
+        }
+        for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => {
+                    report.errors.push(format!("snapshot {}: item list unreadable: {e}", id.short()));
+                    break;
+                }
+            };
+            let lost = item.chunks.iter().filter(|c| !index.contains(c)).count();
+            if lost > 0 {
+                report.errors.push(format!("snapshot {}: {}: {lost} chunk(s) missing from the index", id.short(), item.path));
+                affected.paths.push(item.path.clone());
+            } else if item.chunks.iter().any(|c| damaged.contains(c)) {
+                affected.paths.push(item.path.clone());
+            }
+        }
+        if !affected.paths.is_empty() {
+            report.affected.push(affected);
+        }
+    }
+    report.damaged_chunks = damaged.into_iter().collect();
+    report.damaged_chunks.sort();
+    Ok(report)
+}
+
+/// Reads whole packs in parallel; verifies the pack hash, the header against the index, and
+/// every blob's authentication and id.
+fn read_packs(repo: &Repository, index: &Index, packs: &[PackId], progress: &Reporter) -> (Vec<String>, Vec<ChunkId>, u64) {
+    let mut expected: HashMap<PackId, Vec<(ChunkId, u32, u32, u32)>> = HashMap::new();
+    for (id, loc) in index.iter() {
+        expected.entry(loc.pack).or_default().push((id, loc.offset, loc.length, loc.raw_length));
+    }
+    let errors = Mutex::new(Vec::new());
+    let damaged = Mutex::new(Vec::new());
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    let (tx, rx) = unbounded();
+    for p in packs {
+        let _ = tx.send(*p);
+    }
+    drop(tx);
+    std::thread::scope(|s| {
+        for _ in 0..num_cpus().max(4) {
+            let rx = rx.clone();
+            let (errors, damaged, bytes, expected) = (&errors, &damaged, &bytes, &expected);
+            s.spawn(move || {
+                for pack in rx {
+                    let blobs = expected.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
+                    let (errs, bad, n) = verify_pack(repo, pack, blobs);
+                    bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    progress.send(Progress::Bytes(n));
+                    errors.lock().unwrap_or_else(|p| p.into_inner()).extend(errs);
+                    damaged.lock().unwrap_or_else(|p| p.into_inner()).extend(bad);
+                }
+            });
+        }
+    });
+    (
+        errors.into_inner().unwrap_or_else(|p| p.into_inner()),
+        damaged.into_inner().unwrap_or_else(|p| p.into_inner()),
+        bytes.into_inner(),
+    )
+}
+
+fn verify_pack(repo: &Repository, pack: PackId, blobs: &[(ChunkId, u32, u32, u32)]) -> (Vec<String>, Vec<ChunkId>, u64) {
+    let all = || blobs.iter().map(|b| b.0).collect::<Vec<_>>();
+    let bytes = match repo.store().read(ObjectKind::Pack, &pack.to_hex()) {
+        Ok(b) => b,
+        Err(e) => return (vec![format!("pack {pack}: cannot read: {e}")], all(), 0),
+    };
+    let n = bytes.len() as u64;
+    let mut errors = Vec::new();
+    if PackId::of_content(&bytes) != pack {
+        errors.push(format!("pack {pack}: content does not match its name (bytes were modified)"));
+    }
+    match pack::read_header(repo.key(), &bytes) {
+        Ok(header) => {
+            let in_header: HashSet<ChunkId> = header.iter().map(|e| e.id).collect();
+            for b in blobs {
+                if !in_header.contains(&b.0) {
+                    errors.push(format!("pack {pack}: index lists chunk {} that the pack header does not", b.0));
+                }
+            }
+        }
+        Err(e) => errors.push(format!("pack {pack}: header unreadable: {e}")),
+    }
+    let mut damaged = Vec::new();
+    for &(id, offset, length, raw) in blobs {
+        let (s, e) = (offset as usize, offset as usize + length as usize);
+        let result = bytes.get(s..e).map(|sealed| repo.decode_blob(&id, sealed, raw));
+        match result {
+            Some(Ok(_)) => {}
+            Some(Err(err)) => {
+                errors.push(format!("pack {pack}: chunk {id}: {err}"));
+                damaged.push(id);
+            }
+            None => {
+                errors.push(format!("pack {pack}: chunk {id} lies past the end of the pack"));
+                damaged.push(id);
+            }
+        }
+    }
+    (errors, damaged, n)
+}

@@ -1,0 +1,5 @@
+//! One module per kind of datastore, each holding both directions (backup and restore).
+
+pub mod config;
+pub mod files;
+pub mod stream;

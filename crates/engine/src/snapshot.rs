@@ -1,0 +1,96 @@
+//! Snapshot manifests: what was backed up, when, from which source, and how it went.
+//! Writing the manifest is the commit point of a backup.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::id::{ChunkId, SetId, SnapshotId};
+use crate::repo::Repository;
+use crate::store::ObjectKind;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The source's name in bulwark.toml, or a name derived from ad-hoc arguments.
+    pub name: String,
+    /// `files`, `config`, `stream`, ...
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub files: u64,
+    pub dirs: u64,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    /// Logical bytes of all files in the snapshot.
+    pub bytes: u64,
+    /// Bytes read from the source in this run (unchanged files are not read).
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks this run added to the repository.
+    pub data_added: u64,
+    /// Sealed bytes this run added (packs), i.e. what the repository grew by.
+    pub stored_added: u64,
+    pub duration_secs: f64,
+    /// Some items could not be backed up; see `errors`.
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Problem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub time: jiff::Timestamp,
+    pub hostname: String,
+    pub username: String,
+    pub source: SourceInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_id: Option<SetId>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// What was backed up, as the user named it (directories, a command, a database).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// The item stream's chunks.
+    pub tree: Vec<ChunkId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
+    /// Set by `copy`: the snapshot this one was copied from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
+    pub summary: Summary,
+    /// Facts a connector records for later verification (row counts, checksums).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, serde_json::Value>,
+    pub program_version: String,
+}
+
+/// Lists every snapshot, oldest first. Unreadable manifests are returned as errors alongside.
+pub fn list(repo: &Repository) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let mut out = Vec::new();
+    for listed in repo.store().list(ObjectKind::Snapshot)? {
+        let id: SnapshotId = listed.name.parse()?;
+        out.push((id, load(repo, &id)?));
+    }
+    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+pub fn load(repo: &Repository, id: &SnapshotId) -> Result<Snapshot> {
+    repo.load_json(ObjectKind::Snapshot, &id.to_hex())
+}
+
+pub fn save(repo: &Repository, snap: &Snapshot) -> Result<SnapshotId> {
+    repo.save_json(ObjectKind::Snapshot, snap)?.parse()
+}
