@@ -77,7 +77,6 @@ pub struct Retention {
 }
 
 pub struct Loaded {
-    pub path: PathBuf,
     pub config: ConfigFile,
 }
 
@@ -93,7 +92,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let config = parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
-    Ok(Some(Loaded { path, config }))
+    Ok(Some(Loaded { config }))
 }
 
 /// Parses and validates; errors start with `LINE: ` so the caller can prefix the file name.

@@ -128,7 +128,7 @@ pub fn apply_policy(list: &[(SnapshotId, Snapshot)], policy: &Policy, now: jiff:
                 let b = if *name == "last" { d.id.to_hex() } else { bucket(&d.time.to_zoned(tz.clone())) };
                 if last_bucket.as_ref() != Some(&b) {
                     d.keep = true;
-                    d.reasons.push(format!("{name} {b}").trim().to_string());
+                    d.reasons.push(if *name == "last" { "last".to_string() } else { format!("{name} {b}") });
                     last_bucket = Some(b);
                     left -= 1;
                 }

@@ -125,6 +125,51 @@ pub struct FinishedPack {
     pub entries: Vec<PackEntry>,
 }
 
+/// Packs already-sealed blobs and uploads them one after another, then writes one index file
+/// for them. Used by prune (repacking) and copy; the backup pipeline has its own parallel
+/// packer and uploaders.
+pub struct PackSink<'a> {
+    repo: &'a crate::repo::Repository,
+    data: PackBuilder,
+    tree: PackBuilder,
+    written: Vec<(PackId, Vec<PackEntry>)>,
+    pub bytes_written: u64,
+}
+
+impl<'a> PackSink<'a> {
+    pub fn new(repo: &'a crate::repo::Repository) -> Self {
+        Self { repo, data: PackBuilder::new(0), tree: PackBuilder::new(0), written: Vec::new(), bytes_written: 0 }
+    }
+
+    pub fn add(&mut self, kind: BlobKind, id: ChunkId, sealed: &[u8], raw_length: u32) -> Result<()> {
+        let builder = if kind == BlobKind::Data { &mut self.data } else { &mut self.tree };
+        builder.add(kind, id, sealed, raw_length);
+        if builder.len() >= self.repo.config().pack_size as usize {
+            let full = std::mem::replace(builder, PackBuilder::new(0));
+            self.upload(full)?;
+        }
+        Ok(())
+    }
+
+    fn upload(&mut self, builder: PackBuilder) -> Result<()> {
+        let pack = builder.finish(self.repo.key());
+        self.bytes_written += pack.bytes.len() as u64;
+        self.repo.store().write(crate::store::ObjectKind::Pack, &pack.id.to_hex(), pack.bytes)?;
+        self.written.push((pack.id, pack.entries));
+        Ok(())
+    }
+
+    /// Uploads what is left and returns the packs written (not yet indexed).
+    pub fn finish(mut self) -> Result<Vec<(PackId, Vec<PackEntry>)>> {
+        for b in [std::mem::replace(&mut self.data, PackBuilder::new(0)), std::mem::replace(&mut self.tree, PackBuilder::new(0))] {
+            if !b.is_empty() {
+                self.upload(b)?;
+            }
+        }
+        Ok(self.written)
+    }
+}
+
 /// Length of the sealed header, read from the pack's last four bytes.
 pub fn header_length(tail: &[u8]) -> Result<u32> {
     let b: [u8; 4] = tail

@@ -2,10 +2,16 @@
 
 mod backup;
 mod check;
+mod copy;
+mod diff;
+mod forget;
+mod history;
 mod init;
 mod key;
+mod prune;
 mod restore;
 mod snapshots;
+mod stats;
 mod unlock;
 
 use anyhow::Result;
@@ -22,8 +28,13 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Snapshots(a) => snapshots::run(ctx, a),
         Command::Restore(a) => restore::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
+        Command::Forget(a) => forget::run(ctx, a),
+        Command::Prune(a) => prune::run(ctx, a),
+        Command::Diff(a) => diff::run(ctx, a),
+        Command::Stats(a) => stats::run(ctx, a),
+        Command::Copy(a) => copy::run(ctx, a),
+        Command::History(a) => history::run(ctx, a),
         Command::Unlock(a) => unlock::run(ctx, a),
-        _ => Err(crate::exit::usage("this command is not available yet")),
     }
 }
 

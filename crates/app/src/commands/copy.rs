@@ -1,0 +1,38 @@
+use anyhow::{Context as _, Result};
+
+use crate::cli::CopyArgs;
+use crate::context::{read_password_file, Context};
+use crate::exit::Status;
+use crate::output::{bytes, print_json};
+
+pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
+    let src = ctx.open()?;
+    let dst_target = ctx.target(Some(&args.to))?;
+    let dst = match &args.to_password_file {
+        Some(p) => engine::repo::Repository::open(ctx.store(&dst_target)?, &read_password_file(p)?)
+            .with_context(|| format!("cannot open destination {}", dst_target.url))?,
+        None => ctx.open_at(&dst_target)?,
+    };
+    let list = engine::snapshot::list(&src)?;
+    let filter = args.filter.to_engine();
+    let chosen: Vec<_> = if args.snapshots.is_empty() {
+        list.iter().filter(|(_, s)| filter.matches(s)).cloned().collect()
+    } else {
+        args.snapshots.iter().map(|s| engine::catalog::resolve(&list, s, None).cloned()).collect::<Result<_, _>>()?
+    };
+    let view = ctx.progress("copy");
+    let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());
+    view.finish();
+    let copied = result?;
+    if ctx.json {
+        print_json(&copied)?;
+    } else {
+        for c in &copied {
+            match c.copied_as {
+                Some(id) => println!("copied {} as {} ({} chunks, {})", c.source_snapshot.short(), id.short(), c.chunks_copied, bytes(c.bytes_copied)),
+                None => println!("skipped {} (already in {})", c.source_snapshot.short(), dst_target.url),
+            }
+        }
+    }
+    Ok(Status::Ok)
+}

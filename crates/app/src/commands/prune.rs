@@ -1,0 +1,30 @@
+use anyhow::Result;
+use engine::prune::PruneOptions;
+
+use crate::cli::PruneArgs;
+use crate::context::Context;
+use crate::exit::{usage, Status};
+use crate::output::{bytes, print_json};
+
+pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
+    let pct: f64 = args
+        .max_unused
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| usage(format!("--max-unused: '{}' is not a percentage", args.max_unused)))?;
+    let repo = ctx.open()?;
+    let view = ctx.progress("prune");
+    let report = engine::prune::prune(&repo, &PruneOptions { dry_run: args.dry_run, max_unused: pct / 100.0, progress: view.reporter() });
+    view.finish();
+    let r = report?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        let verb = if r.dry_run { "would free" } else { "freed" };
+        println!(
+            "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
+            r.packs_before, r.packs_deleted, r.orphan_packs, r.packs_repacked, r.packs_written, bytes(r.bytes_freed), bytes(r.bytes_before)
+        );
+    }
+    Ok(Status::Ok)
+}

@@ -1,0 +1,68 @@
+//! Sizes: what the snapshots hold (logical), what that is after dedup (unique), and what it
+//! costs on storage (stored, after compression and encryption).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::{ChunkId, SnapshotId};
+use crate::index::Index;
+use crate::items::ItemReader;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::store::ObjectKind;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub snapshots: usize,
+    pub files: u64,
+    /// Sum of file sizes over the snapshots counted.
+    pub logical_bytes: u64,
+    pub unique_chunks: usize,
+    /// Plaintext bytes of the distinct chunks those snapshots use.
+    pub unique_bytes: u64,
+    /// Sealed (compressed, encrypted) bytes of those chunks.
+    pub stored_bytes: u64,
+    /// All packs in the repository, used or not.
+    pub repository_bytes: u64,
+    /// logical / unique.
+    pub dedup_ratio: f64,
+    /// unique / stored.
+    pub compression_ratio: f64,
+}
+
+pub fn stats(repo: &Repository, index: &Arc<Index>, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Stats> {
+    let mut st = Stats { snapshots: snapshots.len(), ..Default::default() };
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    let mut count = |id: &ChunkId, st: &mut Stats| {
+        if seen.insert(*id) {
+            if let Some(loc) = index.get(id) {
+                st.unique_bytes += loc.raw_length as u64;
+                st.stored_bytes += loc.length as u64;
+            }
+        }
+    };
+    for (_, snap) in snapshots {
+        for c in &snap.tree {
+            count(c, &mut st);
+        }
+        for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
+            let item = item?;
+            if item.kind == crate::items::ItemKind::File {
+                st.files += 1;
+                st.logical_bytes += item.size;
+            }
+            for c in &item.chunks {
+                count(c, &mut st);
+            }
+        }
+    }
+    st.unique_chunks = seen.len();
+    st.repository_bytes = repo.store().list(ObjectKind::Pack)?.iter().map(|l| l.size).sum();
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    st.dedup_ratio = ratio(st.logical_bytes, st.unique_bytes);
+    st.compression_ratio = ratio(st.unique_bytes, st.stored_bytes);
+    Ok(st)
+}
