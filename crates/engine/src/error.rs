@@ -86,8 +86,17 @@ impl fmt::Display for Error {
             write!(f, "{ctx}: ")?;
         }
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        // The whole cause chain, so the root cause ("Connection refused") is never lost, but
+        // each distinct message once: libraries often repeat their source in their own text.
+        let mut shown = String::new();
+        let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown.push_str(&text);
+            }
+            cause = c.source();
         }
         Ok(())
     }

@@ -1,0 +1,76 @@
+//! Against a real S3-compatible server (Garage) started by the harness.
+
+mod common;
+
+use common::garage::Garage;
+use common::{digest, restored, write_sample_tree, Env};
+
+fn s3_env(g: &Garage, bucket: &str, prefix: &str) -> Env {
+    let mut env = Env::new();
+    for (k, v) in g.env() {
+        env.set(&k, &v);
+    }
+    env.set("BULWARK_REPOSITORY", &format!("s3://{bucket}/{prefix}"));
+    env
+}
+
+#[test]
+fn s3_round_trip_check_and_copy_from_local() {
+    let Some(g) = Garage::start() else { return };
+    g.bucket("bulwark-a");
+    let env = s3_env(&g, "bulwark-a", "prod/repo");
+    let data = env.path("data");
+    write_sample_tree(&data);
+    env.init();
+    let r = env.run(&["init"]);
+    assert_eq!(r.code, 1, "init twice refuses: {}", r.stderr);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    std::fs::write(data.join("logs/app.log"), "changed\n").expect("write");
+    let second = env.ok(&["--json", "backup", data.to_str().expect("utf8")]).json();
+    assert_eq!(second[0]["summary"]["files_unchanged"], 4);
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["restore", "--target", "out"]);
+    assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
+
+    // Local primary, S3 copy: a new S3 repository created with the local one's parameters.
+    let local = env.path("local-repo").to_string_lossy().into_owned();
+    env.ok(&["--repo", &local, "init"]);
+    env.ok(&["--repo", &local, "backup", data.to_str().expect("utf8")]);
+    env.ok(&["--repo", "s3://bulwark-a/offsite", "init", "--copy-params-from", &local]);
+    let copied = env.ok(&["--json", "--repo", &local, "copy", "--to", "s3://bulwark-a/offsite"]).json();
+    assert!(copied[0]["copied_as"].is_string(), "{copied}");
+    let again = env.ok(&["--json", "--repo", &local, "copy", "--to", "s3://bulwark-a/offsite"]).json();
+    assert!(again[0]["copied_as"].is_null(), "a second copy transfers nothing: {again}");
+    env.ok(&["--repo", "s3://bulwark-a/offsite", "check", "--read-data"]);
+    env.ok(&["--repo", "s3://bulwark-a/offsite", "restore", "--target", "out2"]);
+    assert_eq!(digest(&data), digest(&restored(&env.path("out2"), &data)));
+}
+
+#[test]
+fn unreachable_endpoint_is_retried_then_fails_clearly() {
+    let Some(g) = Garage::start() else { return };
+    let mut env = s3_env(&g, "bulwark-b", "r");
+    // Nothing listens on port 1.
+    env.set("BULWARK_S3_ENDPOINT", "http://127.0.0.1:1");
+    env.set("BULWARK_STORAGE_RETRIES", "2");
+    env.set("BULWARK_STORAGE_RETRY_DELAY_MS", "50");
+    let r = env.run(&["snapshots"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("retrying").count(), 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot open repository at s3://bulwark-b/r"), "{}", r.stderr);
+    assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
+    assert!(!r.stderr.contains(common::garage::SECRET_KEY), "no secrets in errors");
+}
+
+#[test]
+fn wrong_credentials_fail_without_leaking_them() {
+    let Some(g) = Garage::start() else { return };
+    g.bucket("bulwark-c");
+    let mut env = s3_env(&g, "bulwark-c", "r");
+    env.set("AWS_SECRET_ACCESS_KEY", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
+    env.set("BULWARK_STORAGE_RETRIES", "0");
+    let r = env.run(&["init"]);
+    assert_ne!(r.code, 0);
+    assert!(!r.stderr.contains("ffffffffffffffff"), "{}", r.stderr);
+}
