@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bulwark", version, about = "Backup and disaster recovery for AI platforms", max_term_width = 100)]
+#[command(
+    name = "bulwark",
+    version,
+    about = "Backup and disaster recovery for AI platforms",
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Repository: a path, s3://BUCKET/PREFIX, obs://BUCKET/PREFIX, or a repository name from the config file.
     #[arg(long, short = 'r', global = true, env = "BULWARK_REPOSITORY")]

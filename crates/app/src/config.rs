@@ -85,12 +85,19 @@ pub struct Loaded {
 pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
-        None => match [Path::new("bulwark.toml"), Path::new("/etc/bulwark/bulwark.toml")].into_iter().find(|p| p.exists()) {
+        None => match [
+            Path::new("bulwark.toml"),
+            Path::new("/etc/bulwark/bulwark.toml"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        {
             Some(p) => p.to_path_buf(),
             None => return Ok(None),
         },
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     let config = parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
     Ok(Some(Loaded { config }))
 }
@@ -103,14 +110,25 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
     })?;
     for (name, s) in &config.sources {
         let section = format!("sources.{name}");
-        let err = |key: &str, msg: String| format!("{}: [{section}] {key}: {msg}", locate(text, &section, Some(key)));
+        let err = |key: &str, msg: String| {
+            format!(
+                "{}: [{section}] {key}: {msg}",
+                locate(text, &section, Some(key))
+            )
+        };
         match s.kind {
             SourceKind::Files | SourceKind::Config => {
                 if s.paths.is_empty() {
-                    return Err(err("paths", "a files/config source needs at least one path".into()));
+                    return Err(err(
+                        "paths",
+                        "a files/config source needs at least one path".into(),
+                    ));
                 }
                 if s.command.is_some() {
-                    return Err(err("command", "only sources of kind \"command\" take a command".into()));
+                    return Err(err(
+                        "command",
+                        "only sources of kind \"command\" take a command".into(),
+                    ));
                 }
                 for (key, pats) in [("include", &s.include), ("exclude", &s.exclude)] {
                     for p in pats.iter() {
@@ -122,7 +140,10 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
             }
             SourceKind::Command => {
                 if s.command.as_deref().unwrap_or("").trim().is_empty() {
-                    return Err(err("command", "a command source needs `command = \"...\"`".into()));
+                    return Err(err(
+                        "command",
+                        "a command source needs `command = \"...\"`".into(),
+                    ));
                 }
                 if !s.paths.is_empty() {
                     return Err(err("paths", "a command source takes no paths".into()));
@@ -133,17 +154,26 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
     for (name, r) in &config.repositories {
         let section = format!("repositories.{name}");
         if let Err(e) = engine::store::Backend::parse(&r.url) {
-            return Err(format!("{}: [{section}] url: {e}", locate(text, &section, Some("url"))));
+            return Err(format!(
+                "{}: [{section}] url: {e}",
+                locate(text, &section, Some("url"))
+            ));
         }
     }
     if let Some(d) = &config.default_repository {
         if !config.repositories.contains_key(d) {
-            return Err(format!("{}: default_repository: no [repositories.{d}] section", locate(text, "", Some("default_repository"))));
+            return Err(format!(
+                "{}: default_repository: no [repositories.{d}] section",
+                locate(text, "", Some("default_repository"))
+            ));
         }
     }
     if let Some(w) = &config.retention.keep_within {
         if let Err(e) = parse_duration(w) {
-            return Err(format!("{}: [retention] keep_within: {e}", locate(text, "retention", Some("keep_within"))));
+            return Err(format!(
+                "{}: [retention] keep_within: {e}",
+                locate(text, "retention", Some("keep_within"))
+            ));
         }
     }
     Ok(config)
@@ -183,7 +213,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| anyhow!("'{s}' is not a duration like 7d or 12h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("'{s}' is not a duration like 7d or 12h"))?;
     let secs = match unit {
         "s" => 1,
         "m" => 60,
@@ -204,17 +236,28 @@ pub fn storage_options(section: Option<&RepoSection>) -> StorageOptions {
     let env_num = |k: &str| env(k).and_then(|v| v.parse::<u64>().ok());
     StorageOptions {
         endpoint: env("BULWARK_S3_ENDPOINT").or(s.endpoint),
-        region: env("BULWARK_S3_REGION").or(s.region).or_else(|| env("AWS_REGION")),
-        access_key_id: env("BULWARK_S3_ACCESS_KEY_ID").or(s.access_key_id).or_else(|| env("AWS_ACCESS_KEY_ID")),
+        region: env("BULWARK_S3_REGION")
+            .or(s.region)
+            .or_else(|| env("AWS_REGION")),
+        access_key_id: env("BULWARK_S3_ACCESS_KEY_ID")
+            .or(s.access_key_id)
+            .or_else(|| env("AWS_ACCESS_KEY_ID")),
         secret_access_key: env("BULWARK_S3_SECRET_ACCESS_KEY")
             .or(s.secret_access_key)
             .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
         session_token: env("AWS_SESSION_TOKEN"),
         virtual_host_style: s.virtual_host_style,
-        concurrency: env_num("BULWARK_STORAGE_CONCURRENCY").map(|v| v as usize).or(s.concurrency).unwrap_or(0),
-        retries: env_num("BULWARK_STORAGE_RETRIES").map(|v| v as usize).or(s.retries),
+        concurrency: env_num("BULWARK_STORAGE_CONCURRENCY")
+            .map(|v| v as usize)
+            .or(s.concurrency)
+            .unwrap_or(0),
+        retries: env_num("BULWARK_STORAGE_RETRIES")
+            .map(|v| v as usize)
+            .or(s.retries),
         retry_delay: env_num("BULWARK_STORAGE_RETRY_DELAY_MS").map(Duration::from_millis),
-        timeout: env_num("BULWARK_STORAGE_TIMEOUT_SECS").or(s.timeout_secs).map(Duration::from_secs),
+        timeout: env_num("BULWARK_STORAGE_TIMEOUT_SECS")
+            .or(s.timeout_secs)
+            .map(Duration::from_secs),
     }
 }
 
@@ -252,13 +295,18 @@ keep_within = "2d"
 
     #[test]
     fn errors_name_the_line_and_key() {
-        let e = parse("[sources.a]\nkind = \"files\"\npaths = [\"/x\"]\n\n[sources.b]\nkind = \"filez\"\n").expect_err("bad kind");
+        let e = parse(
+            "[sources.a]\nkind = \"files\"\npaths = [\"/x\"]\n\n[sources.b]\nkind = \"filez\"\n",
+        )
+        .expect_err("bad kind");
         assert!(e.starts_with("6:"), "{e}");
         let e = parse("[sources.a]\nkind = \"files\"\n").expect_err("no paths");
         assert!(e.starts_with("1:") && e.contains("paths"), "{e}");
-        let e = parse("[sources.a]\nkind = \"command\"\npaths = [\"/x\"]\ncommand = \"x\"\n").expect_err("paths on command");
+        let e = parse("[sources.a]\nkind = \"command\"\npaths = [\"/x\"]\ncommand = \"x\"\n")
+            .expect_err("paths on command");
         assert!(e.starts_with("3:"), "{e}");
-        let e = parse("[retention]\nkeep_daily = 7\nkeep_within = \"3q\"\n").expect_err("bad duration");
+        let e =
+            parse("[retention]\nkeep_daily = 7\nkeep_within = \"3q\"\n").expect_err("bad duration");
         assert!(e.starts_with("3:"), "{e}");
         let e = parse("[repositories.x]\nurl = \"/a\"\ncolour = 1\n").expect_err("unknown key");
         assert!(e.starts_with("3:") && e.contains("colour"), "{e}");
@@ -266,8 +314,14 @@ keep_within = "2d"
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("7d").expect("ok"), Duration::from_secs(7 * 86400));
-        assert_eq!(parse_duration("12h").expect("ok"), Duration::from_secs(12 * 3600));
+        assert_eq!(
+            parse_duration("7d").expect("ok"),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            parse_duration("12h").expect("ok"),
+            Duration::from_secs(12 * 3600)
+        );
         assert!(parse_duration("x").is_err());
     }
 }

@@ -45,12 +45,20 @@ impl Context {
     /// Resolves a repository name from the config file, or takes the string as a URL.
     pub fn target(&self, name_or_url: Option<&str>) -> Result<RepoTarget> {
         let repos = self.config_file().map(|c| &c.repositories);
-        let wanted = name_or_url.map(str::to_string).or_else(|| self.repo_arg.clone());
+        let wanted = name_or_url
+            .map(str::to_string)
+            .or_else(|| self.repo_arg.clone());
         if let Some(w) = wanted {
             if let Some(section) = repos.and_then(|r| r.get(&w)) {
-                return Ok(RepoTarget { url: section.url.clone(), section: Some(section.clone()) });
+                return Ok(RepoTarget {
+                    url: section.url.clone(),
+                    section: Some(section.clone()),
+                });
             }
-            return Ok(RepoTarget { url: w, section: None });
+            return Ok(RepoTarget {
+                url: w,
+                section: None,
+            });
         }
         let cfg = self.config_file().ok_or_else(|| {
             usage("no repository given: pass --repo PATH_OR_URL, set BULWARK_REPOSITORY, or write a bulwark.toml")
@@ -58,8 +66,12 @@ impl Context {
         let name = match (&cfg.default_repository, cfg.repositories.len()) {
             (Some(d), _) => d.clone(),
             (None, 1) => cfg.repositories.keys().next().cloned().unwrap_or_default(),
-            (None, 0) => bail!(usage("the config file declares no [repositories.NAME]; pass --repo")),
-            (None, _) => bail!(usage("several repositories are configured: set default_repository or pass --repo NAME")),
+            (None, 0) => bail!(usage(
+                "the config file declares no [repositories.NAME]; pass --repo"
+            )),
+            (None, _) => bail!(usage(
+                "several repositories are configured: set default_repository or pass --repo NAME"
+            )),
         };
         let section = cfg.repositories.get(&name).cloned();
         let url = section.as_ref().map(|s| s.url.clone()).unwrap_or_default();
@@ -82,7 +94,11 @@ impl Context {
                 return Ok(p);
             }
         }
-        if let Some(p) = target.section.as_ref().and_then(|s| s.password_file.as_ref()) {
+        if let Some(p) = target
+            .section
+            .as_ref()
+            .and_then(|s| s.password_file.as_ref())
+        {
             return read_password_file(p);
         }
         prompt(&format!("password for {}", target.url), confirm)
@@ -95,7 +111,8 @@ impl Context {
     pub fn open_at(&self, target: &RepoTarget) -> Result<Repository> {
         let store = self.store(target)?;
         let password = self.password(target, false)?;
-        Repository::open(store, &password).with_context(|| format!("cannot open repository at {}", target.url))
+        Repository::open(store, &password)
+            .with_context(|| format!("cannot open repository at {}", target.url))
     }
 
     pub fn progress(&self, label: &str) -> ProgressView {
@@ -104,7 +121,8 @@ impl Context {
 }
 
 pub fn read_password_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read password file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read password file {}", path.display()))?;
     let pw = text.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
         bail!(usage(format!("password file {} is empty", path.display())));

@@ -56,13 +56,20 @@ fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<engine::Error>() {
             return match e.kind() {
-                ErrorKind::WrongPassword => (WRONG_PASSWORD, Some("check BULWARK_PASSWORD / BULWARK_PASSWORD_FILE")),
+                ErrorKind::WrongPassword => (
+                    WRONG_PASSWORD,
+                    Some("check BULWARK_PASSWORD / BULWARK_PASSWORD_FILE"),
+                ),
                 ErrorKind::Locked => (LOCKED, None),
-                ErrorKind::NotFound if e.message().starts_with("repository at") => {
-                    (NO_REPOSITORY, Some("create it with `bulwark init`, or check --repo"))
-                }
+                ErrorKind::NotFound if e.message().starts_with("repository at") => (
+                    NO_REPOSITORY,
+                    Some("create it with `bulwark init`, or check --repo"),
+                ),
                 ErrorKind::InvalidInput => (USAGE, None),
-                ErrorKind::Corrupt => (DAMAGED, Some("run `bulwark check --read-data` to see what is affected")),
+                ErrorKind::Corrupt => (
+                    DAMAGED,
+                    Some("run `bulwark check --read-data` to see what is affected"),
+                ),
                 _ => (FAILED, None),
             };
         }

@@ -24,7 +24,11 @@ pub fn init_logging(quiet: bool) {
     }
     static LOGGER: Stderr = Stderr;
     if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(if quiet { log::LevelFilter::Error } else { log::LevelFilter::Warn });
+        log::set_max_level(if quiet {
+            log::LevelFilter::Error
+        } else {
+            log::LevelFilter::Warn
+        });
     }
 }
 
@@ -37,15 +41,20 @@ pub struct ProgressView {
 impl ProgressView {
     pub fn start(enabled: bool, label: &str) -> Self {
         if !enabled || !std::io::stderr().is_terminal() {
-            return Self { reporter: Reporter::none(), thread: None };
+            return Self {
+                reporter: Reporter::none(),
+                thread: None,
+            };
         }
         let (tx, rx) = crossbeam_channel::unbounded::<Progress>();
         let label = label.to_string();
         let thread = std::thread::spawn(move || {
             let bar = ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
-            let spinner = ProgressStyle::with_template("{spinner} {prefix} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let spinner = ProgressStyle::with_template(
+                "{spinner} {prefix} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
             bar.set_style(spinner);
             bar.set_prefix(label);
             for event in rx {
@@ -61,12 +70,17 @@ impl ProgressView {
                             bar.set_style(style.progress_chars("=> "));
                         }
                     }
-                    Progress::Warning { path, message } => bar.println(format!("warning: {path}: {message}")),
+                    Progress::Warning { path, message } => {
+                        bar.println(format!("warning: {path}: {message}"))
+                    }
                 }
             }
             bar.finish_and_clear();
         });
-        Self { reporter: Reporter::new(tx), thread: Some(thread) }
+        Self {
+            reporter: Reporter::new(tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn reporter(&self) -> Reporter {
@@ -85,7 +99,14 @@ fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
-    let tail: String = s.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(max - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("…{tail}")
 }
 
@@ -100,5 +121,7 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// Local time, to the second, for listings.
 pub fn local_time(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }

@@ -10,7 +10,9 @@ fn backup_restore_round_trip_preserves_content_and_metadata() {
     let data = env.path("data");
     write_sample_tree(&data);
     env.init();
-    let out = env.ok(&["--json", "backup", data.to_str().expect("utf8")]).json();
+    let out = env
+        .ok(&["--json", "backup", data.to_str().expect("utf8")])
+        .json();
     let summary = &out[0]["summary"];
     assert_eq!(summary["files"], 5);
     assert_eq!(summary["partial"], false);
@@ -28,24 +30,44 @@ fn second_backup_reuses_unchanged_files_and_stores_only_changes() {
     env.ok(&["backup", data.to_str().expect("utf8")]);
     std::fs::write(data.join("logs/app.log"), "rotated\n").expect("write");
     std::fs::write(data.join("new.txt"), "hello\n").expect("write");
-    let out = env.ok(&["--json", "backup", data.to_str().expect("utf8")]).json();
+    let out = env
+        .ok(&["--json", "backup", data.to_str().expect("utf8")])
+        .json();
     let s = &out[0]["summary"];
     assert_eq!(s["files_unchanged"], 4, "{s}");
     assert_eq!(s["files_changed"], 1, "{s}");
     assert_eq!(s["files_new"], 1, "{s}");
-    assert!(s["bytes_read"].as_u64().expect("n") < 100, "only the two small files were read: {s}");
+    assert!(
+        s["bytes_read"].as_u64().expect("n") < 100,
+        "only the two small files were read: {s}"
+    );
     let diff = env.ok(&["--json", "snapshots"]).json();
-    let (a, b) = (diff[0]["id"].as_str().expect("id"), diff[1]["id"].as_str().expect("id"));
+    let (a, b) = (
+        diff[0]["id"].as_str().expect("id"),
+        diff[1]["id"].as_str().expect("id"),
+    );
     let changes = env.ok(&["--json", "diff", a, b]).json();
     let paths: Vec<String> = changes
         .as_array()
         .expect("array")
         .iter()
         .filter(|c| c["kind"] != "metadata")
-        .map(|c| format!("{} {}", c["kind"].as_str().unwrap_or(""), c["path"].as_str().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap_or(""),
+                c["path"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     let base = data.strip_prefix("/").expect("abs").display().to_string();
-    assert_eq!(paths, vec![format!("modified {base}/logs/app.log"), format!("added {base}/new.txt")]);
+    assert_eq!(
+        paths,
+        vec![
+            format!("modified {base}/logs/app.log"),
+            format!("added {base}/new.txt")
+        ]
+    );
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
 }
@@ -57,7 +79,9 @@ fn restore_include_and_dry_run() {
     write_sample_tree(&data);
     env.init();
     env.ok(&["backup", data.to_str().expect("utf8")]);
-    let dry = env.ok(&["--json", "restore", "--target", "dry", "--dry-run"]).json();
+    let dry = env
+        .ok(&["--json", "restore", "--target", "dry", "--dry-run"])
+        .json();
     assert_eq!(dry["summary"]["files"], 5);
     assert!(!env.path("dry").exists(), "dry run writes nothing");
     env.ok(&["restore", "--target", "part", "--include", "*.log"]);
@@ -88,10 +112,19 @@ fn keys_add_list_remove_and_passwd() {
     env.ok(&["key", "add", "--label", "ops"]);
     let keys = env.ok(&["--json", "key", "list"]).json();
     assert_eq!(keys.as_array().expect("array").len(), 2);
-    let other = keys.as_array().expect("a").iter().find(|k| k["current"] == false).expect("other key");
+    let other = keys
+        .as_array()
+        .expect("a")
+        .iter()
+        .find(|k| k["current"] == false)
+        .expect("other key");
     let id = other["id"].as_str().expect("id").to_string();
     // The second password opens the repository too.
-    let mut second = Env { dir: tempfile::tempdir().expect("tmp"), extra: env.extra.clone(), as_uid: None };
+    let mut second = Env {
+        dir: tempfile::tempdir().expect("tmp"),
+        extra: env.extra.clone(),
+        as_uid: None,
+    };
     second.set("BULWARK_REPOSITORY", &env.repo());
     second.set("BULWARK_PASSWORD", "second password");
     second.ok(&["snapshots"]);
@@ -99,7 +132,11 @@ fn keys_add_list_remove_and_passwd() {
     assert_eq!(second.run(&["snapshots"]).code, 3);
     env.set("BULWARK_NEW_PASSWORD", "third password");
     env.ok(&["key", "passwd"]);
-    assert_eq!(env.run(&["snapshots"]).code, 3, "old password no longer works");
+    assert_eq!(
+        env.run(&["snapshots"]).code,
+        3,
+        "old password no longer works"
+    );
     env.set("BULWARK_PASSWORD", "third password");
     env.ok(&["snapshots"]);
 }
@@ -114,13 +151,35 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
         std::fs::write(data.join("counter.txt"), format!("{i}\n").repeat(100_000)).expect("write");
         env.ok(&["backup", data.to_str().expect("utf8")]);
     }
-    let before = std::fs::read_dir(env.path("repo/snapshots")).expect("dir").count();
-    let dry = env.ok(&["--json", "forget", "--keep-last", "2", "--dry-run"]).json();
-    let would = dry["decisions"].as_array().expect("a").iter().filter(|d| d["keep"] == false).count();
+    let before = std::fs::read_dir(env.path("repo/snapshots"))
+        .expect("dir")
+        .count();
+    let dry = env
+        .ok(&["--json", "forget", "--keep-last", "2", "--dry-run"])
+        .json();
+    let would = dry["decisions"]
+        .as_array()
+        .expect("a")
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .count();
     assert_eq!(would, 2);
-    assert_eq!(std::fs::read_dir(env.path("repo/snapshots")).expect("dir").count(), before, "dry run deletes nothing");
+    assert_eq!(
+        std::fs::read_dir(env.path("repo/snapshots"))
+            .expect("dir")
+            .count(),
+        before,
+        "dry run deletes nothing"
+    );
     env.ok(&["forget", "--keep-last", "2"]);
-    assert_eq!(env.ok(&["--json", "snapshots"]).json().as_array().expect("a").len(), 2);
+    assert_eq!(
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .expect("a")
+            .len(),
+        2
+    );
     let pruned = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
     assert!(pruned["bytes_freed"].as_u64().expect("n") > 0, "{pruned}");
     let check = env.run(&["check", "--read-data"]);
@@ -128,7 +187,10 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
     let stats = env.ok(&["--json", "stats"]).json();
-    assert!(stats["dedup_ratio"].as_f64().expect("f") > 1.5, "two near-identical snapshots dedup: {stats}");
+    assert!(
+        stats["dedup_ratio"].as_f64().expect("f") > 1.5,
+        "two near-identical snapshots dedup: {stats}"
+    );
 }
 
 #[test]
@@ -137,33 +199,84 @@ fn stdin_and_command_streams() {
     env.init();
     let mut child = env
         .command()
-        .args(["backup", "--stdin", "--stdin-filename", "dump.sql", "--name", "db"])
+        .args([
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "dump.sql",
+            "--name",
+            "db",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all("INSERT INTO t VALUES (1);\n".repeat(10000).as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all("INSERT INTO t VALUES (1);\n".repeat(10000).as_bytes())
+        .expect("write");
     assert!(child.wait().expect("wait").success());
-    env.ok(&["backup", "--stdin-from-command", "seq 1 100000", "--stdin-filename", "seq.txt", "--name", "seq"]);
+    env.ok(&[
+        "backup",
+        "--stdin-from-command",
+        "seq 1 100000",
+        "--stdin-filename",
+        "seq.txt",
+        "--name",
+        "seq",
+    ]);
     env.ok(&["restore", "--source", "seq", "--target", "out"]);
     let expected: String = (1..=100000).map(|i| format!("{i}\n")).collect();
-    assert_eq!(std::fs::read_to_string(env.path("out/seq.txt")).expect("restored"), expected);
+    assert_eq!(
+        std::fs::read_to_string(env.path("out/seq.txt")).expect("restored"),
+        expected
+    );
     env.ok(&["restore", "--source", "db", "--target", "out"]);
-    assert_eq!(std::fs::read(env.path("out/dump.sql")).expect("restored").len(), 260000);
+    assert_eq!(
+        std::fs::read(env.path("out/dump.sql"))
+            .expect("restored")
+            .len(),
+        260000
+    );
 }
 
 #[test]
 fn a_command_that_dies_midway_fails_the_backup_and_writes_no_snapshot() {
     let env = Env::new();
     env.init();
-    let r = env.run(&["backup", "--stdin-from-command", "seq 1 200000; echo dump broke >&2; exit 3", "--name", "db"]);
+    let r = env.run(&[
+        "backup",
+        "--stdin-from-command",
+        "seq 1 200000; echo dump broke >&2; exit 3",
+        "--name",
+        "db",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("exited with status 3") && r.stderr.contains("dump broke"), "{}", r.stderr);
-    let r = env.run(&["backup", "--stdin-from-command", "head -c 5000000 /dev/zero; kill -9 $$", "--name", "db"]);
+    assert!(
+        r.stderr.contains("exited with status 3") && r.stderr.contains("dump broke"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(&[
+        "backup",
+        "--stdin-from-command",
+        "head -c 5000000 /dev/zero; kill -9 $$",
+        "--name",
+        "db",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("killed by a signal"), "{}", r.stderr);
-    assert_eq!(env.ok(&["--json", "snapshots"]).json().as_array().expect("a").len(), 0);
+    assert_eq!(
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .expect("a")
+            .len(),
+        0
+    );
     assert_eq!(env.run(&["check"]).code, 0);
 }
 
@@ -175,24 +288,39 @@ fn unreadable_file_makes_a_partial_snapshot_and_exit_4() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         env.as_uid = Some(65534);
-        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
     }
     env.init();
     let data = env.path("data");
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::write(data.join("ok.txt"), "fine").expect("write");
     std::fs::write(data.join("locked.txt"), "secret").expect("write");
-    std::fs::set_permissions(data.join("locked.txt"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    std::fs::set_permissions(
+        data.join("locked.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .expect("chmod");
     let r = env.run(&["--json", "backup", data.to_str().expect("utf8")]);
     assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
     let s = &r.json()[0]["summary"];
     assert_eq!(s["partial"], true);
-    assert!(s["errors"][0]["path"].as_str().expect("path").ends_with("locked.txt"), "{s}");
+    assert!(
+        s["errors"][0]["path"]
+            .as_str()
+            .expect("path")
+            .ends_with("locked.txt"),
+        "{s}"
+    );
     assert_eq!(s["files"], 1, "the readable file is in the snapshot");
     let list = env.ok(&["snapshots"]).stdout;
     assert!(list.contains("(partial)"), "{list}");
     // A path that does not exist is a clear error, not a panic.
     let r = env.run(&["backup", data.join("missing").to_str().expect("utf8")]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("missing") && r.stderr.contains("No such file"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("missing") && r.stderr.contains("No such file"),
+        "{}",
+        r.stderr
+    );
 }

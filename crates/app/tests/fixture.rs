@@ -24,7 +24,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn format_v1_fixture_still_opens_restores_and_checks() {
     let mut env = Env::new();
     // Work on a copy: opening takes locks, which writes into the repository.
-    copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1"), &env.path("repo"));
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-v1"),
+        &env.path("repo"),
+    );
     env.set("BULWARK_PASSWORD", FIXTURE_PASSWORD);
     let snaps = env.ok(&["--json", "snapshots"]).json();
     let snaps = snaps.as_array().expect("array");
@@ -34,9 +37,18 @@ fn format_v1_fixture_still_opens_restores_and_checks() {
     env.ok(&["check", "--read-data"]);
     env.ok(&["restore", "--target", "out"]);
     let root = env.path("out/tmp/bulwark-fixture-src");
-    assert_eq!(std::fs::read_to_string(root.join("hello.txt")).expect("hello"), "hello fixture\n");
-    assert_eq!(std::fs::read(root.join("nested/data.bin")).expect("data"), common::pseudo_random(200_000, 42));
-    assert_eq!(std::fs::read_link(root.join("link")).expect("link"), std::path::PathBuf::from("hello.txt"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("hello.txt")).expect("hello"),
+        "hello fixture\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("nested/data.bin")).expect("data"),
+        common::pseudo_random(200_000, 42)
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("link")).expect("link"),
+        std::path::PathBuf::from("hello.txt")
+    );
     env.set("BULWARK_PASSWORD", "wrong");
     assert_eq!(env.run(&["snapshots"]).code, 3);
 }

@@ -10,10 +10,18 @@ fn big_tree(env: &Env) -> std::path::PathBuf {
     let data = env.path("data");
     std::fs::create_dir_all(data.join("blobs")).expect("mkdir");
     for i in 0..12 {
-        std::fs::write(data.join(format!("blobs/{i:02}.bin")), common::pseudo_random(6 * 1024 * 1024, i)).expect("write");
+        std::fs::write(
+            data.join(format!("blobs/{i:02}.bin")),
+            common::pseudo_random(6 * 1024 * 1024, i),
+        )
+        .expect("write");
     }
     for i in 0..200 {
-        std::fs::write(data.join(format!("small-{i:03}.txt")), format!("row {i}\n").repeat(50)).expect("write");
+        std::fs::write(
+            data.join(format!("small-{i:03}.txt")),
+            format!("row {i}\n").repeat(50),
+        )
+        .expect("write");
     }
     data
 }
@@ -35,13 +43,21 @@ fn sigkill_at_any_moment_leaves_a_repository_that_check_accepts() {
         let _ = child.kill();
         let _ = child.wait();
         let check = env.run(&["check", "--read-data"]);
-        assert_eq!(check.code, 0, "after kill at {delay_ms} ms:\n{}", check.stdout);
+        assert_eq!(
+            check.code, 0,
+            "after kill at {delay_ms} ms:\n{}",
+            check.stdout
+        );
     }
     // A stale lock from a killed process never blocks the next backup.
     env.ok(&["backup", data.to_str().expect("utf8")]);
     env.ok(&["prune"]);
     let check = env.ok(&["check", "--read-data"]);
-    assert!(!check.stdout.contains("not in any index"), "prune removed leftovers: {}", check.stdout);
+    assert!(
+        !check.stdout.contains("not in any index"),
+        "prune removed leftovers: {}",
+        check.stdout
+    );
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
 }
@@ -51,7 +67,17 @@ fn flipped_byte_is_found_by_check_and_fails_only_the_affected_file() {
     let env = Env::new();
     let data = env.path("data");
     std::fs::create_dir_all(&data).expect("mkdir");
-    std::fs::write(data.join("victim.bin"), common::pseudo_random(2 * 1024 * 1024, 9)).expect("write");
+    std::fs::write(
+        data.join("victim.bin"),
+        common::pseudo_random(2 * 1024 * 1024, 9),
+    )
+    .expect("write");
+    // A duplicate shares every chunk with the victim: both must be reported and withheld.
+    std::fs::write(
+        data.join("victim-copy.bin"),
+        common::pseudo_random(2 * 1024 * 1024, 9),
+    )
+    .expect("write");
     std::fs::write(data.join("bystander.txt"), "intact\n".repeat(1000)).expect("write");
     env.init();
     env.ok(&["backup", data.to_str().expect("utf8")]);
@@ -64,22 +90,53 @@ fn flipped_byte_is_found_by_check_and_fails_only_the_affected_file() {
     bytes[mid] ^= 0x40;
     std::fs::write(pack, bytes).expect("write pack");
 
-    assert_eq!(env.run(&["check"]).code, 0, "structure alone cannot see a flipped byte");
+    assert_eq!(
+        env.run(&["check"]).code,
+        0,
+        "structure alone cannot see a flipped byte"
+    );
     let r = env.run(&["--json", "check", "--read-data"]);
     assert_eq!(r.code, 6, "{}", r.stdout);
     let report = r.json();
     let affected = report["affected"].as_array().expect("affected");
     assert_eq!(affected.len(), 1, "{report}");
-    let paths: Vec<&str> = affected[0]["paths"].as_array().expect("paths").iter().filter_map(|p| p.as_str()).collect();
-    assert_eq!(paths.len(), 1, "{paths:?}");
-    assert!(paths[0].ends_with("victim.bin"), "{paths:?}");
+    let paths: Vec<&str> = affected[0]["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[0].ends_with("victim-copy.bin") && paths[1].ends_with("victim.bin"),
+        "{paths:?}"
+    );
 
     let r = env.run(&["restore", "--target", "out"]);
     assert_eq!(r.code, 4, "{}", r.stderr);
-    assert!(r.stderr.contains("victim.bin") && r.stderr.contains("not restored"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("victim.bin") && r.stderr.contains("not restored"),
+        "{}",
+        r.stderr
+    );
     let out = restored(&env.path("out"), &data);
-    assert_eq!(std::fs::read_to_string(out.join("bystander.txt")).expect("restored"), "intact\n".repeat(1000));
-    assert!(!out.join("victim.bin").exists(), "a damaged file is not left behind looking restored");
+    assert_eq!(
+        std::fs::read_to_string(out.join("bystander.txt")).expect("restored"),
+        "intact\n".repeat(1000)
+    );
+    assert!(
+        !out.join("victim.bin").exists(),
+        "a damaged file is not left behind looking restored"
+    );
+    assert!(
+        !out.join("victim-copy.bin").exists(),
+        "nor is a file sharing the damaged chunk"
+    );
+    assert!(
+        r.stderr.contains("2 file(s) could NOT be restored"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -90,23 +147,49 @@ fn two_backups_at_once_both_land() {
     for (dir, seed) in [(&a, 1u64), (&b, 2)] {
         std::fs::create_dir_all(dir).expect("mkdir");
         for i in 0..4 {
-            std::fs::write(dir.join(format!("{i}.bin")), common::pseudo_random(5 * 1024 * 1024, seed * 100 + i)).expect("write");
+            std::fs::write(
+                dir.join(format!("{i}.bin")),
+                common::pseudo_random(5 * 1024 * 1024, seed * 100 + i),
+            )
+            .expect("write");
         }
         // Shared content: both writers may store it; the repository must stay consistent.
-        std::fs::write(dir.join("shared.bin"), common::pseudo_random(3 * 1024 * 1024, 77)).expect("write");
+        std::fs::write(
+            dir.join("shared.bin"),
+            common::pseudo_random(3 * 1024 * 1024, 77),
+        )
+        .expect("write");
     }
     env.init();
     let spawn = |dir: &std::path::Path, name: &str| {
-        env.command().args(["-q", "backup", "--name", name, dir.to_str().expect("utf8")]).output().expect("run")
+        env.command()
+            .args(["-q", "backup", "--name", name, dir.to_str().expect("utf8")])
+            .output()
+            .expect("run")
     };
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| spawn(&a, "a"));
         let hb = s.spawn(|| spawn(&b, "b"));
         (ha.join().expect("a"), hb.join().expect("b"))
     });
-    assert!(ra.status.success(), "{}", String::from_utf8_lossy(&ra.stderr));
-    assert!(rb.status.success(), "{}", String::from_utf8_lossy(&rb.stderr));
-    assert_eq!(env.ok(&["--json", "snapshots"]).json().as_array().expect("a").len(), 2);
+    assert!(
+        ra.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ra.stderr)
+    );
+    assert!(
+        rb.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rb.stderr)
+    );
+    assert_eq!(
+        env.ok(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .expect("a")
+            .len(),
+        2
+    );
     env.ok(&["check", "--read-data"]);
     env.ok(&["restore", "--source", "a", "--target", "out"]);
     env.ok(&["restore", "--source", "b", "--target", "out"]);
@@ -130,7 +213,10 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
         .expect("spawn");
     let mut saw_locked = false;
     for _ in 0..100 {
-        if std::fs::read_dir(env.path("repo/locks")).map(|d| d.count() > 0).unwrap_or(false) {
+        if std::fs::read_dir(env.path("repo/locks"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+        {
             let r = env.run(&["prune"]);
             if r.code == 10 {
                 assert!(r.stderr.contains("locked by 'backup'"), "{}", r.stderr);

@@ -27,7 +27,9 @@ fn s3_round_trip_check_and_copy_from_local() {
     assert!(r.stderr.contains("already exists"), "{}", r.stderr);
     env.ok(&["backup", data.to_str().expect("utf8")]);
     std::fs::write(data.join("logs/app.log"), "changed\n").expect("write");
-    let second = env.ok(&["--json", "backup", data.to_str().expect("utf8")]).json();
+    let second = env
+        .ok(&["--json", "backup", data.to_str().expect("utf8")])
+        .json();
     assert_eq!(second[0]["summary"]["files_unchanged"], 4);
     env.ok(&["check", "--read-data"]);
     env.ok(&["restore", "--target", "out"]);
@@ -37,13 +39,46 @@ fn s3_round_trip_check_and_copy_from_local() {
     let local = env.path("local-repo").to_string_lossy().into_owned();
     env.ok(&["--repo", &local, "init"]);
     env.ok(&["--repo", &local, "backup", data.to_str().expect("utf8")]);
-    env.ok(&["--repo", "s3://bulwark-a/offsite", "init", "--copy-params-from", &local]);
-    let copied = env.ok(&["--json", "--repo", &local, "copy", "--to", "s3://bulwark-a/offsite"]).json();
+    env.ok(&[
+        "--repo",
+        "s3://bulwark-a/offsite",
+        "init",
+        "--copy-params-from",
+        &local,
+    ]);
+    let copied = env
+        .ok(&[
+            "--json",
+            "--repo",
+            &local,
+            "copy",
+            "--to",
+            "s3://bulwark-a/offsite",
+        ])
+        .json();
     assert!(copied[0]["copied_as"].is_string(), "{copied}");
-    let again = env.ok(&["--json", "--repo", &local, "copy", "--to", "s3://bulwark-a/offsite"]).json();
-    assert!(again[0]["copied_as"].is_null(), "a second copy transfers nothing: {again}");
+    let again = env
+        .ok(&[
+            "--json",
+            "--repo",
+            &local,
+            "copy",
+            "--to",
+            "s3://bulwark-a/offsite",
+        ])
+        .json();
+    assert!(
+        again[0]["copied_as"].is_null(),
+        "a second copy transfers nothing: {again}"
+    );
     env.ok(&["--repo", "s3://bulwark-a/offsite", "check", "--read-data"]);
-    env.ok(&["--repo", "s3://bulwark-a/offsite", "restore", "--target", "out2"]);
+    env.ok(&[
+        "--repo",
+        "s3://bulwark-a/offsite",
+        "restore",
+        "--target",
+        "out2",
+    ]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out2"), &data)));
 }
 
@@ -58,9 +93,17 @@ fn unreachable_endpoint_is_retried_then_fails_clearly() {
     let r = env.run(&["snapshots"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.stderr.matches("retrying").count(), 2, "{}", r.stderr);
-    assert!(r.stderr.contains("cannot open repository at s3://bulwark-b/r"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("cannot open repository at s3://bulwark-b/r"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
-    assert!(!r.stderr.contains(common::garage::SECRET_KEY), "no secrets in errors");
+    assert!(
+        !r.stderr.contains(common::garage::SECRET_KEY),
+        "no secrets in errors"
+    );
 }
 
 #[test]
@@ -68,7 +111,10 @@ fn wrong_credentials_fail_without_leaking_them() {
     let Some(g) = Garage::start() else { return };
     g.bucket("bulwark-c");
     let mut env = s3_env(&g, "bulwark-c", "r");
-    env.set("AWS_SECRET_ACCESS_KEY", "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
+    env.set(
+        "AWS_SECRET_ACCESS_KEY",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    );
     env.set("BULWARK_STORAGE_RETRIES", "0");
     let r = env.run(&["init"]);
     assert_ne!(r.code, 0);

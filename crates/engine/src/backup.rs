@@ -56,7 +56,11 @@ pub trait Source {
 }
 
 /// Backs up one source into one snapshot under a shared lock.
-pub fn run(repo: &Repository, source: &mut dyn Source, opts: BackupOptions) -> Result<(SnapshotId, Snapshot)> {
+pub fn run(
+    repo: &Repository,
+    source: &mut dyn Source,
+    opts: BackupOptions,
+) -> Result<(SnapshotId, Snapshot)> {
     let _lock = LockGuard::acquire(repo, false, "backup")?;
     let mut writer = SnapshotWriter::new(repo, source.info(), source.paths(), opts)?;
     source.run(&mut writer)?;
@@ -117,7 +121,8 @@ impl Shared {
 
     fn take_failure(&self) -> Error {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        f.take().unwrap_or_else(|| Error::new(ErrorKind::Io, "backup pipeline stopped"))
+        f.take()
+            .unwrap_or_else(|| Error::new(ErrorKind::Io, "backup pipeline stopped"))
     }
 
     /// True if this chunk must be stored (not in the index, not already claimed by this run).
@@ -125,7 +130,10 @@ impl Shared {
         if self.index.contains(&id) {
             return false;
         }
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
     }
 
     /// Hashes a chunk and, if it is new, compresses and seals it. A known chunk comes back
@@ -134,10 +142,21 @@ impl Shared {
         let id = self.repo.key().chunk_id(data);
         let raw_len = data.len() as u32;
         if !self.claim(id) {
-            return Blob { kind, id, sealed: Vec::new(), raw_len };
+            return Blob {
+                kind,
+                id,
+                sealed: Vec::new(),
+                raw_len,
+            };
         }
-        self.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
-        Blob { kind, id, sealed: enc.encode(self.repo.key(), data), raw_len }
+        self.data_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Blob {
+            kind,
+            id,
+            sealed: enc.encode(self.repo.key(), data),
+            raw_len,
+        }
     }
 
     fn flush_index(&self, all: bool) -> Result<()> {
@@ -169,13 +188,22 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    pub fn new(repo: &Repository, info: SourceInfo, paths: Vec<String>, opts: BackupOptions) -> Result<Self> {
+    pub fn new(
+        repo: &Repository,
+        info: SourceInfo,
+        paths: Vec<String>,
+        opts: BackupOptions,
+    ) -> Result<Self> {
         opts.progress.send(Progress::Phase("loading index".into()));
         let index = Arc::new(repo.load_index()?);
         let parent = match opts.parent {
             Some(id) => {
                 let snap = snapshot::load(repo, &id)?;
-                Some(ParentCursor::new(ItemReader::new(repo.clone(), index.clone(), snap.tree)))
+                Some(ParentCursor::new(ItemReader::new(
+                    repo.clone(),
+                    index.clone(),
+                    snap.tree,
+                )))
             }
             None => None,
         };
@@ -189,7 +217,11 @@ impl SnapshotWriter {
             stored_added: AtomicU64::new(0),
             written: Mutex::new(Vec::new()),
         });
-        let workers = if opts.threads == 0 { num_cpus() } else { opts.threads };
+        let workers = if opts.threads == 0 {
+            num_cpus()
+        } else {
+            opts.threads
+        };
         let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
         let level = repo.config().compression_level;
         let (job_tx, job_rx) = bounded::<Job>(workers * 2);
@@ -199,19 +231,27 @@ impl SnapshotWriter {
         let mut threads = Vec::new();
         for n in 0..workers {
             let (shared, jobs, blobs) = (shared.clone(), job_rx.clone(), blob_tx.clone());
-            threads.push(spawn(&format!("bulwark-work{n}"), move || worker(shared, jobs, blobs, level))?);
+            threads.push(spawn(&format!("bulwark-work{n}"), move || {
+                worker(shared, jobs, blobs, level)
+            })?);
         }
         {
             let (shared, pack_size) = (shared.clone(), repo.config().pack_size as usize);
-            threads.push(spawn("bulwark-pack", move || packer(shared, blob_rx, pack_tx, pack_size))?);
+            threads.push(spawn("bulwark-pack", move || {
+                packer(shared, blob_rx, pack_tx, pack_size)
+            })?);
         }
         for n in 0..uploads {
             let (shared, packs) = (shared.clone(), pack_rx.clone());
-            threads.push(spawn(&format!("bulwark-up{n}"), move || uploader(shared, packs))?);
+            threads.push(spawn(&format!("bulwark-up{n}"), move || {
+                uploader(shared, packs)
+            })?);
         }
         let assembler = {
             let (shared, chunker) = (shared.clone(), repo.tree_chunker());
-            spawn("bulwark-items", move || assembler(shared, asm_rx, blob_tx, chunker, level))?
+            spawn("bulwark-items", move || {
+                assembler(shared, asm_rx, blob_tx, chunker, level)
+            })?
         };
         Ok(Self {
             shared,
@@ -238,7 +278,10 @@ impl SnapshotWriter {
     }
 
     fn send(&self, msg: AsmMsg) -> Result<()> {
-        let asm = self.asm.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        let asm = self
+            .asm
+            .as_ref()
+            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
         asm.send(msg).map_err(|_| self.shared.take_failure())
     }
 
@@ -274,7 +317,9 @@ impl SnapshotWriter {
             None => None,
         };
         if let Some(prev) = &prev {
-            if item.unchanged_since(prev) && prev.chunks.iter().all(|c| self.shared.index.contains(c)) {
+            if item.unchanged_since(prev)
+                && prev.chunks.iter().all(|c| self.shared.index.contains(c))
+            {
                 item.chunks = prev.chunks.clone();
                 self.summary.files += 1;
                 self.summary.files_unchanged += 1;
@@ -302,7 +347,12 @@ impl SnapshotWriter {
                 }
                 Ok(FileOutcome::Stored)
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Io | ErrorKind::Source | ErrorKind::NotFound) && !self.shared.failed() => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Io | ErrorKind::Source | ErrorKind::NotFound
+                ) && !self.shared.failed() =>
+            {
                 self.item_error(&path, format!("read failed: {e}"));
                 Ok(FileOutcome::Failed)
             }
@@ -325,14 +375,22 @@ impl SnapshotWriter {
         self.opts.progress.send(Progress::Item(item.path.clone()));
         let path = item.path.clone();
         self.send(AsmMsg::Begin(item))?;
-        let jobs = self.jobs.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
-        let asm = self.asm.as_ref().ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        let asm = self
+            .asm
+            .as_ref()
+            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
         let (shared, progress) = (&self.shared, &self.opts.progress);
         let result = self.splitter.split(reader, |data| {
             progress.send(Progress::Bytes(data.len() as u64));
             let (tx, rx) = bounded(1);
-            jobs.send(Job { data, reply: tx }).map_err(|_| shared.take_failure())?;
-            asm.send(AsmMsg::Chunk(rx)).map_err(|_| shared.take_failure())
+            jobs.send(Job { data, reply: tx })
+                .map_err(|_| shared.take_failure())?;
+            asm.send(AsmMsg::Chunk(rx))
+                .map_err(|_| shared.take_failure())
         });
         match result {
             Ok(size) => {
@@ -348,14 +406,26 @@ impl SnapshotWriter {
     }
 
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
-        let p = Problem { path: path.to_string(), message: message.into() };
-        self.opts.progress.send(Progress::Warning { path: p.path.clone(), message: p.message.clone() });
+        let p = Problem {
+            path: path.to_string(),
+            message: message.into(),
+        };
+        self.opts.progress.send(Progress::Warning {
+            path: p.path.clone(),
+            message: p.message.clone(),
+        });
         self.summary.warnings.push(p);
     }
 
     pub fn item_error(&mut self, path: &str, message: impl Into<String>) {
-        let p = Problem { path: path.to_string(), message: message.into() };
-        self.opts.progress.send(Progress::Warning { path: p.path.clone(), message: p.message.clone() });
+        let p = Problem {
+            path: path.to_string(),
+            message: message.into(),
+        };
+        self.opts.progress.send(Progress::Warning {
+            path: p.path.clone(),
+            message: p.message.clone(),
+        });
         self.summary.partial = true;
         self.summary.errors.push(p);
     }
@@ -399,7 +469,9 @@ impl SnapshotWriter {
         self.jobs = None;
         self.asm = None;
         let tree = match self.assembler.take() {
-            Some(h) => h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "item assembler panicked"))),
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "item assembler panicked"))),
             None => Err(Error::invalid("snapshot writer already finished")),
         };
         for h in self.threads.drain(..) {
@@ -416,13 +488,17 @@ impl Drop for SnapshotWriter {
     fn drop(&mut self) {
         // On an error path: stop the threads before the process moves on; nothing is committed.
         if self.assembler.is_some() {
-            self.shared.fail(Error::new(ErrorKind::Io, "backup abandoned"));
+            self.shared
+                .fail(Error::new(ErrorKind::Io, "backup abandoned"));
             let _ = self.shutdown();
         }
     }
 }
 
-fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>> {
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)
@@ -430,7 +506,9 @@ fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) 
 }
 
 pub(crate) fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, level: i32) {
@@ -440,7 +518,9 @@ fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, level: 
     };
     for job in jobs {
         if shared.failed() {
-            let _ = job.reply.send(Err(Error::new(ErrorKind::Io, "backup pipeline stopped")));
+            let _ = job
+                .reply
+                .send(Err(Error::new(ErrorKind::Io, "backup pipeline stopped")));
             continue;
         }
         let blob = shared.encode_blob(&mut enc, BlobKind::Data, &job.data);
@@ -448,7 +528,10 @@ fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, level: 
         let reply = if blob.sealed.is_empty() {
             Ok(id)
         } else {
-            blobs.send(blob).map(|_| id).map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))
+            blobs
+                .send(blob)
+                .map(|_| id)
+                .map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))
         };
         let _ = job.reply.send(reply);
     }
@@ -469,7 +552,9 @@ fn assembler(
             let blob = shared.encode_blob(&mut enc, BlobKind::Tree, &data);
             tree.push(blob.id);
             if !blob.sealed.is_empty() {
-                blobs.send(blob).map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))?;
+                blobs
+                    .send(blob)
+                    .map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))?;
             }
             Ok(())
         };
@@ -478,7 +563,9 @@ fn assembler(
             match msg {
                 AsmMsg::Begin(item) => current = Some(item),
                 AsmMsg::Chunk(rx) => {
-                    let id = rx.recv().map_err(|_| Error::new(ErrorKind::Io, "worker stopped"))??;
+                    let id = rx
+                        .recv()
+                        .map_err(|_| Error::new(ErrorKind::Io, "worker stopped"))??;
                     if let Some(item) = current.as_mut() {
                         item.chunks.push(id);
                     }
@@ -491,7 +578,9 @@ fn assembler(
                 }
                 AsmMsg::Abort => current = None,
                 AsmMsg::Whole(item) => {
-                    debug_assert!(item.kind != ItemKind::File || item.size == 0 || !item.chunks.is_empty());
+                    debug_assert!(
+                        item.kind != ItemKind::File || item.size == 0 || !item.chunks.is_empty()
+                    );
                     writer.push(&item, &mut emit)?;
                 }
             }
@@ -505,15 +594,28 @@ fn assembler(
     result
 }
 
-fn packer(shared: Arc<Shared>, blobs: Receiver<Blob>, packs: Sender<FinishedPack>, pack_size: usize) {
+fn packer(
+    shared: Arc<Shared>,
+    blobs: Receiver<Blob>,
+    packs: Sender<FinishedPack>,
+    pack_size: usize,
+) {
     let key = shared.repo.key();
     let mut data = PackBuilder::new(pack_size + (1 << 20));
     let mut tree = PackBuilder::new(1 << 20);
     for blob in blobs {
-        let builder = if blob.kind == BlobKind::Data { &mut data } else { &mut tree };
+        let builder = if blob.kind == BlobKind::Data {
+            &mut data
+        } else {
+            &mut tree
+        };
         builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len);
         if builder.len() >= pack_size {
-            let capacity = if blob.kind == BlobKind::Data { pack_size + (1 << 20) } else { 1 << 20 };
+            let capacity = if blob.kind == BlobKind::Data {
+                pack_size + (1 << 20)
+            } else {
+                1 << 20
+            };
             let full = std::mem::replace(builder, PackBuilder::new(capacity));
             if packs.send(full.finish(key)).is_err() {
                 return;
@@ -533,10 +635,18 @@ fn uploader(shared: Arc<Shared>, packs: Receiver<FinishedPack>) {
             continue;
         }
         let len = pack.bytes.len() as u64;
-        match shared.repo.store().write(ObjectKind::Pack, &pack.id.to_hex(), pack.bytes) {
+        match shared
+            .repo
+            .store()
+            .write(ObjectKind::Pack, &pack.id.to_hex(), pack.bytes)
+        {
             Ok(()) => {
                 shared.stored_added.fetch_add(len, Ordering::Relaxed);
-                shared.written.lock().unwrap_or_else(|p| p.into_inner()).push((pack.id, pack.entries));
+                shared
+                    .written
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((pack.id, pack.entries));
                 if let Err(e) = shared.flush_index(false) {
                     shared.fail(e);
                 }

@@ -23,16 +23,28 @@ impl Filter {
         self.source.as_ref().is_none_or(|s| &snap.source.name == s)
             && self.host.as_ref().is_none_or(|h| &snap.hostname == h)
             && self.tags.iter().all(|t| snap.tags.contains(t))
-            && self.set.as_ref().is_none_or(|p| snap.set_id.is_some_and(|s| s.to_hex().starts_with(p.as_str())))
+            && self.set.as_ref().is_none_or(|p| {
+                snap.set_id
+                    .is_some_and(|s| s.to_hex().starts_with(p.as_str()))
+            })
     }
 }
 
 /// Resolves "latest" (optionally of one source) or an id prefix.
-pub fn resolve<'a>(list: &'a [(SnapshotId, Snapshot)], spec: &str, source: Option<&str>) -> Result<&'a (SnapshotId, Snapshot)> {
-    let candidates: Vec<&(SnapshotId, Snapshot)> =
-        list.iter().filter(|(_, s)| source.is_none_or(|src| s.source.name == src)).collect();
+pub fn resolve<'a>(
+    list: &'a [(SnapshotId, Snapshot)],
+    spec: &str,
+    source: Option<&str>,
+) -> Result<&'a (SnapshotId, Snapshot)> {
+    let candidates: Vec<&(SnapshotId, Snapshot)> = list
+        .iter()
+        .filter(|(_, s)| source.is_none_or(|src| s.source.name == src))
+        .collect();
     if spec == "latest" {
-        let mut sources: Vec<&str> = candidates.iter().map(|(_, s)| s.source.name.as_str()).collect();
+        let mut sources: Vec<&str> = candidates
+            .iter()
+            .map(|(_, s)| s.source.name.as_str())
+            .collect();
         sources.sort();
         sources.dedup();
         if sources.len() > 1 {
@@ -47,11 +59,19 @@ pub fn resolve<'a>(list: &'a [(SnapshotId, Snapshot)], spec: &str, source: Optio
             .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot matches"));
     }
     let spec = spec.to_ascii_lowercase();
-    let found: Vec<_> = candidates.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec)).collect();
+    let found: Vec<_> = candidates
+        .into_iter()
+        .filter(|(id, _)| id.to_hex().starts_with(&spec))
+        .collect();
     match found.len() {
         1 => Ok(found[0]),
-        0 => Err(Error::new(ErrorKind::NotFound, format!("no snapshot {spec}"))),
-        n => Err(Error::invalid(format!("snapshot prefix {spec} is ambiguous ({n} matches)"))),
+        0 => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no snapshot {spec}"),
+        )),
+        n => Err(Error::invalid(format!(
+            "snapshot prefix {spec} is ambiguous ({n} matches)"
+        ))),
     }
 }
 
@@ -68,7 +88,16 @@ pub struct Policy {
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
-        [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly].iter().all(Option::is_none)
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(Option::is_none)
             && self.within.is_none()
     }
 }
@@ -84,29 +113,45 @@ pub struct Decision {
 }
 
 /// Applies the policy to each (source, host) group separately. Time buckets use `tz`.
-pub fn apply_policy(list: &[(SnapshotId, Snapshot)], policy: &Policy, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Result<Vec<Decision>> {
+pub fn apply_policy(
+    list: &[(SnapshotId, Snapshot)],
+    policy: &Policy,
+    now: jiff::Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Vec<Decision>> {
     if policy.is_empty() {
-        return Err(Error::invalid("no retention policy given (e.g. --keep-daily 7); refusing to forget every snapshot"));
+        return Err(Error::invalid(
+            "no retention policy given (e.g. --keep-daily 7); refusing to forget every snapshot",
+        ));
     }
     let mut groups: BTreeMap<(String, String), Vec<&(SnapshotId, Snapshot)>> = BTreeMap::new();
     for entry in list {
-        groups.entry((entry.1.source.name.clone(), entry.1.hostname.clone())).or_default().push(entry);
+        groups
+            .entry((entry.1.source.name.clone(), entry.1.hostname.clone()))
+            .or_default()
+            .push(entry);
     }
     type BucketFn = fn(&jiff::Zoned) -> String;
     let rules: [(&str, Option<u32>, BucketFn); 6] = [
         ("last", policy.last, |_| String::new()),
-        ("hourly", policy.hourly, |z| z.strftime("%Y-%m-%d %H").to_string()),
-        ("daily", policy.daily, |z| z.strftime("%Y-%m-%d").to_string()),
+        ("hourly", policy.hourly, |z| {
+            z.strftime("%Y-%m-%d %H").to_string()
+        }),
+        ("daily", policy.daily, |z| {
+            z.strftime("%Y-%m-%d").to_string()
+        }),
         ("weekly", policy.weekly, |z| {
             let w = z.date().iso_week_date();
             format!("{}-W{}", w.year(), w.week())
         }),
-        ("monthly", policy.monthly, |z| z.strftime("%Y-%m").to_string()),
+        ("monthly", policy.monthly, |z| {
+            z.strftime("%Y-%m").to_string()
+        }),
         ("yearly", policy.yearly, |z| z.strftime("%Y").to_string()),
     ];
     let mut out = Vec::new();
     for (_, mut snaps) in groups {
-        snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time));
+        snaps.sort_by_key(|s| std::cmp::Reverse(s.1.time));
         let mut decisions: Vec<Decision> = snaps
             .iter()
             .map(|(id, s)| Decision {
@@ -125,10 +170,18 @@ pub fn apply_policy(list: &[(SnapshotId, Snapshot)], policy: &Policy, now: jiff:
                 if left == 0 {
                     break;
                 }
-                let b = if *name == "last" { d.id.to_hex() } else { bucket(&d.time.to_zoned(tz.clone())) };
+                let b = if *name == "last" {
+                    d.id.to_hex()
+                } else {
+                    bucket(&d.time.to_zoned(tz.clone()))
+                };
                 if last_bucket.as_ref() != Some(&b) {
                     d.keep = true;
-                    d.reasons.push(if *name == "last" { "last".to_string() } else { format!("{name} {b}") });
+                    d.reasons.push(if *name == "last" {
+                        "last".to_string()
+                    } else {
+                        format!("{name} {b}")
+                    });
                     last_bucket = Some(b);
                     left -= 1;
                 }
@@ -159,7 +212,10 @@ mod tests {
             time: time.parse().expect("timestamp"),
             hostname: "h".into(),
             username: "u".into(),
-            source: SourceInfo { name: source.into(), kind: "files".into() },
+            source: SourceInfo {
+                name: source.into(),
+                kind: "files".into(),
+            },
             set_id: None,
             tags: vec![],
             paths: vec![],
@@ -179,11 +235,17 @@ mod tests {
         let mut list = Vec::new();
         for day in 0..60i64 {
             for hour in [3, 15] {
-                let t = jiff::Timestamp::from_second(1_700_000_000 + day * 86400 + hour * 3600).expect("ts");
+                let t = jiff::Timestamp::from_second(1_700_000_000 + day * 86400 + hour * 3600)
+                    .expect("ts");
                 list.push(snap(&t.to_string(), "db"));
             }
         }
-        let policy = Policy { daily: Some(7), weekly: Some(4), monthly: Some(3), ..Default::default() };
+        let policy = Policy {
+            daily: Some(7),
+            weekly: Some(4),
+            monthly: Some(3),
+            ..Default::default()
+        };
         let now = jiff::Timestamp::from_second(1_700_000_000 + 60 * 86400).expect("ts");
         let d = apply_policy(&list, &policy, now, &jiff::tz::TimeZone::UTC).expect("applies");
         let kept: Vec<_> = d.iter().filter(|d| d.keep).collect();
@@ -202,12 +264,34 @@ mod tests {
 
     #[test]
     fn groups_by_source_and_resolves_prefixes() {
-        let list = vec![snap("2026-01-01T00:00:00Z", "a"), snap("2026-01-02T00:00:00Z", "b")];
-        let policy = Policy { last: Some(1), ..Default::default() };
-        let d = apply_policy(&list, &policy, jiff::Timestamp::now(), &jiff::tz::TimeZone::UTC).expect("ok");
+        let list = vec![
+            snap("2026-01-01T00:00:00Z", "a"),
+            snap("2026-01-02T00:00:00Z", "b"),
+        ];
+        let policy = Policy {
+            last: Some(1),
+            ..Default::default()
+        };
+        let d = apply_policy(
+            &list,
+            &policy,
+            jiff::Timestamp::now(),
+            &jiff::tz::TimeZone::UTC,
+        )
+        .expect("ok");
         assert!(d.iter().all(|d| d.keep), "each source keeps its own last");
-        assert!(resolve(&list, "latest", None).is_err(), "ambiguous across sources");
-        assert_eq!(resolve(&list, "latest", Some("a")).expect("found").1.source.name, "a");
+        assert!(
+            resolve(&list, "latest", None).is_err(),
+            "ambiguous across sources"
+        );
+        assert_eq!(
+            resolve(&list, "latest", Some("a"))
+                .expect("found")
+                .1
+                .source
+                .name,
+            "a"
+        );
         let prefix = &list[1].0.to_hex()[..8];
         assert_eq!(resolve(&list, prefix, None).expect("found").0, list[1].0);
     }

@@ -70,7 +70,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     for listed in repo.store().list(ObjectKind::Index)? {
         match repo.load_index_file(&listed.name) {
             Ok(packs) => packs.iter().for_each(|(p, e)| index.add_pack(*p, e)),
-            Err(e) => report.errors.push(format!("index file {}: {e}", listed.name)),
+            Err(e) => report
+                .errors
+                .push(format!("index file {}: {e}", listed.name)),
         }
     }
     let index = Arc::new(index);
@@ -92,10 +94,12 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     report.packs = needed_len.len();
     for (pack, end) in &needed_len {
         match listed.get(pack) {
-            None => report.errors.push(format!("pack {pack} is in the index but missing from storage")),
-            Some(size) if *size < end + 4 + SEAL_OVERHEAD as u64 => {
-                report.errors.push(format!("pack {pack} is truncated ({size} bytes, needs more than {end})"))
-            }
+            None => report.errors.push(format!(
+                "pack {pack} is in the index but missing from storage"
+            )),
+            Some(size) if *size < end + 4 + SEAL_OVERHEAD as u64 => report.errors.push(format!(
+                "pack {pack} is truncated ({size} bytes, needs more than {end})"
+            )),
             Some(_) => {}
         }
     }
@@ -108,14 +112,21 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
     let mut damaged: HashSet<ChunkId> = HashSet::new();
     if opts.read_data != ReadData::None {
-        let mut packs: Vec<PackId> = needed_len.keys().filter(|p| listed.contains_key(p)).copied().collect();
+        let mut packs: Vec<PackId> = needed_len
+            .keys()
+            .filter(|p| listed.contains_key(p))
+            .copied()
+            .collect();
         if let ReadData::Subset(pct) = opts.read_data {
             use rand::seq::SliceRandom;
             packs.shuffle(&mut rand::thread_rng());
             let n = ((packs.len() as f64 * pct / 100.0).ceil() as usize).min(packs.len());
             packs.truncate(n);
         }
-        opts.progress.send(Progress::Total { items: packs.len() as u64, bytes: packs.iter().map(|p| listed[p]).sum() });
+        opts.progress.send(Progress::Total {
+            items: packs.len() as u64,
+            bytes: packs.iter().map(|p| listed[p]).sum(),
+        });
         opts.progress.send(Progress::Phase("reading packs".into()));
         let (errors, bad, bytes) = read_packs(repo, &index, &packs, &opts.progress);
         report.packs_read = packs.len();
@@ -124,13 +135,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         damaged.extend(bad);
     }
 
-    opts.progress.send(Progress::Phase("checking snapshots".into()));
+    opts.progress
+        .send(Progress::Phase("checking snapshots".into()));
     for listed_snap in repo.store().list(ObjectKind::Snapshot)? {
         report.snapshots += 1;
         let id: SnapshotId = match listed_snap.name.parse() {
             Ok(id) => id,
             Err(_) => {
-                report.errors.push(format!("unexpected file snapshots/{}", listed_snap.name));
+                report
+                    .errors
+                    .push(format!("unexpected file snapshots/{}", listed_snap.name));
                 continue;
             }
         };
@@ -141,7 +155,12 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                 continue;
             }
         };
-        let mut affected = Affected { snapshot: id, source: snap.source.name.clone(), time: snap.time.to_string(), paths: Vec::new() };
+        let mut affected = Affected {
+            snapshot: id,
+            source: snap.source.name.clone(),
+            time: snap.time.to_string(),
+            paths: Vec::new(),
+        };
         let mut missing = 0usize;
         for c in &snap.tree {
             if !index.contains(c) {
@@ -152,20 +171,30 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             }
         }
         if missing > 0 {
-            report.errors.push(format!("snapshot {}: {missing} item-list chunk(s) missing", id.short()));
+            report.errors.push(format!(
+                "snapshot {}: {missing} item-list chunk(s) missing",
+                id.short()
+            ));
             continue;
         }
         for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
             let item = match item {
                 Ok(i) => i,
                 Err(e) => {
-                    report.errors.push(format!("snapshot {}: item list unreadable: {e}", id.short()));
+                    report.errors.push(format!(
+                        "snapshot {}: item list unreadable: {e}",
+                        id.short()
+                    ));
                     break;
                 }
             };
             let lost = item.chunks.iter().filter(|c| !index.contains(c)).count();
             if lost > 0 {
-                report.errors.push(format!("snapshot {}: {}: {lost} chunk(s) missing from the index", id.short(), item.path));
+                report.errors.push(format!(
+                    "snapshot {}: {}: {lost} chunk(s) missing from the index",
+                    id.short(),
+                    item.path
+                ));
                 affected.paths.push(item.path.clone());
             } else if item.chunks.iter().any(|c| damaged.contains(c)) {
                 affected.paths.push(item.path.clone());
@@ -182,10 +211,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
 /// Reads whole packs in parallel; verifies the pack hash, the header against the index, and
 /// every blob's authentication and id.
-fn read_packs(repo: &Repository, index: &Index, packs: &[PackId], progress: &Reporter) -> (Vec<String>, Vec<ChunkId>, u64) {
+fn read_packs(
+    repo: &Repository,
+    index: &Index,
+    packs: &[PackId],
+    progress: &Reporter,
+) -> (Vec<String>, Vec<ChunkId>, u64) {
     let mut expected: HashMap<PackId, Vec<(ChunkId, u32, u32, u32)>> = HashMap::new();
     for (id, loc) in index.iter() {
-        expected.entry(loc.pack).or_default().push((id, loc.offset, loc.length, loc.raw_length));
+        expected
+            .entry(loc.pack)
+            .or_default()
+            .push((id, loc.offset, loc.length, loc.raw_length));
     }
     let errors = Mutex::new(Vec::new());
     let damaged = Mutex::new(Vec::new());
@@ -205,8 +242,14 @@ fn read_packs(repo: &Repository, index: &Index, packs: &[PackId], progress: &Rep
                     let (errs, bad, n) = verify_pack(repo, pack, blobs);
                     bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     progress.send(Progress::Bytes(n));
-                    errors.lock().unwrap_or_else(|p| p.into_inner()).extend(errs);
-                    damaged.lock().unwrap_or_else(|p| p.into_inner()).extend(bad);
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(errs);
+                    damaged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(bad);
                 }
             });
         }
@@ -218,7 +261,11 @@ fn read_packs(repo: &Repository, index: &Index, packs: &[PackId], progress: &Rep
     )
 }
 
-fn verify_pack(repo: &Repository, pack: PackId, blobs: &[(ChunkId, u32, u32, u32)]) -> (Vec<String>, Vec<ChunkId>, u64) {
+fn verify_pack(
+    repo: &Repository,
+    pack: PackId,
+    blobs: &[(ChunkId, u32, u32, u32)],
+) -> (Vec<String>, Vec<ChunkId>, u64) {
     let all = || blobs.iter().map(|b| b.0).collect::<Vec<_>>();
     let bytes = match repo.store().read(ObjectKind::Pack, &pack.to_hex()) {
         Ok(b) => b,
@@ -227,14 +274,19 @@ fn verify_pack(repo: &Repository, pack: PackId, blobs: &[(ChunkId, u32, u32, u32
     let n = bytes.len() as u64;
     let mut errors = Vec::new();
     if PackId::of_content(&bytes) != pack {
-        errors.push(format!("pack {pack}: content does not match its name (bytes were modified)"));
+        errors.push(format!(
+            "pack {pack}: content does not match its name (bytes were modified)"
+        ));
     }
     match pack::read_header(repo.key(), &bytes) {
         Ok(header) => {
             let in_header: HashSet<ChunkId> = header.iter().map(|e| e.id).collect();
             for b in blobs {
                 if !in_header.contains(&b.0) {
-                    errors.push(format!("pack {pack}: index lists chunk {} that the pack header does not", b.0));
+                    errors.push(format!(
+                        "pack {pack}: index lists chunk {} that the pack header does not",
+                        b.0
+                    ));
                 }
             }
         }
@@ -243,7 +295,9 @@ fn verify_pack(repo: &Repository, pack: PackId, blobs: &[(ChunkId, u32, u32, u32
     let mut damaged = Vec::new();
     for &(id, offset, length, raw) in blobs {
         let (s, e) = (offset as usize, offset as usize + length as usize);
-        let result = bytes.get(s..e).map(|sealed| repo.decode_blob(&id, sealed, raw));
+        let result = bytes
+            .get(s..e)
+            .map(|sealed| repo.decode_blob(&id, sealed, raw));
         match result {
             Some(Ok(_)) => {}
             Some(Err(err)) => {
@@ -251,7 +305,9 @@ fn verify_pack(repo: &Repository, pack: PackId, blobs: &[(ChunkId, u32, u32, u32
                 damaged.push(id);
             }
             None => {
-                errors.push(format!("pack {pack}: chunk {id} lies past the end of the pack"));
+                errors.push(format!(
+                    "pack {pack}: chunk {id} lies past the end of the pack"
+                ));
                 damaged.push(id);
             }
         }

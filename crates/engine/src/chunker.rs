@@ -19,11 +19,17 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// For file contents and dumps: 512 KiB .. 1 MiB average .. 8 MiB.
-    pub const DATA: ChunkerParams =
-        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 };
+    pub const DATA: ChunkerParams = ChunkerParams {
+        min_size: 512 * 1024,
+        avg_size: 1024 * 1024,
+        max_size: 8 * 1024 * 1024,
+    };
     /// For the item stream (metadata): small chunks so one changed file costs little.
-    pub const TREE: ChunkerParams =
-        ChunkerParams { min_size: 16 * 1024, avg_size: 64 * 1024, max_size: 1024 * 1024 };
+    pub const TREE: ChunkerParams = ChunkerParams {
+        min_size: 16 * 1024,
+        avg_size: 64 * 1024,
+        max_size: 1024 * 1024,
+    };
 
     pub fn validate(&self) -> Result<()> {
         let ok = self.min_size >= 64
@@ -34,7 +40,9 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::invalid(format!("invalid chunker parameters {self:?}")))
+            Err(Error::invalid(format!(
+                "invalid chunker parameters {self:?}"
+            )))
         }
     }
 }
@@ -61,7 +69,12 @@ impl Chunker {
         let bits = params.avg_size.trailing_zeros();
         // The gear hash shifts left, so the top bits mix the most recent 64 bytes.
         let top = |n: u32| !0u64 << (64 - n);
-        Self { gear, mask_small: top(bits + 2), mask_large: top(bits - 2), params }
+        Self {
+            gear,
+            mask_small: top(bits + 2),
+            mask_large: top(bits - 2),
+            params,
+        }
     }
 
     pub fn params(&self) -> ChunkerParams {
@@ -107,7 +120,10 @@ pub struct Splitter {
 
 impl Splitter {
     pub fn new(chunker: Chunker) -> Self {
-        Self { chunker, buf: Vec::new() }
+        Self {
+            chunker,
+            buf: Vec::new(),
+        }
     }
 
     /// Calls `emit` with each chunk of `reader` in order; returns the number of bytes read.
@@ -172,17 +188,22 @@ mod tests {
     }
 
     fn small() -> Chunker {
-        let p = ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384 };
+        let p = ChunkerParams {
+            min_size: 1024,
+            avg_size: 4096,
+            max_size: 16384,
+        };
         Chunker::new(p, &[7u8; 32])
     }
 
     fn chunks(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        Splitter::new(c.clone()).split(data, |ch| {
-            out.push(ch);
-            Ok(())
-        })
-        .expect("split");
+        Splitter::new(c.clone())
+            .split(data, |ch| {
+                out.push(ch);
+                Ok(())
+            })
+            .expect("split");
         out
     }
 
@@ -209,7 +230,11 @@ mod tests {
         let a: std::collections::HashSet<_> = chunks(&c, &data).into_iter().collect();
         let b = chunks(&c, &edited);
         let shared = b.iter().filter(|ch| a.contains(*ch)).count();
-        assert!(shared + 3 >= b.len(), "only {shared} of {} chunks shared", b.len());
+        assert!(
+            shared + 3 >= b.len(),
+            "only {shared} of {} chunks shared",
+            b.len()
+        );
     }
 
     #[test]

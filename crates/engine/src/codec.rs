@@ -22,7 +22,10 @@ impl Encoder {
     pub fn new(level: i32) -> Result<Self> {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| Error::invalid(format!("zstd level {level}: {e}")))?;
-        Ok(Self { compressor, scratch: Vec::new() })
+        Ok(Self {
+            compressor,
+            scratch: Vec::new(),
+        })
     }
 
     /// Returns the sealed form of `data`.
@@ -31,7 +34,10 @@ impl Encoder {
         let bound = zstd::zstd_safe::compress_bound(data.len());
         self.scratch.resize(bound + 1, 0);
         self.scratch[0] = ZSTD;
-        let compressed = match self.compressor.compress_to_buffer(data, &mut self.scratch[1..]) {
+        let compressed = match self
+            .compressor
+            .compress_to_buffer(data, &mut self.scratch[1..])
+        {
             Ok(n) if n < data.len() => {
                 self.scratch.truncate(n + 1);
                 true
@@ -51,7 +57,9 @@ impl Encoder {
 /// (blobs); otherwise an upper bound protects against decompression bombs.
 pub fn decode(key: &MasterKey, sealed: &[u8], expected_len: Option<usize>) -> Result<Vec<u8>> {
     let plain = key.open(sealed)?;
-    let (&marker, body) = plain.split_first().ok_or_else(|| Error::corrupt("empty object"))?;
+    let (&marker, body) = plain
+        .split_first()
+        .ok_or_else(|| Error::corrupt("empty object"))?;
     let out = match marker {
         RAW => body.to_vec(),
         ZSTD => {
@@ -63,7 +71,10 @@ pub fn decode(key: &MasterKey, sealed: &[u8], expected_len: Option<usize>) -> Re
     };
     if let Some(len) = expected_len {
         if out.len() != len {
-            return Err(Error::corrupt(format!("decoded {} bytes, index says {len}", out.len())));
+            return Err(Error::corrupt(format!(
+                "decoded {} bytes, index says {len}",
+                out.len()
+            )));
         }
     }
     Ok(out)
@@ -93,10 +104,16 @@ mod tests {
         let text = b"hello hello hello hello hello hello".repeat(100);
         let sealed = enc.encode(&key, &text);
         assert!(sealed.len() < text.len() / 4, "compresses text");
-        assert_eq!(decode(&key, &sealed, Some(text.len())).expect("decodes"), text);
+        assert_eq!(
+            decode(&key, &sealed, Some(text.len())).expect("decodes"),
+            text
+        );
         let random: Vec<u8> = (0..5000).map(|_| rand::random()).collect();
         let sealed = enc.encode(&key, &random);
         assert_eq!(decode(&key, &sealed, None).expect("decodes"), random);
-        assert!(decode(&key, &sealed, Some(10)).is_err(), "length mismatch is corruption");
+        assert!(
+            decode(&key, &sealed, Some(10)).is_err(),
+            "length mismatch is corruption"
+        );
     }
 }

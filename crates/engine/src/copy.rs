@@ -27,7 +27,12 @@ pub struct Copied {
     pub bytes_copied: u64,
 }
 
-pub fn copy(src: &Repository, dst: &Repository, snapshots: &[(SnapshotId, Snapshot)], progress: &Reporter) -> Result<Vec<Copied>> {
+pub fn copy(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    progress: &Reporter,
+) -> Result<Vec<Copied>> {
     if src.config().id_key_fingerprint != dst.config().id_key_fingerprint {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -37,13 +42,21 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[(SnapshotId, Snapsh
     let _lock = LockGuard::acquire(dst, false, "copy")?;
     let src_index = Arc::new(src.load_index()?);
     let dst_index = dst.load_index()?;
-    let already: HashSet<SnapshotId> = snapshot::list(dst)?.into_iter().filter_map(|(_, s)| s.original).collect();
+    let already: HashSet<SnapshotId> = snapshot::list(dst)?
+        .into_iter()
+        .filter_map(|(_, s)| s.original)
+        .collect();
     let mut out = Vec::new();
     let mut sent: HashSet<ChunkId> = HashSet::new();
     let mut encoder = codec::Encoder::new(dst.config().compression_level)?;
     for (id, snap) in snapshots {
         if already.contains(id) || snap.original.is_some_and(|o| already.contains(&o)) {
-            out.push(Copied { source_snapshot: *id, copied_as: None, chunks_copied: 0, bytes_copied: 0 });
+            out.push(Copied {
+                source_snapshot: *id,
+                copied_as: None,
+                chunks_copied: 0,
+                bytes_copied: 0,
+            });
             continue;
         }
         progress.send(Progress::Phase(format!("copying {}", id.short())));
@@ -54,7 +67,12 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[(SnapshotId, Snapsh
                 return Ok(());
             }
             let plain = src.read_blob(&src_index, c)?;
-            sink.add(kind, *c, &encoder.encode(dst.key(), &plain), plain.len() as u32)?;
+            sink.add(
+                kind,
+                *c,
+                &encoder.encode(dst.key(), &plain),
+                plain.len() as u32,
+            )?;
             progress.send(Progress::Bytes(plain.len() as u64));
             chunks += 1;
             bytes += plain.len() as u64;
@@ -75,7 +93,12 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[(SnapshotId, Snapsh
         let mut copy = snap.clone();
         copy.original = Some(snap.original.unwrap_or(*id));
         let new_id = snapshot::save(dst, &copy)?;
-        out.push(Copied { source_snapshot: *id, copied_as: Some(new_id), chunks_copied: chunks, bytes_copied: bytes });
+        out.push(Copied {
+            source_snapshot: *id,
+            copied_as: Some(new_id),
+            chunks_copied: chunks,
+            bytes_copied: bytes,
+        });
     }
     Ok(out)
 }

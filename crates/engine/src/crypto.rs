@@ -86,14 +86,24 @@ fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8], out: &mut Vec<u8>) {
 
 fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
-        return Err(Error::corrupt(format!("sealed object too short ({} bytes)", sealed.len())));
+        return Err(Error::corrupt(format!(
+            "sealed object too short ({} bytes)",
+            sealed.len()
+        )));
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut plain = body.to_vec();
     cipher
-        .decrypt_in_place_detached(XNonce::from_slice(nonce), b"", &mut plain, Tag::from_slice(tag))
-        .map_err(|_| Error::corrupt("authentication failed (data was modified or the key is wrong)"))?;
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            b"",
+            &mut plain,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| {
+            Error::corrupt("authentication failed (data was modified or the key is wrong)")
+        })?;
     Ok(plain)
 }
 
@@ -132,9 +142,13 @@ impl KdfParams {
             ));
         }
         let salt = unb64(&self.salt)?;
-        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
-            .map_err(|e| Error::corrupt(format!("invalid Argon2 parameters in key file: {e}")))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+                .map_err(|e| {
+                    Error::corrupt(format!("invalid Argon2 parameters in key file: {e}"))
+                })?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = [0u8; 32];
         argon
             .hash_password_into(password, &salt, &mut out)
@@ -157,7 +171,10 @@ impl WrappedKey {
         let cipher = XChaCha20Poly1305::new((&kek).into());
         let mut sealed = Vec::new();
         seal_with(&cipher, &master.raw, &mut sealed);
-        Ok(Self { kdf, wrapped: b64(&sealed) })
+        Ok(Self {
+            kdf,
+            wrapped: b64(&sealed),
+        })
     }
 
     /// Returns `WrongPassword` when authentication fails.
@@ -198,7 +215,10 @@ mod tests {
             assert_eq!(key.open(&sealed).expect("opens"), plain);
             let last = sealed.len() - 1;
             sealed[last] ^= 1;
-            assert_eq!(key.open(&sealed).expect_err("tampered").kind(), ErrorKind::Corrupt);
+            assert_eq!(
+                key.open(&sealed).expect_err("tampered").kind(),
+                ErrorKind::Corrupt
+            );
         }
         assert!(key.open(&[0u8; 10]).is_err());
     }
@@ -206,10 +226,14 @@ mod tests {
     #[test]
     fn wrapped_key_needs_the_right_password() {
         let key = MasterKey::generate();
-        let wrapped = WrappedKey::wrap(&key, b"hunter2", KdfParams::with_cost(256, 1)).expect("wraps");
+        let wrapped =
+            WrappedKey::wrap(&key, b"hunter2", KdfParams::with_cost(256, 1)).expect("wraps");
         let back = wrapped.unwrap(b"hunter2").expect("right password");
         assert_eq!(back.chunk_id(b"x"), key.chunk_id(b"x"));
-        let err = wrapped.unwrap(b"hunter3").err().expect("wrong password fails");
+        let err = wrapped
+            .unwrap(b"hunter3")
+            .err()
+            .expect("wrong password fails");
         assert_eq!(err.kind(), ErrorKind::WrongPassword);
     }
 

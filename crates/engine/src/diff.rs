@@ -32,7 +32,13 @@ pub struct Change {
     pub new_size: Option<u64>,
 }
 
-pub fn diff(repo: &Repository, index: &Arc<Index>, a: &Snapshot, b: &Snapshot, mut emit: impl FnMut(Change)) -> Result<()> {
+pub fn diff(
+    repo: &Repository,
+    index: &Arc<Index>,
+    a: &Snapshot,
+    b: &Snapshot,
+    mut emit: impl FnMut(Change),
+) -> Result<()> {
     let mut old = ItemReader::new(repo.clone(), index.clone(), a.tree.clone()).peekable();
     let mut new = ItemReader::new(repo.clone(), index.clone(), b.tree.clone()).peekable();
     loop {
@@ -46,11 +52,21 @@ pub fn diff(repo: &Repository, index: &Arc<Index>, a: &Snapshot, b: &Snapshot, m
         match ord {
             Ordering::Less => {
                 let x = next(&mut old)?;
-                emit(Change { kind: ChangeKind::Removed, path: x.path, old_size: Some(x.size), new_size: None });
+                emit(Change {
+                    kind: ChangeKind::Removed,
+                    path: x.path,
+                    old_size: Some(x.size),
+                    new_size: None,
+                });
             }
             Ordering::Greater => {
                 let y = next(&mut new)?;
-                emit(Change { kind: ChangeKind::Added, path: y.path, old_size: None, new_size: Some(y.size) });
+                emit(Change {
+                    kind: ChangeKind::Added,
+                    path: y.path,
+                    old_size: None,
+                    new_size: Some(y.size),
+                });
             }
             Ordering::Equal => {
                 let (x, y) = (next(&mut old)?, next(&mut new)?);
@@ -62,7 +78,12 @@ pub fn diff(repo: &Repository, index: &Arc<Index>, a: &Snapshot, b: &Snapshot, m
                     None
                 };
                 if let Some(kind) = kind {
-                    emit(Change { kind, path: y.path, old_size: Some(x.size), new_size: Some(y.size) });
+                    emit(Change {
+                        kind,
+                        path: y.path,
+                        old_size: Some(x.size),
+                        new_size: Some(y.size),
+                    });
                 }
             }
         }
@@ -72,7 +93,9 @@ pub fn diff(repo: &Repository, index: &Arc<Index>, a: &Snapshot, b: &Snapshot, m
 fn next(it: &mut std::iter::Peekable<ItemReader>) -> Result<Item> {
     match it.next() {
         Some(r) => r,
-        None => Err(crate::error::Error::corrupt("item stream ended unexpectedly")),
+        None => Err(crate::error::Error::corrupt(
+            "item stream ended unexpectedly",
+        )),
     }
 }
 
@@ -87,13 +110,24 @@ pub struct Version {
 }
 
 /// The distinct contents a path had across the given snapshots (oldest first).
-pub fn history(repo: &Repository, index: &Arc<Index>, snapshots: &[(SnapshotId, Snapshot)], path: &str) -> Result<Vec<Version>> {
+pub fn history(
+    repo: &Repository,
+    index: &Arc<Index>,
+    snapshots: &[(SnapshotId, Snapshot)],
+    path: &str,
+) -> Result<Vec<Version>> {
     let mut versions: Vec<(Vec<crate::id::ChunkId>, Version)> = Vec::new();
     let mut sorted: Vec<&(SnapshotId, Snapshot)> = snapshots.iter().collect();
     sorted.sort_by_key(|(_, s)| s.time);
     for (id, snap) in sorted {
-        let mut cursor = ParentCursor::new(ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()));
-        let Some(item) = cursor.find(path)? else { continue };
+        let mut cursor = ParentCursor::new(ItemReader::new(
+            repo.clone(),
+            index.clone(),
+            snap.tree.clone(),
+        ));
+        let Some(item) = cursor.find(path)? else {
+            continue;
+        };
         match versions.iter_mut().find(|(c, _)| *c == item.chunks) {
             Some((_, v)) => {
                 v.snapshots.push(*id);
@@ -101,7 +135,13 @@ pub fn history(repo: &Repository, index: &Arc<Index>, snapshots: &[(SnapshotId, 
             }
             None => versions.push((
                 item.chunks.clone(),
-                Version { snapshots: vec![*id], first_seen: snap.time, last_seen: snap.time, size: item.size, mtime_ns: item.mtime_ns },
+                Version {
+                    snapshots: vec![*id],
+                    first_seen: snap.time,
+                    last_seen: snap.time,
+                    size: item.size,
+                    mtime_ns: item.mtime_ns,
+                },
             )),
         }
     }

@@ -40,7 +40,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), context: Vec::new(), retryable: false, source: None }
+        Self {
+            kind,
+            message: message.into(),
+            context: Vec::new(),
+            retryable: false,
+            source: None,
+        }
     }
 
     pub fn corrupt(message: impl Into<String>) -> Self {
@@ -89,7 +95,10 @@ impl fmt::Display for Error {
         // The whole cause chain, so the root cause ("Connection refused") is never lost, but
         // each distinct message once: libraries often repeat their source in their own text.
         let mut shown = String::new();
-        let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        let mut cause = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
         while let Some(c) = cause {
             let text = c.to_string();
             if !shown.contains(&text) {
@@ -110,13 +119,17 @@ impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         let retryable = matches!(
             e.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::WouldBlock
         );
         let kind = match e.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Io,
         };
-        Error::new(kind, "I/O error").with_source(e).retryable(retryable)
+        Error::new(kind, "I/O error")
+            .with_source(e)
+            .retryable(retryable)
     }
 }
 
@@ -130,7 +143,9 @@ impl From<opendal::Error> for Error {
             _ => ErrorKind::Storage,
         };
         let retryable = e.is_temporary();
-        Error::new(kind, "storage error").with_source(e).retryable(retryable)
+        Error::new(kind, "storage error")
+            .with_source(e)
+            .retryable(retryable)
     }
 }
 

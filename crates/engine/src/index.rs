@@ -125,7 +125,9 @@ pub fn decode(data: &[u8]) -> Result<IndexPacks> {
     }
     let version = r.u8()?;
     if version != VERSION {
-        return Err(Error::corrupt(format!("index version {version} is not supported")));
+        return Err(Error::corrupt(format!(
+            "index version {version} is not supported"
+        )));
     }
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(1 << 16));
@@ -146,12 +148,21 @@ mod tests {
     use super::*;
 
     fn entry(i: u8) -> PackEntry {
-        PackEntry { kind: BlobKind::Data, id: ChunkId([i; 32]), offset: i as u32 * 10, length: 10, raw_length: 20 }
+        PackEntry {
+            kind: BlobKind::Data,
+            id: ChunkId([i; 32]),
+            offset: i as u32 * 10,
+            length: 10,
+            raw_length: 20,
+        }
     }
 
     #[test]
     fn encode_decode_and_lookup() {
-        let packs = vec![(PackId([1; 32]), vec![entry(1), entry(2)]), (PackId([2; 32]), vec![entry(3)])];
+        let packs = vec![
+            (PackId([1; 32]), vec![entry(1), entry(2)]),
+            (PackId([2; 32]), vec![entry(3)]),
+        ];
         let bytes = encode(&packs);
         let back = decode(&bytes).expect("decodes");
         assert_eq!(back, packs);

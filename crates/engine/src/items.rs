@@ -104,11 +104,19 @@ pub struct ItemWriter {
 
 impl ItemWriter {
     pub fn new(chunker: Chunker) -> Self {
-        Self { chunker, buf: Vec::new(), last_path: None }
+        Self {
+            chunker,
+            buf: Vec::new(),
+            last_path: None,
+        }
     }
 
     /// Appends an item; calls `emit` for each tree chunk that is complete.
-    pub fn push(&mut self, item: &Item, emit: &mut impl FnMut(Vec<u8>) -> Result<()>) -> Result<()> {
+    pub fn push(
+        &mut self,
+        item: &Item,
+        emit: &mut impl FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
         if let Some(last) = &self.last_path {
             if path_cmp(last, &item.path) != Ordering::Less {
                 return Err(Error::invalid(format!(
@@ -151,7 +159,13 @@ pub struct ItemReader {
 
 impl ItemReader {
     pub fn new(repo: Repository, index: Arc<Index>, tree: Vec<ChunkId>) -> Self {
-        Self { repo, index, chunks: tree.into_iter(), buf: Vec::new(), pos: 0 }
+        Self {
+            repo,
+            index,
+            chunks: tree.into_iter(),
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 
     fn next_item(&mut self) -> Result<Option<Item>> {
@@ -192,7 +206,9 @@ pub struct ParentCursor {
 
 impl ParentCursor {
     pub fn new(reader: ItemReader) -> Self {
-        Self { reader: reader.peekable() }
+        Self {
+            reader: reader.peekable(),
+        }
     }
 
     /// The parent's item at `path`, if any. Calls must come in path order.
@@ -233,7 +249,11 @@ mod tests {
     #[test]
     fn writer_rejects_unsorted_and_round_trips_lines() {
         let chunker = Chunker::new(
-            crate::chunker::ChunkerParams { min_size: 64, avg_size: 256, max_size: 1024 },
+            crate::chunker::ChunkerParams {
+                min_size: 64,
+                avg_size: 256,
+                max_size: 1024,
+            },
             &[0; 32],
         );
         let mut w = ItemWriter::new(chunker);
@@ -243,9 +263,12 @@ mod tests {
             Ok(())
         };
         for i in 0..200 {
-            w.push(&Item::new(format!("dir/{i:04}"), ItemKind::File), &mut emit).expect("push");
+            w.push(&Item::new(format!("dir/{i:04}"), ItemKind::File), &mut emit)
+                .expect("push");
         }
-        assert!(w.push(&Item::new("dir/0001", ItemKind::File), &mut emit).is_err());
+        assert!(w
+            .push(&Item::new("dir/0001", ItemKind::File), &mut emit)
+            .is_err());
         w.finish(&mut emit).expect("finish");
         assert!(out.len() > 3, "stream is cut into several chunks");
         let all: Vec<u8> = out.concat();

@@ -112,9 +112,16 @@ impl LockGuard {
                         }
                     }
                 })
-                .map_err(|e| Error::new(ErrorKind::Io, "cannot start lock refresher").with_source(e))?
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, "cannot start lock refresher").with_source(e)
+                })?
         };
-        Ok(Self { repo: repo.clone(), id, stop, refresher: Some(refresher) })
+        Ok(Self {
+            repo: repo.clone(),
+            id,
+            stop,
+            refresher: Some(refresher),
+        })
     }
 }
 
@@ -124,7 +131,11 @@ impl Drop for LockGuard {
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        if let Err(e) = self.repo.store().delete(ObjectKind::Lock, &self.id.to_hex()) {
+        if let Err(e) = self
+            .repo
+            .store()
+            .delete(ObjectKind::Lock, &self.id.to_hex())
+        {
             log::warn!("cannot remove repository lock {}: {e}", self.id);
         }
     }
@@ -132,7 +143,11 @@ impl Drop for LockGuard {
 
 fn write(repo: &Repository, id: &LockId, info: &LockInfo) -> Result<()> {
     let json = serde_json::to_vec(info).map_err(|e| Error::invalid(e.to_string()))?;
-    repo.store().write(ObjectKind::Lock, &id.to_hex(), crate::codec::encode_object(repo.key(), &json))
+    repo.store().write(
+        ObjectKind::Lock,
+        &id.to_hex(),
+        crate::codec::encode_object(repo.key(), &json),
+    )
 }
 
 /// Every lock file; ones that cannot be read are reported as stale-looking entries so that

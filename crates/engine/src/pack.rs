@@ -81,7 +81,10 @@ pub struct PackBuilder {
 
 impl PackBuilder {
     pub fn new(capacity: usize) -> Self {
-        Self { buf: Vec::with_capacity(capacity), entries: Vec::new() }
+        Self {
+            buf: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
     }
 
     pub fn add(&mut self, kind: BlobKind, id: ChunkId, sealed: &[u8], raw_length: u32) {
@@ -114,8 +117,13 @@ impl PackBuilder {
         }
         let sealed = codec::encode_object(key, &header);
         self.buf.extend_from_slice(&sealed);
-        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        FinishedPack { id: PackId::of_content(&self.buf), bytes: self.buf, entries: self.entries }
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        FinishedPack {
+            id: PackId::of_content(&self.buf),
+            bytes: self.buf,
+            entries: self.entries,
+        }
     }
 }
 
@@ -138,11 +146,27 @@ pub struct PackSink<'a> {
 
 impl<'a> PackSink<'a> {
     pub fn new(repo: &'a crate::repo::Repository) -> Self {
-        Self { repo, data: PackBuilder::new(0), tree: PackBuilder::new(0), written: Vec::new(), bytes_written: 0 }
+        Self {
+            repo,
+            data: PackBuilder::new(0),
+            tree: PackBuilder::new(0),
+            written: Vec::new(),
+            bytes_written: 0,
+        }
     }
 
-    pub fn add(&mut self, kind: BlobKind, id: ChunkId, sealed: &[u8], raw_length: u32) -> Result<()> {
-        let builder = if kind == BlobKind::Data { &mut self.data } else { &mut self.tree };
+    pub fn add(
+        &mut self,
+        kind: BlobKind,
+        id: ChunkId,
+        sealed: &[u8],
+        raw_length: u32,
+    ) -> Result<()> {
+        let builder = if kind == BlobKind::Data {
+            &mut self.data
+        } else {
+            &mut self.tree
+        };
         builder.add(kind, id, sealed, raw_length);
         if builder.len() >= self.repo.config().pack_size as usize {
             let full = std::mem::replace(builder, PackBuilder::new(0));
@@ -154,14 +178,21 @@ impl<'a> PackSink<'a> {
     fn upload(&mut self, builder: PackBuilder) -> Result<()> {
         let pack = builder.finish(self.repo.key());
         self.bytes_written += pack.bytes.len() as u64;
-        self.repo.store().write(crate::store::ObjectKind::Pack, &pack.id.to_hex(), pack.bytes)?;
+        self.repo.store().write(
+            crate::store::ObjectKind::Pack,
+            &pack.id.to_hex(),
+            pack.bytes,
+        )?;
         self.written.push((pack.id, pack.entries));
         Ok(())
     }
 
     /// Uploads what is left and returns the packs written (not yet indexed).
     pub fn finish(mut self) -> Result<Vec<(PackId, Vec<PackEntry>)>> {
-        for b in [std::mem::replace(&mut self.data, PackBuilder::new(0)), std::mem::replace(&mut self.tree, PackBuilder::new(0))] {
+        for b in [
+            std::mem::replace(&mut self.data, PackBuilder::new(0)),
+            std::mem::replace(&mut self.tree, PackBuilder::new(0)),
+        ] {
             if !b.is_empty() {
                 self.upload(b)?;
             }
@@ -188,11 +219,15 @@ pub fn parse_header(key: &MasterKey, sealed: &[u8], pack_len: u64) -> Result<Vec
     }
     let version = r.u8()?;
     if version != VERSION {
-        return Err(Error::corrupt(format!("pack header version {version} is not supported")));
+        return Err(Error::corrupt(format!(
+            "pack header version {version} is not supported"
+        )));
     }
     let count = r.u32()? as usize;
     if count.saturating_mul(ENTRY_LEN) != r.remaining() {
-        return Err(Error::corrupt("pack header length does not match its entry count"));
+        return Err(Error::corrupt(
+            "pack header length does not match its entry count",
+        ));
     }
     let body_len = pack_len.saturating_sub(sealed.len() as u64 + 4);
     (0..count)
@@ -263,7 +298,9 @@ mod tests {
     fn pack_round_trip_and_corruption() {
         let key = MasterKey::generate();
         let mut b = PackBuilder::new(1024);
-        let blobs: Vec<Vec<u8>> = (0..5u8).map(|i| key.seal(&vec![i; 100 + i as usize])).collect();
+        let blobs: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| key.seal(&vec![i; 100 + i as usize]))
+            .collect();
         for (i, blob) in blobs.iter().enumerate() {
             b.add(BlobKind::Data, ChunkId([i as u8; 32]), blob, 100 + i as u32);
         }

@@ -50,7 +50,12 @@ pub fn used_chunks(repo: &Repository, index: &Arc<Index>) -> Result<HashSet<Chun
     for (id, snap) in snapshot::list(repo)? {
         used.extend(snap.tree.iter().copied());
         for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
-            let item = item.with_context(|| format!("snapshot {} is unreadable; refusing to delete anything", id.short()))?;
+            let item = item.with_context(|| {
+                format!(
+                    "snapshot {} is unreadable; refusing to delete anything",
+                    id.short()
+                )
+            })?;
             used.extend(item.chunks);
         }
     }
@@ -60,7 +65,12 @@ pub fn used_chunks(repo: &Repository, index: &Arc<Index>) -> Result<HashSet<Chun
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let _lock = LockGuard::acquire(repo, true, "prune")?;
     opts.progress.send(Progress::Phase("reading index".into()));
-    let index_files: Vec<String> = repo.store().list(ObjectKind::Index)?.into_iter().map(|l| l.name).collect();
+    let index_files: Vec<String> = repo
+        .store()
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
     let mut index = Index::default();
     // Every entry of every pack, duplicates included, so duplicate copies count as unused.
     let mut entries: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
@@ -77,7 +87,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .into_iter()
         .filter_map(|l| l.name.parse().ok().map(|id| (id, l.size)))
         .collect();
-    opts.progress.send(Progress::Phase("finding used data".into()));
+    opts.progress
+        .send(Progress::Phase("finding used data".into()));
     let used = used_chunks(repo, &index)?;
     for c in &used {
         if !index.contains(c) {
@@ -87,20 +98,30 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
 
-    let mut report = PruneReport { dry_run: opts.dry_run, packs_before: sizes.len(), ..Default::default() };
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        packs_before: sizes.len(),
+        ..Default::default()
+    };
     report.bytes_before = sizes.values().sum();
     let mut delete: Vec<PackId> = Vec::new();
     let mut repack: Vec<PackId> = Vec::new();
     let mut keep: Vec<PackId> = Vec::new();
     // A chunk counts as used in exactly one pack: the one the index resolves it to.
-    let is_live = |pack: &PackId, e: &PackEntry| used.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack);
+    let is_live = |pack: &PackId, e: &PackEntry| {
+        used.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack)
+    };
     for (pack, size) in &sizes {
         let Some(list) = entries.get(pack) else {
             report.orphan_packs += 1;
             delete.push(*pack);
             continue;
         };
-        let live: u64 = list.iter().filter(|e| is_live(pack, e)).map(|e| e.length as u64).sum();
+        let live: u64 = list
+            .iter()
+            .filter(|e| is_live(pack, e))
+            .map(|e| e.length as u64)
+            .sum();
         if live == 0 {
             delete.push(*pack);
         } else if (1.0 - live as f64 / *size as f64) > opts.max_unused {
@@ -111,14 +132,20 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     let missing: Vec<&PackId> = entries.keys().filter(|p| !sizes.contains_key(p)).collect();
     if let Some(p) = missing.first() {
-        return Err(Error::corrupt(format!("pack {p} is indexed but missing; run `bulwark check`")));
+        return Err(Error::corrupt(format!(
+            "pack {p} is indexed but missing; run `bulwark check`"
+        )));
     }
     report.packs_deleted = delete.len();
     report.packs_repacked = repack.len();
     let removed_by_repack: u64 = repack.iter().map(|p| sizes[p]).sum();
     report.bytes_freed = delete.iter().map(|p| sizes[p]).sum::<u64>() + removed_by_repack;
     report.blobs_kept = used.len();
-    report.blobs_removed = entries.values().map(Vec::len).sum::<usize>().saturating_sub(used.len());
+    report.blobs_removed = entries
+        .values()
+        .map(Vec::len)
+        .sum::<usize>()
+        .saturating_sub(used.len());
     if opts.dry_run || (delete.is_empty() && repack.is_empty()) {
         return Ok(report);
     }
@@ -130,20 +157,37 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         for e in entries[pack].iter().filter(|e| is_live(pack, e)) {
             let sealed = bytes
                 .get(e.offset as usize..(e.offset + e.length) as usize)
-                .ok_or_else(|| Error::corrupt(format!("pack {pack} is shorter than its index says")))?;
+                .ok_or_else(|| {
+                    Error::corrupt(format!("pack {pack} is shorter than its index says"))
+                })?;
             // Verify before carrying a blob over, so prune never spreads damage.
-            repo.decode_blob(&e.id, sealed, e.raw_length).with_context(|| format!("repacking pack {pack}"))?;
+            repo.decode_blob(&e.id, sealed, e.raw_length)
+                .with_context(|| format!("repacking pack {pack}"))?;
             sink.add(e.kind, e.id, sealed, e.raw_length)?;
         }
     }
     let written = sink.finish()?;
-    report.bytes_freed = report.bytes_freed.saturating_sub(written.iter().map(|(_, e)| e.iter().map(|x| x.length as u64).sum::<u64>()).sum());
+    report.bytes_freed = report.bytes_freed.saturating_sub(
+        written
+            .iter()
+            .map(|(_, e)| e.iter().map(|x| x.length as u64).sum::<u64>())
+            .sum(),
+    );
     report.packs_written = written.len();
 
     opts.progress.send(Progress::Phase("writing index".into()));
     let mut new_index: Vec<(PackId, Vec<PackEntry>)> = keep
         .iter()
-        .map(|p| (*p, entries[p].iter().filter(|e| is_live(p, e)).copied().collect()))
+        .map(|p| {
+            (
+                *p,
+                entries[p]
+                    .iter()
+                    .filter(|e| is_live(p, e))
+                    .copied()
+                    .collect(),
+            )
+        })
         .collect();
     new_index.extend(written);
     repo.save_index(&new_index)?;

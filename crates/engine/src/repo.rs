@@ -84,12 +84,22 @@ impl Repository {
     /// Creates a repository that shares `like`'s master key and chunking, so chunk ids agree
     /// and `copy` moves blobs between the two without re-hashing (a second password still
     /// wraps it separately).
-    pub fn init_like(store: Store, password: &str, mut opts: InitOptions, like: &Repository) -> Result<Self> {
+    pub fn init_like(
+        store: Store,
+        password: &str,
+        mut opts: InitOptions,
+        like: &Repository,
+    ) -> Result<Self> {
         opts.chunker = like.config().chunker;
         Self::init_with_key(store, password, opts, like.key().clone())
     }
 
-    fn init_with_key(store: Store, password: &str, opts: InitOptions, key: MasterKey) -> Result<Self> {
+    fn init_with_key(
+        store: Store,
+        password: &str,
+        opts: InitOptions,
+        key: MasterKey,
+    ) -> Result<Self> {
         opts.chunker.validate()?;
         if store.exists(ObjectKind::Config, "")? || !store.list(ObjectKind::Key)?.is_empty() {
             return Err(Error::new(
@@ -111,15 +121,27 @@ impl Repository {
         // The config is written last: its existence is what makes this a repository.
         let sealed = codec::encode_object(&key, &serde_json::to_vec(&config).map_err(json_err)?);
         store.write(ObjectKind::Config, "", sealed)?;
-        Ok(Self(Arc::new(Inner { store, key, key_id, config })))
+        Ok(Self(Arc::new(Inner {
+            store,
+            key,
+            key_id,
+            config,
+        })))
     }
 
     /// Opens an existing repository; `WrongPassword` if no key opens with this password.
     pub fn open(store: Store, password: &str) -> Result<Self> {
         let keys = store.list(ObjectKind::Key)?;
         if keys.is_empty() {
-            let what = if store.exists(ObjectKind::Config, "")? { "has no key files" } else { "does not exist" };
-            return Err(Error::new(ErrorKind::NotFound, format!("repository at {} {what}", store.url())));
+            let what = if store.exists(ObjectKind::Config, "")? {
+                "has no key files"
+            } else {
+                "does not exist"
+            };
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("repository at {} {what}", store.url()),
+            ));
         }
         let mut found = None;
         for listed in &keys {
@@ -134,9 +156,14 @@ impl Repository {
             }
         }
         let (key, key_id) = found.ok_or_else(|| {
-            Error::new(ErrorKind::WrongPassword, format!("wrong password for repository at {}", store.url()))
+            Error::new(
+                ErrorKind::WrongPassword,
+                format!("wrong password for repository at {}", store.url()),
+            )
         })?;
-        let sealed = store.read(ObjectKind::Config, "").context("reading repository config")?;
+        let sealed = store
+            .read(ObjectKind::Config, "")
+            .context("reading repository config")?;
         let config: RepoConfig = serde_json::from_slice(&codec::decode(&key, &sealed, None)?)
             .map_err(|e| Error::corrupt(format!("repository config does not parse: {e}")))?;
         if config.version != FORMAT_VERSION {
@@ -146,7 +173,12 @@ impl Repository {
             ));
         }
         config.chunker.validate()?;
-        Ok(Self(Arc::new(Inner { store, key, key_id, config })))
+        Ok(Self(Arc::new(Inner {
+            store,
+            key,
+            key_id,
+            config,
+        })))
     }
 
     pub fn store(&self) -> &Store {
@@ -183,7 +215,10 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
         let mut out = Vec::new();
         for listed in self.store().list(ObjectKind::Key)? {
-            out.push((listed.name.parse()?, read_key_file(self.store(), &listed.name)?));
+            out.push((
+                listed.name.parse()?,
+                read_key_file(self.store(), &listed.name)?,
+            ));
         }
         out.sort_by_key(|(_, k)| k.created);
         Ok(out)
@@ -192,7 +227,9 @@ impl Repository {
     /// Removes a key; refuses the key in use and the last key.
     pub fn remove_key(&self, id: KeyId) -> Result<()> {
         if id == self.key_id() {
-            return Err(Error::invalid("refusing to remove the key this session is using; use `key passwd` to replace it"));
+            return Err(Error::invalid(
+                "refusing to remove the key this session is using; use `key passwd` to replace it",
+            ));
         }
         let keys = self.list_keys()?;
         if !keys.iter().any(|(k, _)| *k == id) {
@@ -216,10 +253,14 @@ impl Repository {
     pub fn load_json<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> Result<T> {
         let sealed = self.store().read(kind, name)?;
         if kind != ObjectKind::Lock && blake3::hash(&sealed).to_hex().as_str() != name {
-            return Err(Error::corrupt(format!("{kind:?} {name}: content does not match its name")));
+            return Err(Error::corrupt(format!(
+                "{kind:?} {name}: content does not match its name"
+            )));
         }
-        let plain = codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))?;
-        serde_json::from_slice(&plain).map_err(|e| Error::corrupt(format!("{kind:?} {name} does not parse: {e}")))
+        let plain =
+            codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| Error::corrupt(format!("{kind:?} {name} does not parse: {e}")))
     }
 
     // ---- index ------------------------------------------------------------------------------
@@ -227,16 +268,20 @@ impl Repository {
     pub fn save_index(&self, packs: &[(crate::id::PackId, Vec<PackEntry>)]) -> Result<IndexId> {
         let sealed = codec::encode_object(self.key(), &index::encode(packs));
         let id = IndexId::of_content(&sealed);
-        self.store().write(ObjectKind::Index, &id.to_hex(), sealed)?;
+        self.store()
+            .write(ObjectKind::Index, &id.to_hex(), sealed)?;
         Ok(id)
     }
 
     pub fn load_index_file(&self, id: &str) -> Result<index::IndexPacks> {
         let sealed = self.store().read(ObjectKind::Index, id)?;
         if IndexId::of_content(&sealed).to_hex() != id {
-            return Err(Error::corrupt(format!("index {id}: content does not match its name")));
+            return Err(Error::corrupt(format!(
+                "index {id}: content does not match its name"
+            )));
         }
-        let plain = codec::decode(self.key(), &sealed, None).with_context(|| format!("index {id}"))?;
+        let plain =
+            codec::decode(self.key(), &sealed, None).with_context(|| format!("index {id}"))?;
         index::decode(&plain).with_context(|| format!("index {id}"))
     }
 
@@ -253,26 +298,37 @@ impl Repository {
 
     /// Reads one blob, decrypts, decompresses and checks its id.
     pub fn read_blob(&self, idx: &Index, id: &ChunkId) -> Result<Vec<u8>> {
-        let loc = idx.get(id).ok_or_else(|| Error::corrupt(format!("chunk {id} is not in the index")))?;
+        let loc = idx
+            .get(id)
+            .ok_or_else(|| Error::corrupt(format!("chunk {id} is not in the index")))?;
         let sealed = self.store().read_range(
             ObjectKind::Pack,
             &loc.pack.to_hex(),
             loc.offset as u64..loc.offset as u64 + loc.length as u64,
         )?;
-        self.decode_blob(id, &sealed, loc.raw_length).with_context(|| format!("pack {}", loc.pack))
+        self.decode_blob(id, &sealed, loc.raw_length)
+            .with_context(|| format!("pack {}", loc.pack))
     }
 
     pub fn decode_blob(&self, id: &ChunkId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
         let plain = codec::decode(self.key(), sealed, Some(raw_length as usize))
             .with_context(|| format!("chunk {id}"))?;
         if self.key().chunk_id(&plain) != *id {
-            return Err(Error::corrupt(format!("chunk {id}: content does not match its id")));
+            return Err(Error::corrupt(format!(
+                "chunk {id}: content does not match its id"
+            )));
         }
         Ok(plain)
     }
 }
 
-fn write_key_file(store: &Store, key: &MasterKey, password: &str, kdf: KdfParams, label: &str) -> Result<KeyId> {
+fn write_key_file(
+    store: &Store,
+    key: &MasterKey,
+    password: &str,
+    kdf: KdfParams,
+    label: &str,
+) -> Result<KeyId> {
     if password.is_empty() {
         return Err(Error::invalid("empty password"));
     }
@@ -292,7 +348,8 @@ fn write_key_file(store: &Store, key: &MasterKey, password: &str, kdf: KdfParams
 
 fn read_key_file(store: &Store, name: &str) -> Result<KeyFile> {
     let bytes = store.read(ObjectKind::Key, name)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("key file {name} does not parse: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(format!("key file {name} does not parse: {e}")))
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -304,10 +361,12 @@ pub fn hostname() -> String {
 }
 
 pub fn username() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        format!("uid{}", unsafe { libc::getuid() })
-    })
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            format!("uid{}", unsafe { libc::getuid() })
+        })
 }
 
 #[cfg(test)]
@@ -316,7 +375,10 @@ mod tests {
     use crate::store::StorageOptions;
 
     fn cheap() -> InitOptions {
-        InitOptions { kdf: KdfParams::with_cost(256, 1), ..Default::default() }
+        InitOptions {
+            kdf: KdfParams::with_cost(256, 1),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -327,15 +389,22 @@ mod tests {
         let err = Repository::open(open(), "pw").err().expect("no repo yet");
         assert_eq!(err.kind(), ErrorKind::NotFound);
         let repo = Repository::init(open(), "pw", cheap()).expect("init");
-        let again = Repository::init(open(), "pw", cheap()).err().expect("exists");
+        let again = Repository::init(open(), "pw", cheap())
+            .err()
+            .expect("exists");
         assert_eq!(again.kind(), ErrorKind::AlreadyExists);
         let wrong = Repository::open(open(), "nope").err().expect("wrong");
         assert_eq!(wrong.kind(), ErrorKind::WrongPassword);
-        let second = repo.add_key("other", "ops laptop", KdfParams::with_cost(256, 1)).expect("add key");
+        let second = repo
+            .add_key("other", "ops laptop", KdfParams::with_cost(256, 1))
+            .expect("add key");
         let reopened = Repository::open(open(), "other").expect("second key opens");
         assert_eq!(reopened.config().id, repo.config().id);
         assert_eq!(reopened.key().chunk_id(b"x"), repo.key().chunk_id(b"x"));
-        assert!(repo.remove_key(repo.key_id()).is_err(), "cannot remove own key");
+        assert!(
+            repo.remove_key(repo.key_id()).is_err(),
+            "cannot remove own key"
+        );
         repo.remove_key(second).expect("removes other key");
         assert_eq!(repo.list_keys().expect("lists").len(), 1);
         assert!(Repository::open(open(), "other").is_err());

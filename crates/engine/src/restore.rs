@@ -3,6 +3,7 @@
 //! id and write it at its offsets. A damaged chunk fails the files that use it, loudly; the
 //! other files restore.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -58,7 +59,11 @@ struct FileTask {
     item: Item,
 }
 
-pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Result<RestoreSummary> {
+pub fn restore(
+    repo: &Repository,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
     let started = Instant::now();
     opts.progress.send(Progress::Phase("loading index".into()));
     let index = Arc::new(repo.load_index()?);
@@ -80,7 +85,8 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
             ItemKind::Dir => {
                 summary.dirs += 1;
                 if !opts.dry_run {
-                    fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+                    fs::create_dir_all(&dest)
+                        .with_context(|| format!("creating {}", dest.display()))?;
                 }
                 dirs.push((dest, item));
             }
@@ -115,22 +121,30 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
                 if let Some(chunk) = missing {
                     summary.errors.push(Problem {
                         path: item.path.clone(),
-                        message: format!("chunk {chunk} is missing from the repository; file not restored"),
+                        message: format!(
+                            "chunk {chunk} is missing from the repository; file not restored"
+                        ),
                     });
                     continue;
                 }
                 if !opts.dry_run {
                     if let Some(parent) = dest.parent() {
-                        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                        fs::create_dir_all(parent)
+                            .with_context(|| format!("creating {}", parent.display()))?;
                     }
-                    let f = File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-                    f.set_len(item.size).with_context(|| format!("sizing {}", dest.display()))?;
+                    let f = File::create(&dest)
+                        .with_context(|| format!("creating {}", dest.display()))?;
+                    f.set_len(item.size)
+                        .with_context(|| format!("sizing {}", dest.display()))?;
                 }
                 files.push(FileTask { dest, item });
             }
         }
     }
-    opts.progress.send(Progress::Total { items: files.len() as u64, bytes: total_bytes });
+    opts.progress.send(Progress::Total {
+        items: files.len() as u64,
+        bytes: total_bytes,
+    });
     if opts.dry_run {
         summary.bytes = total_bytes;
         summary.duration_secs = started.elapsed().as_secs_f64();
@@ -147,7 +161,11 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         let _ = tx.send(p);
     }
     drop(tx);
-    let threads = if opts.threads == 0 { num_cpus().max(4) } else { opts.threads };
+    let threads = if opts.threads == 0 {
+        num_cpus().max(4)
+    } else {
+        opts.threads
+    };
     let files_ref = &files;
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -155,12 +173,11 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
             s.spawn(move || {
                 let mut open: HashMap<usize, File> = HashMap::new();
                 for (pack, uses) in rx {
-                    if let Err((file, msg)) = restore_pack(repo, pack, &uses, files_ref, &mut open, progress) {
+                    let failures = restore_pack(repo, pack, &uses, files_ref, &mut open, progress);
+                    if !failures.is_empty() {
                         let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-                        for u in &uses {
-                            if file.is_none() || file == Some(u.file) {
-                                f.entry(u.file).or_insert_with(|| msg.clone());
-                            }
+                        for (file, msg) in failures {
+                            f.entry(file).or_insert(msg);
                         }
                     }
                 }
@@ -173,7 +190,10 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         if let Some(msg) = failed.get(&n) {
             // A file with holes must not pass for a restored file.
             let _ = fs::remove_file(&task.dest);
-            summary.errors.push(Problem { path: task.item.path.clone(), message: format!("{msg}; file not restored") });
+            summary.errors.push(Problem {
+                path: task.item.path.clone(),
+                message: format!("{msg}; file not restored"),
+            });
             continue;
         }
         summary.bytes += task.item.size;
@@ -188,7 +208,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
 }
 
 /// Reads the span of one pack that holds the blobs we need, then writes each blob.
-/// On failure returns the affected file (None: all files using this pack) and why.
+/// Returns the files that could not be completed, and why.
 fn restore_pack(
     repo: &Repository,
     pack: PackId,
@@ -196,69 +216,92 @@ fn restore_pack(
     files: &[FileTask],
     open: &mut HashMap<usize, File>,
     progress: &Reporter,
-) -> std::result::Result<(), (Option<usize>, String)> {
+) -> Vec<(usize, String)> {
     let start = uses.iter().map(|u| u.offset as u64).min().unwrap_or(0);
-    let end = uses.iter().map(|u| u.offset as u64 + u.length as u64).max().unwrap_or(0);
-    let span = repo
+    let end = uses
+        .iter()
+        .map(|u| u.offset as u64 + u.length as u64)
+        .max()
+        .unwrap_or(0);
+    let span = match repo
         .store()
         .read_range(ObjectKind::Pack, &pack.to_hex(), start..end)
-        .map_err(|e| (None, format!("cannot read pack {pack}: {e}")))?;
-    let mut decoded: HashMap<ChunkId, Vec<u8>> = HashMap::new();
-    let mut first_error = Ok(());
-    for u in uses {
-        if !decoded.contains_key(&u.chunk) {
-            let s = (u.offset as u64 - start) as usize;
-            match repo.decode_blob(&u.chunk, &span[s..s + u.length as usize], u.raw_length) {
-                Ok(data) => {
-                    decoded.insert(u.chunk, data);
-                }
-                Err(e) => {
-                    first_error = Err((Some(u.file), format!("damaged data in pack {pack}: {e}")));
-                    continue;
-                }
-            }
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return uses
+                .iter()
+                .map(|u| (u.file, format!("cannot read pack {pack}: {e}")))
+                .collect()
         }
-        let data = &decoded[&u.chunk];
-        let task = &files[u.file];
-        let file = match open.entry(u.file) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&task.dest)
-                    .map_err(|e| (Some(u.file), format!("cannot open {}: {e}", task.dest.display())))?;
-                v.insert(f)
+    };
+    let mut decoded: HashMap<ChunkId, Vec<u8>> = HashMap::new();
+    let mut failures = Vec::new();
+    for u in uses {
+        let data = match decoded.entry(u.chunk) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let s = (u.offset as u64 - start) as usize;
+                match repo.decode_blob(&u.chunk, &span[s..s + u.length as usize], u.raw_length) {
+                    Ok(data) => v.insert(data),
+                    Err(e) => {
+                        failures.push((u.file, format!("damaged data in pack {pack}: {e}")));
+                        continue;
+                    }
+                }
             }
         };
-        file.write_all_at(data, u.file_offset)
-            .map_err(|e| (Some(u.file), format!("cannot write {}: {e}", task.dest.display())))?;
+        let task = &files[u.file];
+        let file = match open.entry(u.file) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => match OpenOptions::new().write(true).open(&task.dest) {
+                Ok(f) => v.insert(f),
+                Err(e) => {
+                    failures.push((u.file, format!("cannot open {}: {e}", task.dest.display())));
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = file.write_all_at(data, u.file_offset) {
+            failures.push((u.file, format!("cannot write {}: {e}", task.dest.display())));
+            continue;
+        }
         progress.send(Progress::Bytes(data.len() as u64));
         // Keep few descriptors open: packs are visited in id order, not file order.
         if open.len() > 64 {
             open.clear();
         }
     }
-    first_error
+    failures
 }
 
 fn safe_join(target: &Path, stored: &str) -> Result<PathBuf> {
     let rel = Path::new(stored);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(Error::corrupt(format!("refusing to restore unsafe path '{stored}'")));
+        return Err(Error::corrupt(format!(
+            "refusing to restore unsafe path '{stored}'"
+        )));
     }
     Ok(target.join(rel))
 }
 
 fn restore_symlink(dest: &Path, item: &Item) -> Result<()> {
-    let target = item.target.as_deref().ok_or_else(|| Error::corrupt(format!("symlink {} has no target", item.path)))?;
+    let target = item
+        .target
+        .as_deref()
+        .ok_or_else(|| Error::corrupt(format!("symlink {} has no target", item.path)))?;
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     if fs::symlink_metadata(dest).is_ok() {
         fs::remove_file(dest).with_context(|| format!("replacing {}", dest.display()))?;
     }
-    std::os::unix::fs::symlink(target, dest).with_context(|| format!("creating symlink {}", dest.display()))?;
-    let mtime = filetime::FileTime::from_unix_time(item.mtime_ns.div_euclid(1_000_000_000), item.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    std::os::unix::fs::symlink(target, dest)
+        .with_context(|| format!("creating symlink {}", dest.display()))?;
+    let mtime = filetime::FileTime::from_unix_time(
+        item.mtime_ns.div_euclid(1_000_000_000),
+        item.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
     let _ = filetime::set_symlink_file_times(dest, mtime, mtime);
     Ok(())
 }
@@ -272,8 +315,15 @@ fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
     if unsafe { libc::geteuid() } == 0 {
         let _ = std::os::unix::fs::lchown(dest, Some(item.uid), Some(item.gid));
     }
-    let mtime = filetime::FileTime::from_unix_time(item.mtime_ns.div_euclid(1_000_000_000), item.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    let mtime = filetime::FileTime::from_unix_time(
+        item.mtime_ns.div_euclid(1_000_000_000),
+        item.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
     filetime::set_file_mtime(dest, mtime).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("setting mtime of {}", dest.display())).with_source(e)
+        Error::new(
+            ErrorKind::Io,
+            format!("setting mtime of {}", dest.display()),
+        )
+        .with_source(e)
     })
 }

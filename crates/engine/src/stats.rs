@@ -33,8 +33,15 @@ pub struct Stats {
     pub compression_ratio: f64,
 }
 
-pub fn stats(repo: &Repository, index: &Arc<Index>, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Stats> {
-    let mut st = Stats { snapshots: snapshots.len(), ..Default::default() };
+pub fn stats(
+    repo: &Repository,
+    index: &Arc<Index>,
+    snapshots: &[(SnapshotId, Snapshot)],
+) -> Result<Stats> {
+    let mut st = Stats {
+        snapshots: snapshots.len(),
+        ..Default::default()
+    };
     let mut seen: HashSet<ChunkId> = HashSet::new();
     let mut count = |id: &ChunkId, st: &mut Stats| {
         if seen.insert(*id) {
@@ -60,7 +67,12 @@ pub fn stats(repo: &Repository, index: &Arc<Index>, snapshots: &[(SnapshotId, Sn
         }
     }
     st.unique_chunks = seen.len();
-    st.repository_bytes = repo.store().list(ObjectKind::Pack)?.iter().map(|l| l.size).sum();
+    st.repository_bytes = repo
+        .store()
+        .list(ObjectKind::Pack)?
+        .iter()
+        .map(|l| l.size)
+        .sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     st.dedup_ratio = ratio(st.logical_bytes, st.unique_bytes);
     st.compression_ratio = ratio(st.unique_bytes, st.stored_bytes);

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opendal::layers::{ConcurrentLimitLayer, LoggingLayer, RetryInterceptor, RetryEvent, RetryLayer, TimeoutLayer};
+use opendal::layers::{
+    ConcurrentLimitLayer, LoggingLayer, RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer,
+};
 use opendal::{EntryMode, Operator};
 
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -27,7 +29,9 @@ impl Backend {
         let bucket_and_root = |rest: &str| -> Result<(String, String)> {
             let (bucket, root) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(Error::invalid(format!("repository URL '{url}' names no bucket")));
+                return Err(Error::invalid(format!(
+                    "repository URL '{url}' names no bucket"
+                )));
             }
             Ok((bucket.to_string(), format!("/{}", root.trim_matches('/'))))
         };
@@ -149,16 +153,24 @@ impl RetryInterceptor for RetryLog {
 impl Store {
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self> {
         let backend = Backend::parse(url)?;
-        let op = build_operator(&backend, options).with_context(|| format!("cannot open storage at {url}"))?;
+        let op = build_operator(&backend, options)
+            .with_context(|| format!("cannot open storage at {url}"))?;
         let retry = RetryLayer::new()
             .with_max_times(options.retries.unwrap_or(5))
             .with_min_delay(options.retry_delay.unwrap_or(Duration::from_secs(1)))
             .with_max_delay(Duration::from_secs(30))
             .with_jitter()
             .with_notify(RetryLog);
-        let limit = if options.concurrency == 0 { 16 } else { options.concurrency };
+        let limit = if options.concurrency == 0 {
+            16
+        } else {
+            options.concurrency
+        };
         let op = op
-            .layer(TimeoutLayer::new().with_timeout(options.timeout.unwrap_or(Duration::from_secs(120))))
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(options.timeout.unwrap_or(Duration::from_secs(120))),
+            )
             .layer(retry)
             .layer(ConcurrentLimitLayer::new(limit))
             .layer(LoggingLayer::default());
@@ -168,7 +180,11 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorKind::Io, "cannot start I/O runtime").with_source(e))?;
-        Ok(Self { op, runtime: Arc::new(runtime), url: url.to_string() })
+        Ok(Self {
+            op,
+            runtime: Arc::new(runtime),
+            url: url.to_string(),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -177,17 +193,25 @@ impl Store {
 
     pub fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = kind.path(name);
-        let buf = self.runtime.block_on(self.op.read(&path)).with_context(|| format!("reading {path}"))?;
+        let buf = self
+            .runtime
+            .block_on(self.op.read(&path))
+            .with_context(|| format!("reading {path}"))?;
         Ok(buf.to_vec())
     }
 
     pub fn read_range(&self, kind: ObjectKind, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let path = kind.path(name);
         let fut = async { self.op.read_with(&path).range(range.clone()).await };
-        let buf = self.runtime.block_on(fut).with_context(|| format!("reading {path} bytes {range:?}"))?;
+        let buf = self
+            .runtime
+            .block_on(fut)
+            .with_context(|| format!("reading {path} bytes {range:?}"))?;
         let got = buf.len() as u64;
         if got != range.end - range.start {
-            return Err(Error::corrupt(format!("{path} is shorter than expected (asked {range:?}, got {got} bytes)")));
+            return Err(Error::corrupt(format!(
+                "{path} is shorter than expected (asked {range:?}, got {got} bytes)"
+            )));
         }
         Ok(buf.to_vec())
     }
@@ -195,25 +219,33 @@ impl Store {
     /// Writes a whole object; on the local backend the data is synced before this returns.
     pub fn write(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
         let path = kind.path(name);
-        self.runtime.block_on(self.op.write(&path, bytes)).with_context(|| format!("writing {path}"))?;
+        self.runtime
+            .block_on(self.op.write(&path, bytes))
+            .with_context(|| format!("writing {path}"))?;
         Ok(())
     }
 
-    /// Writes only if the object does not exist yet, where the backend can tell atomically.
     pub fn exists(&self, kind: ObjectKind, name: &str) -> Result<bool> {
         let path = kind.path(name);
-        Ok(self.runtime.block_on(self.op.exists(&path)).with_context(|| format!("checking {path}"))?)
+        self.runtime
+            .block_on(self.op.exists(&path))
+            .with_context(|| format!("checking {path}"))
     }
 
     pub fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
         let path = kind.path(name);
-        let meta = self.runtime.block_on(self.op.stat(&path)).with_context(|| format!("stat {path}"))?;
+        let meta = self
+            .runtime
+            .block_on(self.op.stat(&path))
+            .with_context(|| format!("stat {path}"))?;
         Ok(meta.content_length())
     }
 
     pub fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
         let path = kind.path(name);
-        self.runtime.block_on(self.op.delete(&path)).with_context(|| format!("deleting {path}"))?;
+        self.runtime
+            .block_on(self.op.delete(&path))
+            .with_context(|| format!("deleting {path}"))?;
         Ok(())
     }
 
@@ -223,7 +255,13 @@ impl Store {
         let entries = self
             .runtime
             .block_on(async { self.op.list_with(dir).recursive(true).await })
-            .or_else(|e| if e.kind() == opendal::ErrorKind::NotFound { Ok(Vec::new()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == opendal::ErrorKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })
             .with_context(|| format!("listing {}", if dir.is_empty() { "/" } else { dir }))?;
         let mut out = Vec::new();
         for entry in entries {
@@ -234,7 +272,10 @@ impl Store {
             if name.starts_with('.') || (kind == ObjectKind::Config && entry.path() != "config") {
                 continue;
             }
-            out.push(Listed { name, size: entry.metadata().content_length() });
+            out.push(Listed {
+                name,
+                size: entry.metadata().content_length(),
+            });
         }
         Ok(out)
     }
@@ -244,20 +285,31 @@ fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
     use opendal::services;
     let op = match backend {
         Backend::Local(path) => {
-            std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-            let root = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let root = path
+                .canonicalize()
+                .with_context(|| format!("resolving {}", path.display()))?;
             let root = root.to_string_lossy();
-            let builder = services::Fs::default().root(&root).atomic_write_dir(&format!("{root}/.tmp"));
+            let builder = services::Fs::default()
+                .root(&root)
+                .atomic_write_dir(&format!("{root}/.tmp"));
             Operator::new(builder)?
         }
         Backend::S3 { bucket, root } => {
-            let mut b = services::S3::default().bucket(bucket).root(root).disable_ec2_metadata();
+            let mut b = services::S3::default()
+                .bucket(bucket)
+                .root(root)
+                .disable_ec2_metadata();
             if let Some(v) = &o.endpoint {
                 b = b.endpoint(v);
             }
             b = b.region(o.region.as_deref().unwrap_or("us-east-1"));
             if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
-                b = b.access_key_id(k).secret_access_key(s).disable_config_load();
+                b = b
+                    .access_key_id(k)
+                    .secret_access_key(s)
+                    .disable_config_load();
             }
             if let Some(t) = &o.session_token {
                 b = b.session_token(t);
@@ -270,7 +322,9 @@ fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
         Backend::Obs { bucket, root } => {
             let mut b = services::Obs::default().bucket(bucket).root(root);
             let endpoint = o.endpoint.as_deref().ok_or_else(|| {
-                Error::invalid("Huawei OBS needs an endpoint (e.g. https://obs.cn-north-4.myhuaweicloud.com)")
+                Error::invalid(
+                    "Huawei OBS needs an endpoint (e.g. https://obs.cn-north-4.myhuaweicloud.com)",
+                )
             })?;
             b = b.endpoint(endpoint);
             if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
@@ -289,13 +343,28 @@ mod tests {
 
     #[test]
     fn parses_locations() {
-        assert_eq!(Backend::parse("/srv/repo").expect("ok"), Backend::Local("/srv/repo".into()));
-        assert_eq!(Backend::parse("local:rel").expect("ok"), Backend::Local("rel".into()));
+        assert_eq!(
+            Backend::parse("/srv/repo").expect("ok"),
+            Backend::Local("/srv/repo".into())
+        );
+        assert_eq!(
+            Backend::parse("local:rel").expect("ok"),
+            Backend::Local("rel".into())
+        );
         assert_eq!(
             Backend::parse("s3://bk/prod/x/").expect("ok"),
-            Backend::S3 { bucket: "bk".into(), root: "/prod/x".into() }
+            Backend::S3 {
+                bucket: "bk".into(),
+                root: "/prod/x".into()
+            }
         );
-        assert_eq!(Backend::parse("s3://bk").expect("ok"), Backend::S3 { bucket: "bk".into(), root: "/".into() });
+        assert_eq!(
+            Backend::parse("s3://bk").expect("ok"),
+            Backend::S3 {
+                bucket: "bk".into(),
+                root: "/".into()
+            }
+        );
         assert!(Backend::parse("s3:///x").is_err());
         assert!(Backend::parse("gs://x").is_err());
         assert!(Backend::parse("").is_err());
@@ -304,19 +373,39 @@ mod tests {
     #[test]
     fn layout_and_round_trip_on_fs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().to_str().expect("utf8"), &StorageOptions::default()).expect("opens");
-        store.write(ObjectKind::Pack, "abcdef", b"pack".to_vec()).expect("writes");
-        store.write(ObjectKind::Config, "", b"cfg".to_vec()).expect("writes");
+        let store = Store::open(
+            dir.path().to_str().expect("utf8"),
+            &StorageOptions::default(),
+        )
+        .expect("opens");
+        store
+            .write(ObjectKind::Pack, "abcdef", b"pack".to_vec())
+            .expect("writes");
+        store
+            .write(ObjectKind::Config, "", b"cfg".to_vec())
+            .expect("writes");
         assert!(dir.path().join("data/ab/abcdef").exists());
-        assert_eq!(store.read_range(ObjectKind::Pack, "abcdef", 1..3).expect("range"), b"ac");
+        assert_eq!(
+            store
+                .read_range(ObjectKind::Pack, "abcdef", 1..3)
+                .expect("range"),
+            b"ac"
+        );
         assert!(store.read_range(ObjectKind::Pack, "abcdef", 1..30).is_err());
         let listed = store.list(ObjectKind::Pack).expect("lists");
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].name.as_str(), listed[0].size), ("abcdef", 4));
-        assert!(store.list(ObjectKind::Snapshot).expect("empty ok").is_empty());
-        let err = store.read(ObjectKind::Snapshot, "nope").expect_err("missing");
+        assert!(store
+            .list(ObjectKind::Snapshot)
+            .expect("empty ok")
+            .is_empty());
+        let err = store
+            .read(ObjectKind::Snapshot, "nope")
+            .expect_err("missing");
         assert_eq!(err.kind(), ErrorKind::NotFound);
         store.delete(ObjectKind::Pack, "abcdef").expect("deletes");
-        assert!(!store.exists(ObjectKind::Pack, "abcdef").expect("exists works"));
+        assert!(!store
+            .exists(ObjectKind::Pack, "abcdef")
+            .expect("exists works"));
     }
 }

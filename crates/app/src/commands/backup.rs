@@ -31,14 +31,23 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
         } else {
             existing
                 .iter()
-                .filter(|(_, s)| s.source.name == info.name && s.hostname == host && !s.summary.partial)
+                .filter(|(_, s)| {
+                    s.source.name == info.name && s.hostname == host && !s.summary.partial
+                })
                 .max_by_key(|(_, s)| s.time)
                 .map(|(id, _)| *id)
         };
         let view = ctx.progress(&info.name);
         let mut tags = args.tags.clone();
         tags.extend(job.tags.iter().cloned());
-        let opts = BackupOptions { tags, set_id, parent, threads: args.threads, uploads: 0, progress: view.reporter() };
+        let opts = BackupOptions {
+            tags,
+            set_id,
+            parent,
+            threads: args.threads,
+            uploads: 0,
+            progress: view.reporter(),
+        };
         let outcome = engine::backup::run(&repo, job.source.as_mut(), opts);
         view.finish();
         match outcome {
@@ -62,13 +71,19 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
         print_json(&results)?;
     }
     if failures > 0 {
-        bail!("{failures} of {} source(s) failed; no snapshot was written for them", results.len());
+        bail!(
+            "{failures} of {} source(s) failed; no snapshot was written for them",
+            results.len()
+        );
     }
     Ok(status)
 }
 
 fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
-    let job = |source: Box<dyn Source>| Job { source, tags: Vec::new() };
+    let job = |source: Box<dyn Source>| Job {
+        source,
+        tags: Vec::new(),
+    };
     if args.stdin || args.stdin_from_command.is_some() {
         if !args.targets.is_empty() {
             bail!(usage("--stdin/--stdin-from-command take no paths"));
@@ -78,22 +93,41 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
             Some(cmd) => StreamInput::Command(cmd.clone()),
             None => StreamInput::Stdin,
         };
-        return Ok(vec![job(Box::new(StreamSource::new(&name, &args.stdin_filename, input)?))]);
+        return Ok(vec![job(Box::new(StreamSource::new(
+            &name,
+            &args.stdin_filename,
+            input,
+        )?))]);
     }
     let configured = ctx.config_file().map(|c| &c.sources);
     let is_source = |t: &String| configured.is_some_and(|s| s.contains_key(t));
-    let (named, paths): (Vec<&String>, Vec<&String>) = args.targets.iter().partition(|t| is_source(t));
+    let (named, paths): (Vec<&String>, Vec<&String>) =
+        args.targets.iter().partition(|t| is_source(t));
     if !named.is_empty() && !paths.is_empty() {
         bail!(usage(format!(
             "mixing configured sources ({}) with paths ({}); back them up separately",
-            named.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            paths.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            named
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            paths
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     if !paths.is_empty() {
         let name = args.name.clone().unwrap_or_else(|| "files".into());
         let roots: Vec<std::path::PathBuf> = paths.iter().map(|p| p.into()).collect();
-        return Ok(vec![job(Box::new(FilesSource::new(&name, "files", &roots, &[], &args.exclude)?))]);
+        return Ok(vec![job(Box::new(FilesSource::new(
+            &name,
+            "files",
+            &roots,
+            &[],
+            &args.exclude,
+        )?))]);
     }
     let sources = configured.filter(|s| !s.is_empty()).ok_or_else(|| {
         usage("nothing to back up: name directories (`bulwark backup DIR...`) or configure [sources.NAME] in bulwark.toml")
@@ -105,16 +139,29 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
         }
         let source: Box<dyn Source> = match s.kind {
             SourceKind::Files | SourceKind::Config => {
-                let kind = if s.kind == SourceKind::Config { "config" } else { "files" };
-                Box::new(FilesSource::new(name, kind, &s.paths, &s.include, &s.exclude)?)
+                let kind = if s.kind == SourceKind::Config {
+                    "config"
+                } else {
+                    "files"
+                };
+                Box::new(FilesSource::new(
+                    name, kind, &s.paths, &s.include, &s.exclude,
+                )?)
             }
             SourceKind::Command => {
                 let filename = s.filename.clone().unwrap_or_else(|| format!("{name}.out"));
                 let cmd = s.command.clone().unwrap_or_default();
-                Box::new(StreamSource::new(name, &filename, StreamInput::Command(cmd))?)
+                Box::new(StreamSource::new(
+                    name,
+                    &filename,
+                    StreamInput::Command(cmd),
+                )?)
             }
         };
-        jobs.push(Job { source, tags: s.tags.clone() });
+        jobs.push(Job {
+            source,
+            tags: s.tags.clone(),
+        });
     }
     Ok(jobs)
 }
@@ -141,6 +188,9 @@ fn print_summary(id: &str, snap: &Snapshot) {
         println!("  error: {}: {}", e.path, e.message);
     }
     if s.partial {
-        println!("  snapshot is PARTIAL: {} item(s) could not be backed up", s.errors.len());
+        println!(
+            "  snapshot is PARTIAL: {} item(s) could not be backed up",
+            s.errors.len()
+        );
     }
 }

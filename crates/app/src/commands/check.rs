@@ -9,7 +9,10 @@ use crate::output::{bytes, print_json};
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
     let read_data = match (&args.read_data_subset, args.read_data) {
         (Some(p), _) => {
-            let pct: f64 = p.trim_end_matches('%').parse().map_err(|_| usage(format!("--read-data-subset: '{p}' is not a percentage")))?;
+            let pct: f64 = p
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| usage(format!("--read-data-subset: '{p}' is not a percentage")))?;
             if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
                 return Err(usage("--read-data-subset must be between 0% and 100%"));
             }
@@ -20,7 +23,13 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
     };
     let repo = ctx.open()?;
     let view = ctx.progress("check");
-    let report = engine::check::check(&repo, &CheckOptions { read_data, progress: view.reporter() });
+    let report = engine::check::check(
+        &repo,
+        &CheckOptions {
+            read_data,
+            progress: view.reporter(),
+        },
+    );
     view.finish();
     let report = report?;
     if ctx.json {
@@ -41,12 +50,28 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
             println!("error: {e}");
         }
         for a in &report.affected {
-            println!("damaged: snapshot {} ({}, {}):", a.snapshot.short(), a.source, a.time);
+            println!(
+                "damaged: snapshot {} ({}, {}):",
+                a.snapshot.short(),
+                a.source,
+                a.time
+            );
             for p in &a.paths {
                 println!("  {p}");
             }
         }
-        println!("{}", if report.ok() { "no errors found" } else { "REPOSITORY HAS ERRORS" });
+        println!(
+            "{}",
+            if report.ok() {
+                "no errors found"
+            } else {
+                "REPOSITORY HAS ERRORS"
+            }
+        );
     }
-    Ok(if report.ok() { Status::Ok } else { Status::Damaged })
+    Ok(if report.ok() {
+        Status::Ok
+    } else {
+        Status::Damaged
+    })
 }

@@ -16,9 +16,15 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
     let list = engine::snapshot::list(&src)?;
     let filter = args.filter.to_engine();
     let chosen: Vec<_> = if args.snapshots.is_empty() {
-        list.iter().filter(|(_, s)| filter.matches(s)).cloned().collect()
+        list.iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect()
     } else {
-        args.snapshots.iter().map(|s| engine::catalog::resolve(&list, s, None).cloned()).collect::<Result<_, _>>()?
+        args.snapshots
+            .iter()
+            .map(|s| engine::catalog::resolve(&list, s, None).cloned())
+            .collect::<Result<_, _>>()?
     };
     let view = ctx.progress("copy");
     let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());
@@ -29,8 +35,18 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
     } else {
         for c in &copied {
             match c.copied_as {
-                Some(id) => println!("copied {} as {} ({} chunks, {})", c.source_snapshot.short(), id.short(), c.chunks_copied, bytes(c.bytes_copied)),
-                None => println!("skipped {} (already in {})", c.source_snapshot.short(), dst_target.url),
+                Some(id) => println!(
+                    "copied {} as {} ({} chunks, {})",
+                    c.source_snapshot.short(),
+                    id.short(),
+                    c.chunks_copied,
+                    bytes(c.bytes_copied)
+                ),
+                None => println!(
+                    "skipped {} (already in {})",
+                    c.source_snapshot.short(),
+                    dst_target.url
+                ),
             }
         }
     }

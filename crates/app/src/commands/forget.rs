@@ -13,15 +13,31 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let filter = args.filter.to_engine();
     let all = engine::snapshot::list(&repo)?;
-    let list: Vec<_> = all.iter().filter(|(_, s)| filter.matches(s)).cloned().collect();
+    let list: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| filter.matches(s))
+        .cloned()
+        .collect();
     let decisions = if args.snapshots.is_empty() {
         let policy = policy(&args.keep, ctx.config_file().map(|c| &c.retention))?;
-        catalog::apply_policy(&list, &policy, jiff::Timestamp::now(), &jiff::tz::TimeZone::system())?
+        catalog::apply_policy(
+            &list,
+            &policy,
+            jiff::Timestamp::now(),
+            &jiff::tz::TimeZone::system(),
+        )?
     } else {
         let mut out = Vec::new();
         for spec in &args.snapshots {
             let (id, s) = catalog::resolve(&list, spec, None)?;
-            out.push(catalog::Decision { id: *id, source: s.source.name.clone(), host: s.hostname.clone(), time: s.time, keep: false, reasons: vec!["named".into()] });
+            out.push(catalog::Decision {
+                id: *id,
+                source: s.source.name.clone(),
+                host: s.hostname.clone(),
+                time: s.time,
+                keep: false,
+                reasons: vec!["named".into()],
+            });
         }
         out
     };
@@ -30,10 +46,31 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
         print_json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions }))?;
     } else {
         for d in &decisions {
-            let what = if d.keep { "keep  " } else if args.dry_run { "would remove" } else { "remove" };
-            println!("{what} {} {} {:<14} {}", d.id.short(), local_time(d.time), d.source, d.reasons.join(", "));
+            let what = if d.keep {
+                "keep  "
+            } else if args.dry_run {
+                "would remove"
+            } else {
+                "remove"
+            };
+            println!(
+                "{what} {} {} {:<14} {}",
+                d.id.short(),
+                local_time(d.time),
+                d.source,
+                d.reasons.join(", ")
+            );
         }
-        println!("{} kept, {} {}", decisions.len() - removed.len(), removed.len(), if args.dry_run { "would be removed" } else { "removed" });
+        println!(
+            "{} kept, {} {}",
+            decisions.len() - removed.len(),
+            removed.len(),
+            if args.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
     }
     if args.dry_run || removed.is_empty() {
         return Ok(Status::Ok);
@@ -46,7 +83,13 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
     }
     if args.prune {
         drop(repo);
-        return super::prune::run(ctx, &PruneArgs { dry_run: false, max_unused: "20%".into() });
+        return super::prune::run(
+            ctx,
+            &PruneArgs {
+                dry_run: false,
+                max_unused: "20%".into(),
+            },
+        );
     }
     Ok(Status::Ok)
 }
@@ -60,13 +103,20 @@ fn policy(keep: &KeepArgs, config: Option<&Retention>) -> Result<Policy> {
         weekly: keep.keep_weekly,
         monthly: keep.keep_monthly,
         yearly: keep.keep_yearly,
-        within: keep.keep_within.as_deref().map(parse_duration).transpose().map_err(|e| usage(format!("--keep-within: {e}")))?,
+        within: keep
+            .keep_within
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| usage(format!("--keep-within: {e}")))?,
     };
     if !flags.is_empty() {
         return Ok(flags);
     }
     let Some(r) = config else {
-        bail!(usage("no retention policy: pass --keep-daily/--keep-weekly/... or configure [retention]"));
+        bail!(usage(
+            "no retention policy: pass --keep-daily/--keep-weekly/... or configure [retention]"
+        ));
     };
     Ok(Policy {
         last: r.keep_last,

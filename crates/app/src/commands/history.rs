@@ -24,7 +24,10 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<Status> {
         println!("{path} is in no snapshot");
         return Ok(Status::Ok);
     }
-    println!("{:<3} {:<19} {:<19} {:>10} {:>5}  first snapshot", "#", "first seen", "last seen", "size", "snaps");
+    println!(
+        "{:<3} {:<19} {:<19} {:>10} {:>5}  first snapshot",
+        "#", "first seen", "last seen", "size", "snaps"
+    );
     for (n, v) in versions.iter().enumerate() {
         println!(
             "{:<3} {:<19} {:<19} {:>10} {:>5}  {}",

@@ -9,7 +9,11 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
     let target = ctx.target(None)?;
     let store = ctx.store(&target)?;
     let password = ctx.password(&target, true)?;
-    let opts = InitOptions { label: args.label.clone(), kdf: kdf_from_env(), ..Default::default() };
+    let opts = InitOptions {
+        label: args.label.clone(),
+        kdf: kdf_from_env(),
+        ..Default::default()
+    };
     let repo = match &args.copy_params_from {
         Some(from) => {
             let src = ctx.open_at(&ctx.target(Some(from))?)?;
@@ -19,7 +23,9 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
     }
     .with_context(|| format!("cannot create repository at {}", target.url))?;
     if ctx.json {
-        crate::output::print_json(&serde_json::json!({ "repository": target.url, "id": repo.config().id }))?;
+        crate::output::print_json(
+            &serde_json::json!({ "repository": target.url, "id": repo.config().id }),
+        )?;
     } else {
         println!("created repository {} at {}", repo.config().id, target.url);
         println!("keep the password safe: without it the data cannot be read");
@@ -29,7 +35,10 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
 
 /// Key-derivation cost; `BULWARK_KDF_MEMORY_KIB` lowers it for tests and demos only.
 pub fn kdf_from_env() -> engine::crypto::KdfParams {
-    match std::env::var("BULWARK_KDF_MEMORY_KIB").ok().and_then(|v| v.parse().ok()) {
+    match std::env::var("BULWARK_KDF_MEMORY_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(kib) => engine::crypto::KdfParams::with_cost(kib, 1),
         None => engine::crypto::KdfParams::recommended(),
     }

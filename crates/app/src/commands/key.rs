@@ -23,17 +23,29 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
                     .collect();
                 print_json(&rows)?;
             } else {
-                println!("{:<2} {:<10} {:<20} {:<20} label", "", "id", "created", "user@host");
+                println!(
+                    "{:<2} {:<10} {:<20} {:<20} label",
+                    "", "id", "created", "user@host"
+                );
                 for (id, k) in keys {
                     let mark = if id == repo.key_id() { "*" } else { "" };
-                    println!("{mark:<2} {:<10} {:<20} {:<20} {}", id.short(), local_time(k.created), format!("{}@{}", k.username, k.hostname), k.label);
+                    println!(
+                        "{mark:<2} {:<10} {:<20} {:<20} {}",
+                        id.short(),
+                        local_time(k.created),
+                        format!("{}@{}", k.username, k.hostname),
+                        k.label
+                    );
                 }
             }
         }
         KeyCommand::Remove { id } => {
             let _lock = LockGuard::acquire(&repo, true, "key remove")?;
             let keys = repo.list_keys()?;
-            let matches: Vec<_> = keys.iter().filter(|(k, _)| k.to_hex().starts_with(id.as_str())).collect();
+            let matches: Vec<_> = keys
+                .iter()
+                .filter(|(k, _)| k.to_hex().starts_with(id.as_str()))
+                .collect();
             let found = match matches.as_slice() {
                 [one] => one.0,
                 [] => bail!(usage(format!("no key {id}"))),
@@ -45,10 +57,16 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
         KeyCommand::Passwd => {
             let _lock = LockGuard::acquire(&repo, true, "key passwd")?;
             let old = repo.key_id();
-            let label = repo.list_keys()?.into_iter().find(|(k, _)| *k == old).map(|(_, f)| f.label).unwrap_or_default();
+            let label = repo
+                .list_keys()?
+                .into_iter()
+                .find(|(k, _)| *k == old)
+                .map(|(_, f)| f.label)
+                .unwrap_or_default();
             let id = repo.add_key(&new_password()?, &label, kdf_from_env())?;
             // The new key is written before the old one goes, so a crash leaves both valid.
-            repo.store().delete(engine::store::ObjectKind::Key, &old.to_hex())?;
+            repo.store()
+                .delete(engine::store::ObjectKind::Key, &old.to_hex())?;
             report(ctx, "changed password; new key", &id.to_hex())?;
         }
     }

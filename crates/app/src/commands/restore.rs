@@ -22,9 +22,15 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     view.finish();
     let summary = summary?;
     if ctx.json {
-        print_json(&serde_json::json!({ "snapshot": id, "target": args.target, "dry_run": args.dry_run, "summary": summary }))?;
+        print_json(
+            &serde_json::json!({ "snapshot": id, "target": args.target, "dry_run": args.dry_run, "summary": summary }),
+        )?;
     } else {
-        let verb = if args.dry_run { "would restore" } else { "restored" };
+        let verb = if args.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
         println!(
             "{verb} snapshot {} of '{}' to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s",
             id.short(),
@@ -41,7 +47,10 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
         }
     }
     if !summary.errors.is_empty() {
-        eprintln!("{} file(s) could NOT be restored; every other file was verified against its chunk ids", summary.errors.len());
+        eprintln!(
+            "{} file(s) could NOT be restored; every other file was verified against its chunk ids",
+            summary.errors.len()
+        );
         return Ok(Status::Partial);
     }
     Ok(Status::Ok)

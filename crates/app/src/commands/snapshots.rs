@@ -10,7 +10,10 @@ use crate::output::{bytes, local_time, print_json};
 pub fn run(ctx: &Context, args: &SnapshotsArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let filter = args.filter.to_engine();
-    let mut list: Vec<_> = engine::snapshot::list(&repo)?.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+    let mut list: Vec<_> = engine::snapshot::list(&repo)?
+        .into_iter()
+        .filter(|(_, s)| filter.matches(s))
+        .collect();
     if let Some(n) = args.latest {
         let mut seen: HashMap<String, usize> = HashMap::new();
         list.reverse();
@@ -35,7 +38,10 @@ pub fn run(ctx: &Context, args: &SnapshotsArgs) -> Result<Status> {
             .collect();
         return print_json(&rows).map(|_| Status::Ok);
     }
-    println!("{:<9} {:<19} {:<12} {:<14} {:<7} {:<9} {:>7} {:>10}  paths", "id", "time", "host", "source", "kind", "set", "files", "size");
+    println!(
+        "{:<9} {:<19} {:<12} {:<14} {:<7} {:<9} {:>7} {:>10}  paths",
+        "id", "time", "host", "source", "kind", "set", "files", "size"
+    );
     for (id, s) in &list {
         let set = s.set_id.map(|x| x.short()).unwrap_or_default();
         let flag = if s.summary.partial { " (partial)" } else { "" };

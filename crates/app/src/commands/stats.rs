@@ -13,7 +13,10 @@ pub fn run(ctx: &Context, args: &StatsArgs) -> Result<Status> {
     let chosen: Vec<_> = if args.snapshots.is_empty() {
         list.clone()
     } else {
-        args.snapshots.iter().map(|s| engine::catalog::resolve(&list, s, None).cloned()).collect::<Result<_, _>>()?
+        args.snapshots
+            .iter()
+            .map(|s| engine::catalog::resolve(&list, s, None).cloned())
+            .collect::<Result<_, _>>()?
     };
     let index = Arc::new(repo.load_index()?);
     let st = engine::stats::stats(&repo, &index, &chosen)?;
@@ -23,8 +26,17 @@ pub fn run(ctx: &Context, args: &StatsArgs) -> Result<Status> {
         println!("snapshots:         {}", st.snapshots);
         println!("files:             {}", st.files);
         println!("logical size:      {}", bytes(st.logical_bytes));
-        println!("after dedup:       {} in {} chunks (dedup ratio {:.2}x)", bytes(st.unique_bytes), st.unique_chunks, st.dedup_ratio);
-        println!("stored:            {} (compression ratio {:.2}x)", bytes(st.stored_bytes), st.compression_ratio);
+        println!(
+            "after dedup:       {} in {} chunks (dedup ratio {:.2}x)",
+            bytes(st.unique_bytes),
+            st.unique_chunks,
+            st.dedup_ratio
+        );
+        println!(
+            "stored:            {} (compression ratio {:.2}x)",
+            bytes(st.stored_bytes),
+            st.compression_ratio
+        );
         println!("repository packs:  {}", bytes(st.repository_bytes));
     }
     Ok(Status::Ok)

@@ -15,7 +15,10 @@ pub struct Garage {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn garage_binary() -> Option<std::path::PathBuf> {
@@ -67,37 +70,69 @@ impl Garage {
             .stderr(Stdio::null())
             .spawn()
             .expect("garage starts");
-        let mut g = Garage { child, config, _dir: dir, endpoint: format!("http://127.0.0.1:{s3}") };
+        let mut g = Garage {
+            child,
+            config,
+            _dir: dir,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+        };
         let node = g.wait_for_node(&bin);
         g.admin(&bin, &["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
         g.admin(&bin, &["layout", "apply", "--version", "1"]);
-        g.admin(&bin, &["key", "import", "--yes", "-n", "test", ACCESS_KEY, SECRET_KEY]);
+        g.admin(
+            &bin,
+            &[
+                "key", "import", "--yes", "-n", "test", ACCESS_KEY, SECRET_KEY,
+            ],
+        );
         Some(g)
     }
 
     fn wait_for_node(&mut self, bin: &std::path::Path) -> String {
         let start = Instant::now();
         loop {
-            let out = Command::new(bin).arg("-c").arg(&self.config).args(["node", "id", "-q"]).output().expect("garage cli");
+            let out = Command::new(bin)
+                .arg("-c")
+                .arg(&self.config)
+                .args(["node", "id", "-q"])
+                .output()
+                .expect("garage cli");
             if out.status.success() {
                 let s = String::from_utf8_lossy(&out.stdout);
                 return s.trim().split('@').next().unwrap_or_default().to_string();
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "garage did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "garage did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn admin(&self, bin: &std::path::Path, args: &[&str]) {
-        let out = Command::new(bin).arg("-c").arg(&self.config).args(args).output().expect("garage cli");
-        assert!(out.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("garage cli");
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Creates a bucket the test key may use.
     pub fn bucket(&self, name: &str) {
         let bin = garage_binary().expect("garage");
         self.admin(&bin, &["bucket", "create", name]);
-        self.admin(&bin, &["bucket", "allow", "--read", "--write", "--owner", name, "--key", "test"]);
+        self.admin(
+            &bin,
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", name, "--key", "test",
+            ],
+        );
     }
 
     /// Environment for bulwark to reach this server.

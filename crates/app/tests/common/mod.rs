@@ -28,13 +28,22 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl Env {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir"), extra: Vec::new(), as_uid: None }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra: Vec::new(),
+            as_uid: None,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -53,7 +62,11 @@ impl Env {
         let mut c = match self.as_uid {
             Some(uid) => {
                 let mut c = Command::new("setpriv");
-                c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]);
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={uid}"),
+                    "--clear-groups".into(),
+                ]);
                 c.arg(env!("CARGO_BIN_EXE_bulwark"));
                 c
             }
@@ -86,7 +99,11 @@ impl Env {
     /// Runs and asserts exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);
-        assert_eq!(r.code, 0, "bulwark {args:?} failed\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.code, 0,
+            "bulwark {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
         r
     }
 
@@ -101,13 +118,28 @@ pub fn write_sample_tree(root: &Path) {
     fs::create_dir_all(root.join("uploads/2026/11")).expect("mkdir");
     fs::create_dir_all(root.join("logs")).expect("mkdir");
     fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
-    fs::write(root.join("uploads/2026/11/report.txt"), "quarterly numbers\n".repeat(5000)).expect("write");
-    fs::write(root.join("uploads/2026/11/blob.bin"), pseudo_random(3 * 1024 * 1024 + 17, 1)).expect("write");
-    fs::write(root.join("logs/app.log"), (0..20000).map(|i| format!("{i} INFO request served\n")).collect::<String>()).expect("write");
+    fs::write(
+        root.join("uploads/2026/11/report.txt"),
+        "quarterly numbers\n".repeat(5000),
+    )
+    .expect("write");
+    fs::write(
+        root.join("uploads/2026/11/blob.bin"),
+        pseudo_random(3 * 1024 * 1024 + 17, 1),
+    )
+    .expect("write");
+    fs::write(
+        root.join("logs/app.log"),
+        (0..20000)
+            .map(|i| format!("{i} INFO request served\n"))
+            .collect::<String>(),
+    )
+    .expect("write");
     fs::write(root.join("empty.txt"), "").expect("write");
     fs::write(root.join("secret.env"), "TOKEN=abc\n").expect("write");
     fs::set_permissions(root.join("secret.env"), fs::Permissions::from_mode(0o600)).expect("chmod");
-    std::os::unix::fs::symlink("uploads/2026/11/report.txt", root.join("latest-report")).expect("symlink");
+    std::os::unix::fs::symlink("uploads/2026/11/report.txt", root.join("latest-report"))
+        .expect("symlink");
 }
 
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -131,10 +163,17 @@ pub fn digest(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = fs::read_dir(p).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(p)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     entries.sort();
     for e in entries {
-        let rel = e.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+        let rel = e
+            .strip_prefix(root)
+            .expect("prefix")
+            .to_string_lossy()
+            .into_owned();
         let m = fs::symlink_metadata(&e).expect("lstat");
         let desc = if m.file_type().is_symlink() {
             format!("link -> {}", fs::read_link(&e).expect("readlink").display())
@@ -143,7 +182,13 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
             format!("dir {:o}", m.mode() & 0o7777)
         } else {
             let data = fs::read(&e).expect("read");
-            format!("file {:o} {} {} mtime={}", m.mode() & 0o7777, data.len(), blake3::hash(&data).to_hex(), m.mtime())
+            format!(
+                "file {:o} {} {} mtime={}",
+                m.mode() & 0o7777,
+                data.len(),
+                blake3::hash(&data).to_hex(),
+                m.mtime()
+            )
         };
         out.insert(rel, desc);
     }

@@ -9,7 +9,13 @@ pub fn validate_syntax(path: &str, data: &[u8]) -> Option<String> {
     match ext.as_str() {
         "json" => serde_json::from_slice::<serde_json::Value>(data)
             .err()
-            .map(|e| format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column())),
+            .map(|e| {
+                format!(
+                    "invalid JSON at line {}, column {}: {e}",
+                    e.line(),
+                    e.column()
+                )
+            }),
         "yaml" | "yml" => {
             // A file may hold several YAML documents.
             let text = match std::str::from_utf8(data) {
@@ -19,7 +25,11 @@ pub fn validate_syntax(path: &str, data: &[u8]) -> Option<String> {
             for doc in serde_yaml_ng::Deserializer::from_str(text) {
                 if let Err(e) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc) {
                     return Some(match e.location() {
-                        Some(l) => format!("invalid YAML at line {}, column {}: {e}", l.line(), l.column()),
+                        Some(l) => format!(
+                            "invalid YAML at line {}, column {}: {e}",
+                            l.line(),
+                            l.column()
+                        ),
                         None => format!("invalid YAML: {e}"),
                     });
                 }
@@ -32,7 +42,9 @@ pub fn validate_syntax(path: &str, data: &[u8]) -> Option<String> {
                 Err(e) => return Some(format!("invalid TOML: not UTF-8 ({e})")),
             };
             text.parse::<toml::Table>().err().map(|e| {
-                let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
                 match line {
                     Some(l) => format!("invalid TOML at line {l}: {}", e.message()),
                     None => format!("invalid TOML: {}", e.message()),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::backup::{Source, SnapshotWriter};
+use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::config::validate_syntax;
 use crate::error::{Error, ErrorKind, Result};
 use crate::items::{Item, ItemKind};
@@ -36,15 +36,23 @@ impl PathFilter {
         let (mut full, mut name) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for p in patterns {
             let trimmed = p.trim_start_matches('/');
-            let glob = Glob::new(trimmed).map_err(|e| Error::invalid(format!("bad pattern '{p}': {e}")))?;
+            let glob = Glob::new(trimmed)
+                .map_err(|e| Error::invalid(format!("bad pattern '{p}': {e}")))?;
             if trimmed.contains('/') {
                 full.add(glob);
             } else {
                 name.add(glob);
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("bad patterns: {e}")));
-        Ok(Self { full: build(full)?, name: build(name)?, empty: patterns.is_empty() })
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::invalid(format!("bad patterns: {e}")))
+        };
+        Ok(Self {
+            full: build(full)?,
+            name: build(name)?,
+            empty: patterns.is_empty(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,15 +86,25 @@ pub struct FilesSource {
 
 impl FilesSource {
     /// `kind` is "files" or "config"; config sources check each YAML/JSON/TOML file's syntax.
-    pub fn new(name: &str, kind: &str, roots: &[PathBuf], include: &[String], exclude: &[String]) -> Result<Self> {
+    pub fn new(
+        name: &str,
+        kind: &str,
+        roots: &[PathBuf],
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<Self> {
         if roots.is_empty() {
             return Err(Error::invalid(format!("source '{name}' names no paths")));
         }
         let mut abs = Vec::new();
         for r in roots {
-            let p = std::path::absolute(r).map_err(|e| Error::from(e).context(r.display().to_string()))?;
+            let p = std::path::absolute(r)
+                .map_err(|e| Error::from(e).context(r.display().to_string()))?;
             fs::symlink_metadata(&p).map_err(|e| {
-                Error::new(ErrorKind::NotFound, format!("cannot back up {}: {e}", p.display()))
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("cannot back up {}: {e}", p.display()),
+                )
             })?;
             abs.push(normalize(&p));
         }
@@ -100,7 +118,10 @@ impl FilesSource {
             }
         }
         Ok(Self {
-            info: SourceInfo { name: name.to_string(), kind: kind.to_string() },
+            info: SourceInfo {
+                name: name.to_string(),
+                kind: kind.to_string(),
+            },
             roots: kept,
             include: PathFilter::new(include)?,
             exclude: PathFilter::new(exclude)?,
@@ -132,10 +153,17 @@ impl FilesSource {
             entries.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
             for name in entries {
                 let Some(n) = name.to_str() else {
-                    w.item_error(&format!("{stored}/{}", name.to_string_lossy()), "file name is not UTF-8; skipped");
+                    w.item_error(
+                        &format!("{stored}/{}", name.to_string_lossy()),
+                        "file name is not UTF-8; skipped",
+                    );
                     continue;
                 };
-                let child = if stored.is_empty() { n.to_string() } else { format!("{stored}/{n}") };
+                let child = if stored.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{stored}/{n}")
+                };
                 self.walk(w, &path.join(&name), child)?;
             }
         } else if ft.is_symlink() {
@@ -170,7 +198,13 @@ impl FilesSource {
                 w.put_file(item, || fs::File::open(path))?;
             }
         } else {
-            let what = if ft.is_fifo() { "FIFO" } else if ft.is_socket() { "socket" } else { "device file" };
+            let what = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device file"
+            };
             w.warn(&stored, format!("{what} skipped"));
         }
         Ok(())
@@ -235,10 +269,14 @@ mod tests {
 
     #[test]
     fn filter_matches_names_paths_and_parents() {
-        let f = PathFilter::new(&["*.log".into(), "srv/cache/**".into(), "/srv/tmp".into()]).expect("valid");
+        let f = PathFilter::new(&["*.log".into(), "srv/cache/**".into(), "/srv/tmp".into()])
+            .expect("valid");
         assert!(f.matches("srv/app/x.log"));
         assert!(f.matches("srv/cache/a/b"));
-        assert!(f.matches("srv/tmp/inside/file"), "a matching parent covers its contents");
+        assert!(
+            f.matches("srv/tmp/inside/file"),
+            "a matching parent covers its contents"
+        );
         assert!(!f.matches("srv/app/x.txt"));
         assert!(PathFilter::new(&["[".into()]).is_err());
     }

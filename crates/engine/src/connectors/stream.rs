@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use crate::backup::{Source, SnapshotWriter};
+use crate::backup::{SnapshotWriter, Source};
 use crate::error::{Error, ErrorKind, Result};
 use crate::items::{Item, ItemKind};
 use crate::snapshot::SourceInfo;
@@ -26,10 +26,19 @@ pub struct StreamSource {
 
 impl StreamSource {
     pub fn new(name: &str, filename: &str, input: StreamInput) -> Result<Self> {
-        if filename.is_empty() || filename.starts_with('/') || filename.split('/').any(|c| c == "..") {
-            return Err(Error::invalid(format!("stream file name '{filename}' must be a relative path")));
+        if filename.is_empty()
+            || filename.starts_with('/')
+            || filename.split('/').any(|c| c == "..")
+        {
+            return Err(Error::invalid(format!(
+                "stream file name '{filename}' must be a relative path"
+            )));
         }
-        Ok(Self { name: name.to_string(), filename: filename.to_string(), input })
+        Ok(Self {
+            name: name.to_string(),
+            filename: filename.to_string(),
+            input,
+        })
     }
 
     fn item(&self) -> Item {
@@ -42,7 +51,10 @@ impl StreamSource {
 
 impl Source for StreamSource {
     fn info(&self) -> SourceInfo {
-        SourceInfo { name: self.name.clone(), kind: "stream".into() }
+        SourceInfo {
+            name: self.name.clone(),
+            kind: "stream".into(),
+        }
     }
 
     fn paths(&self) -> Vec<String> {
@@ -72,9 +84,17 @@ fn run_command(w: &mut SnapshotWriter, item: Item, cmd: &str) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::new(ErrorKind::Source, format!("cannot start `{cmd}`")).with_source(e))?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::new(ErrorKind::Source, "no stdout pipe"))?;
-    let mut stderr = child.stderr.take().ok_or_else(|| Error::new(ErrorKind::Source, "no stderr pipe"))?;
+        .map_err(|e| {
+            Error::new(ErrorKind::Source, format!("cannot start `{cmd}`")).with_source(e)
+        })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout pipe"))?;
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Source, "no stderr pipe"))?;
     // Drain stderr on a thread so a chatty command cannot block on a full pipe.
     let stderr_thread = std::thread::spawn(move || {
         let mut tail: Vec<u8> = Vec::new();
@@ -88,13 +108,17 @@ fn run_command(w: &mut SnapshotWriter, item: Item, cmd: &str) -> Result<()> {
                 tail.drain(..tail.len() - STDERR_TAIL);
             }
         }
-        String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..]).trim().to_string()
+        String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..])
+            .trim()
+            .to_string()
     });
     let streamed = w.put_stream(item, stdout);
     if streamed.is_err() {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| Error::new(ErrorKind::Source, "waiting for command").with_source(e))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::new(ErrorKind::Source, "waiting for command").with_source(e))?;
     let err_text = stderr_thread.join().unwrap_or_default();
     streamed?;
     if !status.success() {
@@ -102,7 +126,11 @@ fn run_command(w: &mut SnapshotWriter, item: Item, cmd: &str) -> Result<()> {
             Some(c) => format!("exited with status {c}"),
             None => "was killed by a signal".to_string(),
         };
-        let detail = if err_text.is_empty() { String::new() } else { format!("; its stderr ends with: {err_text}") };
+        let detail = if err_text.is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ends with: {err_text}")
+        };
         return Err(Error::new(
             ErrorKind::Source,
             format!("command `{cmd}` {how}; the backup is discarded{detail}"),
