@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+scripts/install-deps.sh
 # Tests spawn many bulwark processes and servers; two at a time fits a 2-core machine.
 cargo test --workspace --locked -- --test-threads=2
