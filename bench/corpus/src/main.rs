@@ -32,10 +32,46 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "agent", "memory", "retrieval", "vector", "prompt", "token", "context", "embedding", "user",
-    "assistant", "tool", "call", "result", "error", "latency", "model", "reply", "question",
-    "answer", "document", "chunk", "index", "search", "cache", "session", "queue", "policy",
-    "the", "a", "of", "to", "and", "in", "is", "for", "with", "on", "that", "this", "we",
+    "agent",
+    "memory",
+    "retrieval",
+    "vector",
+    "prompt",
+    "token",
+    "context",
+    "embedding",
+    "user",
+    "assistant",
+    "tool",
+    "call",
+    "result",
+    "error",
+    "latency",
+    "model",
+    "reply",
+    "question",
+    "answer",
+    "document",
+    "chunk",
+    "index",
+    "search",
+    "cache",
+    "session",
+    "queue",
+    "policy",
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "for",
+    "with",
+    "on",
+    "that",
+    "this",
+    "we",
 ];
 
 fn sentence(rng: &mut Rng, words: usize, out: &mut String) {
@@ -52,7 +88,14 @@ fn sql_row(rng: &mut Rng, id: u64, out: &mut String) {
     let _ = write!(out, "INSERT INTO messages (id, conversation_id, role, content, created_at) VALUES ({id}, {}, '{}', '", rng.below(1_000_000), if id % 2 == 0 { "user" } else { "assistant" });
     let n = 8 + rng.below(40) as usize;
     sentence(rng, n, out);
-    let _ = writeln!(out, "', '2026-11-{:02} {:02}:{:02}:{:02}');", 1 + rng.below(20), rng.below(24), rng.below(60), rng.below(60));
+    let _ = writeln!(
+        out,
+        "', '2026-11-{:02} {:02}:{:02}:{:02}');",
+        1 + rng.below(20),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60)
+    );
 }
 
 fn write_file(path: &Path, data: &[u8]) {
@@ -68,7 +111,10 @@ fn generate(root: &Path, total: u64) {
     let sql_target = total * 30 / 100;
     {
         fs::create_dir_all(root.join("db")).expect("mkdir");
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(root.join("db/messages.sql")).expect("create"));
+        let mut w = BufWriter::with_capacity(
+            1 << 20,
+            File::create(root.join("db/messages.sql")).expect("create"),
+        );
         let (mut written, mut id, mut line) = (0u64, 0u64, String::new());
         while written < sql_target {
             line.clear();
@@ -132,7 +178,11 @@ fn generate(root: &Path, total: u64) {
     // Logs.
     let log_target = total * 12 / 100;
     for f in 0..10 {
-        append_log(&root.join(format!("logs/app-{f}.log")), &mut rng, log_target / 10);
+        append_log(
+            &root.join(format!("logs/app-{f}.log")),
+            &mut rng,
+            log_target / 10,
+        );
     }
     // Configs: many small JSON and YAML files.
     for i in 0..2000u64 {
@@ -149,11 +199,24 @@ fn append_log(path: &Path, rng: &mut Rng, bytes: u64) {
     if let Some(p) = path.parent() {
         fs::create_dir_all(p).expect("mkdir");
     }
-    let mut w = BufWriter::new(OpenOptions::new().create(true).append(true).open(path).expect("open log"));
+    let mut w = BufWriter::new(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open log"),
+    );
     let (mut written, mut line) = (0u64, String::new());
     while written < bytes {
         line.clear();
-        line.push_str(&format!("2026-11-21T{:02}:{:02}:{:02}.{:03}Z INFO req={:x} ", rng.below(24), rng.below(60), rng.below(60), rng.below(1000), rng.next()));
+        line.push_str(&format!(
+            "2026-11-21T{:02}:{:02}:{:02}.{:03}Z INFO req={:x} ",
+            rng.below(24),
+            rng.below(60),
+            rng.below(60),
+            rng.below(1000),
+            rng.next()
+        ));
         sentence(rng, 8, &mut line);
         line.push('\n');
         w.write_all(line.as_bytes()).expect("write");
@@ -167,7 +230,14 @@ fn mutate(root: &Path) {
     let mut rng = Rng::new(2027);
     let sql = root.join("db/messages.sql");
     let data = fs::read(&sql).expect("read sql");
-    let lines: Vec<usize> = std::iter::once(0).chain(data.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    let lines: Vec<usize> = std::iter::once(0)
+        .chain(
+            data.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
     let rows = lines.len().saturating_sub(1);
     let mut out = Vec::with_capacity(data.len() + data.len() / 50);
     let mut line = String::new();
@@ -182,20 +252,35 @@ fn mutate(root: &Path) {
         }
     }
     fs::write(&sql, out).expect("write sql");
-    let size: u64 = walk(root).iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let size: u64 = walk(root)
+        .iter()
+        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
     for n in 0..10 {
         let mut buf = vec![0u8; (size / 1000) as usize];
         rng.fill(&mut buf);
         write_file(&root.join(format!("uploads/new/day2-{n}.jpg")), &buf);
     }
     for f in 0..10 {
-        append_log(&root.join(format!("logs/app-{f}.log")), &mut rng, size / 2000);
+        append_log(
+            &root.join(format!("logs/app-{f}.log")),
+            &mut rng,
+            size / 2000,
+        );
     }
     for i in (0..2000u64).step_by(97) {
-        let p = if i % 2 == 0 { root.join(format!("config/services/svc-{i:04}.json")) } else { root.join(format!("config/agents/agent-{i:04}.yaml")) };
-        let mut f = OpenOptions::new().write(true).open(&p).expect("open config");
+        let p = if i % 2 == 0 {
+            root.join(format!("config/services/svc-{i:04}.json"))
+        } else {
+            root.join(format!("config/agents/agent-{i:04}.yaml"))
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .expect("open config");
         f.seek(SeekFrom::End(0)).expect("seek");
-        f.write_all(if i % 2 == 0 { b"\n" } else { b"# changed\n" }).expect("write");
+        f.write_all(if i % 2 == 0 { b"\n" } else { b"# changed\n" })
+            .expect("write");
     }
 }
 
@@ -219,7 +304,12 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let scale: f64 = args.iter().position(|a| a == "--scale").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let scale: f64 = args
+        .iter()
+        .position(|a| a == "--scale")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let root = PathBuf::from(dir);
     match cmd.as_str() {
         "generate" => generate(&root, (scale * 1e9) as u64),

@@ -10,11 +10,23 @@ mod output;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    limit_allocator_retention();
     let cli = cli::Cli::parse();
     output::init_logging(cli.quiet);
     let result = context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, &cli.command));
     match result {
         Ok(status) => status.into(),
         Err(err) => exit::report(&err, cli.json),
+    }
+}
+
+/// Packs (16 MiB) and read buffers are allocated on one thread and freed on another. glibc then
+/// raises its mmap threshold and keeps the freed megabytes in per-thread arenas: peak RSS nearly
+/// doubled in the benchmark. A fixed 4 MiB threshold sends only those big buffers to mmap, which
+/// returns them at once, while chunk-sized allocations stay in the arenas (fast reuse).
+fn limit_allocator_retention() {
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     }
 }

@@ -42,7 +42,7 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Worker threads for hashing/compression/encryption (0: one per core).
     pub threads: usize,
-    /// Concurrent pack uploads (0: 4).
+    /// Concurrent pack uploads (0: 2 on local disk, 4 on object storage).
     pub uploads: usize,
     pub progress: Reporter,
 }
@@ -222,11 +222,18 @@ impl SnapshotWriter {
         } else {
             opts.threads
         };
-        let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
+        // Each upload holds a whole pack in memory; only remote storage needs many in flight.
+        let uploads = match (opts.uploads, repo.store().is_local()) {
+            (0, true) => 2,
+            (0, false) => 4,
+            (n, _) => n,
+        };
         let level = repo.config().compression_level;
         let (job_tx, job_rx) = bounded::<Job>(workers * 2);
         let (blob_tx, blob_rx) = bounded::<Blob>(workers * 2);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        // Rendezvous: a finished pack waits in the packer, not in a queue, bounding packs in memory
+        // to the one being built plus one per uploader.
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let (asm_tx, asm_rx) = bounded::<AsmMsg>(256);
         let mut threads = Vec::new();
         for n in 0..workers {

@@ -57,7 +57,7 @@ impl Default for InitOptions {
         Self {
             chunker: ChunkerParams::DATA,
             compression_level: 3,
-            pack_size: 16 * 1024 * 1024,
+            pack_size: 8 * 1024 * 1024,
             kdf: KdfParams::recommended(),
             label: String::new(),
         }

@@ -156,6 +156,9 @@ pub fn restore(
     let (tx, rx) = unbounded();
     let mut packs: Vec<(PackId, Vec<BlobUse>)> = plan.into_iter().collect();
     packs.sort_by_key(|(p, _)| *p);
+    for (_, uses) in packs.iter_mut() {
+        uses.sort_by_key(|u| (u.offset, u.file, u.file_offset));
+    }
     summary.packs_read = packs.len() as u64;
     for p in packs {
         let _ = tx.send(p);
@@ -235,21 +238,25 @@ fn restore_pack(
                 .collect()
         }
     };
-    let mut decoded: HashMap<ChunkId, Vec<u8>> = HashMap::new();
+    // Uses arrive grouped by chunk (the plan is sorted by offset): decode each chunk once,
+    // write it everywhere it goes, then drop it, so a thread holds one span and one chunk.
     let mut failures = Vec::new();
+    let mut current: Option<(ChunkId, std::result::Result<Vec<u8>, String>)> = None;
     for u in uses {
-        let data = match decoded.entry(u.chunk) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let s = (u.offset as u64 - start) as usize;
-                match repo.decode_blob(&u.chunk, &span[s..s + u.length as usize], u.raw_length) {
-                    Ok(data) => v.insert(data),
-                    Err(e) => {
-                        failures.push((u.file, format!("damaged data in pack {pack}: {e}")));
-                        continue;
-                    }
-                }
+        if current.as_ref().is_none_or(|(id, _)| *id != u.chunk) {
+            let s = (u.offset as u64 - start) as usize;
+            let decoded = repo
+                .decode_blob(&u.chunk, &span[s..s + u.length as usize], u.raw_length)
+                .map_err(|e| format!("damaged data in pack {pack}: {e}"));
+            current = Some((u.chunk, decoded));
+        }
+        let data = match current.as_ref().map(|(_, d)| d) {
+            Some(Ok(d)) => d,
+            Some(Err(msg)) => {
+                failures.push((u.file, msg.clone()));
+                continue;
             }
+            None => continue,
         };
         let task = &files[u.file];
         let file = match open.entry(u.file) {

@@ -133,6 +133,7 @@ pub struct Store {
     op: Operator,
     runtime: Arc<tokio::runtime::Runtime>,
     url: String,
+    local: bool,
 }
 
 /// Reports each retry on stderr through the log facade; the app decides whether it is shown.
@@ -184,11 +185,17 @@ impl Store {
             op,
             runtime: Arc::new(runtime),
             url: url.to_string(),
+            local: matches!(backend, Backend::Local(_) | Backend::Memory),
         })
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Local disk (or memory): latency is low, so fewer parallel transfers are needed.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     pub fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
@@ -197,7 +204,7 @@ impl Store {
             .runtime
             .block_on(self.op.read(&path))
             .with_context(|| format!("reading {path}"))?;
-        Ok(buf.to_vec())
+        Ok(into_vec(buf))
     }
 
     pub fn read_range(&self, kind: ObjectKind, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -213,7 +220,7 @@ impl Store {
                 "{path} is shorter than expected (asked {range:?}, got {got} bytes)"
             )));
         }
-        Ok(buf.to_vec())
+        Ok(into_vec(buf))
     }
 
     /// Writes a whole object; on the local backend the data is synced before this returns.
@@ -279,6 +286,14 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Takes the bytes out of OpenDAL's buffer without copying them when they are contiguous and
+/// unshared (the usual case), so a 16 MiB pack is not held twice.
+fn into_vec(buf: opendal::Buffer) -> Vec<u8> {
+    let bytes = buf.to_bytes();
+    drop(buf);
+    Vec::from(bytes)
 }
 
 fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
