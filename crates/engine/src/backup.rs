@@ -42,7 +42,7 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Worker threads for hashing/compression/encryption (0: one per core).
     pub threads: usize,
-    /// Concurrent pack uploads (0: 2 on local disk, 4 on object storage).
+    /// Concurrent pack uploads (0: 4).
     pub uploads: usize,
     pub progress: Reporter,
 }
@@ -222,12 +222,9 @@ impl SnapshotWriter {
         } else {
             opts.threads
         };
-        // Each upload holds a whole pack in memory; only remote storage needs many in flight.
-        let uploads = match (opts.uploads, repo.store().is_local()) {
-            (0, true) => 2,
-            (0, false) => 4,
-            (n, _) => n,
-        };
+        // Each upload holds one pack in memory; several hide storage latency (an fsync per pack
+        // on local disk, a round trip on S3) so the workers never wait for it.
+        let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
         let level = repo.config().compression_level;
         let (job_tx, job_rx) = bounded::<Job>(workers * 2);
         let (blob_tx, blob_rx) = bounded::<Blob>(workers * 2);
