@@ -4,7 +4,7 @@
 //! other files restore.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -73,6 +73,9 @@ pub fn restore(
     let mut dirs: Vec<(PathBuf, Item)> = Vec::new();
     let mut plan: HashMap<PackId, Vec<BlobUse>> = HashMap::new();
     let mut total_bytes = 0u64;
+    // Symlinks restored so far: nothing may be restored through one, or a crafted snapshot
+    // (link `d -> /etc`, then file `d/passwd`) could write outside the target.
+    let mut links: HashSet<String> = HashSet::new();
 
     opts.progress.send(Progress::Phase("creating files".into()));
     for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
@@ -81,6 +84,9 @@ pub fn restore(
             continue;
         }
         let dest = safe_join(&opts.target, &item.path)?;
+        if ancestors(&item.path).any(|a| links.contains(a)) {
+            return Err(Error::corrupt(format!("refusing to restore '{}' through a symlink", item.path)));
+        }
         match item.kind {
             ItemKind::Dir => {
                 summary.dirs += 1;
@@ -92,6 +98,7 @@ pub fn restore(
             }
             ItemKind::Symlink => {
                 summary.symlinks += 1;
+                links.insert(item.path.clone());
                 if !opts.dry_run {
                     restore_symlink(&dest, &item)?;
                 }
@@ -280,6 +287,11 @@ fn restore_pack(
         }
     }
     failures
+}
+
+/// "a/b/c" -> "a", "a/b".
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 fn safe_join(target: &Path, stored: &str) -> Result<PathBuf> {
