@@ -184,6 +184,18 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
     assert!(pruned["bytes_freed"].as_u64().expect("n") > 0, "{pruned}");
     let check = env.run(&["check", "--read-data"]);
     assert_eq!(check.code, 0, "{}", check.stdout);
+    let subset = env
+        .ok(&["--json", "check", "--read-data-subset", "50%"])
+        .json();
+    let (read, packs) = (
+        subset["packs_read"].as_u64().expect("n"),
+        subset["packs"].as_u64().expect("n"),
+    );
+    assert!(
+        read >= 1 && read < packs.max(2),
+        "read {read} of {packs} packs"
+    );
+    assert_eq!(env.run(&["check", "--read-data-subset", "0%"]).code, 2);
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
     let stats = env.ok(&["--json", "stats"]).json();

@@ -85,7 +85,10 @@ pub fn restore(
         }
         let dest = safe_join(&opts.target, &item.path)?;
         if ancestors(&item.path).any(|a| links.contains(a)) {
-            return Err(Error::corrupt(format!("refusing to restore '{}' through a symlink", item.path)));
+            return Err(Error::corrupt(format!(
+                "refusing to restore '{}' through a symlink",
+                item.path
+            )));
         }
         match item.kind {
             ItemKind::Dir => {

@@ -156,17 +156,27 @@ fn abandoned_writer_commits_nothing() {
 fn restore_never_writes_through_a_symlink() {
     let repo = init("memory:");
     let outside = tempfile::tempdir().expect("tmp");
-    let info = SourceInfo { name: "t".into(), kind: "files".into() };
+    let info = SourceInfo {
+        name: "t".into(),
+        kind: "files".into(),
+    };
     let mut w = SnapshotWriter::new(&repo, info, vec![], BackupOptions::default()).expect("writer");
     let mut link = Item::new("d", ItemKind::Symlink);
     link.target = Some(outside.path().to_string_lossy().into_owned());
     w.put_symlink(link).expect("link");
     let item = Item::new("d/planted", ItemKind::File);
-    w.put_stream(item, Cursor::new(b"gotcha".to_vec())).expect("file");
+    w.put_stream(item, Cursor::new(b"gotcha".to_vec()))
+        .expect("file");
     let (_, snap) = w.finish().expect("finish");
     let target = tempfile::tempdir().expect("tmp");
-    let opts = RestoreOptions { target: target.path().to_path_buf(), ..Default::default() };
+    let opts = RestoreOptions {
+        target: target.path().to_path_buf(),
+        ..Default::default()
+    };
     let err = engine::restore::restore(&repo, &snap, &opts).expect_err("refused");
     assert_eq!(err.kind(), engine::ErrorKind::Corrupt);
-    assert!(!outside.path().join("planted").exists(), "nothing written outside the target");
+    assert!(
+        !outside.path().join("planted").exists(),
+        "nothing written outside the target"
+    );
 }
