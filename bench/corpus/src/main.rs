@@ -85,7 +85,7 @@ fn sentence(rng: &mut Rng, words: usize, out: &mut String) {
 
 fn sql_row(rng: &mut Rng, id: u64, out: &mut String) {
     use std::fmt::Write as _;
-    let _ = write!(out, "INSERT INTO messages (id, conversation_id, role, content, created_at) VALUES ({id}, {}, '{}', '", rng.below(1_000_000), if id % 2 == 0 { "user" } else { "assistant" });
+    let _ = write!(out, "INSERT INTO messages (id, conversation_id, role, content, created_at) VALUES ({id}, {}, '{}', '", rng.below(1_000_000), if id.is_multiple_of(2) { "user" } else { "assistant" });
     let n = 8 + rng.below(40) as usize;
     sentence(rng, n, out);
     let _ = writeln!(
@@ -143,7 +143,7 @@ fn generate(root: &Path, total: u64) {
     let mut uploads = Vec::new();
     while written < up_target {
         let size = 50_000 + rng.below(8_000_000) as usize;
-        let path = if n % 2 == 0 {
+        let path = if n.is_multiple_of(2) {
             let mut buf = vec![0u8; size];
             rng.fill(&mut buf);
             let p = root.join(format!("uploads/{:03}/image-{n:05}.jpg", n % 97));
@@ -186,7 +186,7 @@ fn generate(root: &Path, total: u64) {
     }
     // Configs: many small JSON and YAML files.
     for i in 0..2000u64 {
-        let (name, body) = if i % 2 == 0 {
+        let (name, body) = if i.is_multiple_of(2) {
             (format!("config/services/svc-{i:04}.json"), format!("{{\"name\": \"svc-{i}\", \"replicas\": {}, \"model\": \"m-{}\", \"top_k\": {}}}\n", rng.below(10), rng.below(5), rng.below(50)))
         } else {
             (format!("config/agents/agent-{i:04}.yaml"), format!("name: agent-{i}\nmodel: m-{}\ntools:\n  - search\n  - code\ntemperature: 0.{}\n", rng.below(5), rng.below(10)))
@@ -269,7 +269,7 @@ fn mutate(root: &Path) {
         );
     }
     for i in (0..2000u64).step_by(97) {
-        let p = if i % 2 == 0 {
+        let p = if i.is_multiple_of(2) {
             root.join(format!("config/services/svc-{i:04}.json"))
         } else {
             root.join(format!("config/agents/agent-{i:04}.yaml"))
@@ -279,8 +279,12 @@ fn mutate(root: &Path) {
             .open(&p)
             .expect("open config");
         f.seek(SeekFrom::End(0)).expect("seek");
-        f.write_all(if i % 2 == 0 { b"\n" } else { b"# changed\n" })
-            .expect("write");
+        f.write_all(if i.is_multiple_of(2) {
+            b"\n"
+        } else {
+            b"# changed\n"
+        })
+        .expect("write");
     }
 }
 

@@ -409,29 +409,28 @@ impl SnapshotWriter {
         }
     }
 
+    /// A warning: the item is stored, but the user should look at it.
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
-        let p = Problem {
-            path: path.to_string(),
-            message: message.into(),
-        };
-        self.opts.progress.send(Progress::Warning {
-            path: p.path.clone(),
-            message: p.message.clone(),
-        });
+        let p = self.report(path, message.into());
         self.summary.warnings.push(p);
     }
 
+    /// An item that could not be backed up: the snapshot becomes partial.
     pub fn item_error(&mut self, path: &str, message: impl Into<String>) {
-        let p = Problem {
-            path: path.to_string(),
-            message: message.into(),
-        };
-        self.opts.progress.send(Progress::Warning {
-            path: p.path.clone(),
-            message: p.message.clone(),
-        });
+        let p = self.report(path, message.into());
         self.summary.partial = true;
         self.summary.errors.push(p);
+    }
+
+    fn report(&self, path: &str, message: String) -> Problem {
+        self.opts.progress.send(Progress::Warning {
+            path: path.to_string(),
+            message: message.clone(),
+        });
+        Problem {
+            path: path.to_string(),
+            message,
+        }
     }
 
     /// Records a fact for later verification (e.g. row counts at dump time).

@@ -79,12 +79,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     report.blobs = index.blob_count();
 
     opts.progress.send(Progress::Phase("listing packs".into()));
-    let listed: HashMap<PackId, u64> = repo
-        .store()
-        .list(ObjectKind::Pack)?
-        .into_iter()
-        .filter_map(|l| l.name.parse().ok().map(|id| (id, l.size)))
-        .collect();
+    let listed = repo.pack_sizes()?;
     let mut needed_len: HashMap<PackId, u64> = HashMap::new();
     for (_, loc) in index.iter() {
         let end = loc.offset as u64 + loc.length as u64;

@@ -81,12 +81,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     let index = Arc::new(index);
-    let sizes: HashMap<PackId, u64> = repo
-        .store()
-        .list(ObjectKind::Pack)?
-        .into_iter()
-        .filter_map(|l| l.name.parse().ok().map(|id| (id, l.size)))
-        .collect();
+    let sizes = repo.pack_sizes()?;
     opts.progress
         .send(Progress::Phase("finding used data".into()));
     let used = used_chunks(repo, &index)?;

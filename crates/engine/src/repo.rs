@@ -296,6 +296,16 @@ impl Repository {
         Ok(idx)
     }
 
+    /// Every pack in storage with its size (indexed or not).
+    pub fn pack_sizes(&self) -> Result<std::collections::HashMap<crate::id::PackId, u64>> {
+        Ok(self
+            .store()
+            .list(ObjectKind::Pack)?
+            .into_iter()
+            .filter_map(|l| l.name.parse().ok().map(|id| (id, l.size)))
+            .collect())
+    }
+
     /// Reads one blob, decrypts, decompresses and checks its id.
     pub fn read_blob(&self, idx: &Index, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = idx

@@ -12,7 +12,6 @@ use crate::index::Index;
 use crate::items::ItemReader;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
-use crate::store::ObjectKind;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -67,12 +66,7 @@ pub fn stats(
         }
     }
     st.unique_chunks = seen.len();
-    st.repository_bytes = repo
-        .store()
-        .list(ObjectKind::Pack)?
-        .iter()
-        .map(|l| l.size)
-        .sum();
+    st.repository_bytes = repo.pack_sizes()?.values().sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     st.dedup_ratio = ratio(st.logical_bytes, st.unique_bytes);
     st.compression_ratio = ratio(st.unique_bytes, st.stored_bytes);

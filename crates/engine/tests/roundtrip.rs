@@ -29,6 +29,15 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+fn check_all(repo: &Repository) {
+    let opts = CheckOptions {
+        read_data: ReadData::All,
+        progress: Reporter::none(),
+    };
+    let report = engine::check::check(repo, &opts).expect("check");
+    assert!(report.ok(), "{:?}", report.errors);
+}
+
 fn init(url: &str) -> Repository {
     let store = Store::open(url, &StorageOptions::default()).expect("store");
     let opts = InitOptions {
@@ -87,15 +96,7 @@ fn memory_backend_round_trip_with_dedup() {
     // With the first snapshot as parent, identical metadata means the files are not even read.
     let (_, s3) = write_snapshot(&repo, &[("a", a.clone()), ("b", b.clone())], Some(id1));
     assert_eq!((s3.summary.files_unchanged, s3.summary.bytes_read), (2, 0));
-    let report = engine::check::check(
-        &repo,
-        &CheckOptions {
-            read_data: ReadData::All,
-            progress: Reporter::none(),
-        },
-    )
-    .expect("check");
-    assert!(report.ok(), "{:?}", report.errors);
+    check_all(&repo);
     let out = tempfile::tempdir().expect("tmp");
     let opts = RestoreOptions {
         target: out.path().to_path_buf(),
@@ -141,15 +142,7 @@ fn abandoned_writer_commits_nothing() {
         // Dropped without finish(): an error path in a source.
     }
     assert!(engine::snapshot::list(&repo).expect("list").is_empty());
-    let report = engine::check::check(
-        &repo,
-        &CheckOptions {
-            read_data: ReadData::All,
-            progress: Reporter::none(),
-        },
-    )
-    .expect("check");
-    assert!(report.ok(), "{:?}", report.errors);
+    check_all(&repo);
 }
 
 #[test]
