@@ -98,7 +98,23 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let config = parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
+    let mut config = parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
+    // Relative paths mean "next to the config file", wherever bulwark runs from (cron: /).
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for r in config.repositories.values_mut() {
+        if let Some(p) = r.password_file.as_mut() {
+            *p = base.join(&*p);
+        }
+        if let Ok(engine::store::Backend::Local(local)) = engine::store::Backend::parse(&r.url) {
+            r.url = base.join(local).to_string_lossy().into_owned();
+        }
+    }
+    for s in config.sources.values_mut() {
+        s.paths = s.paths.iter().map(|p| base.join(p)).collect();
+    }
     Ok(Some(Loaded { config }))
 }
 

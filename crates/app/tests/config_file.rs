@@ -148,3 +148,40 @@ fn bad_config_names_file_line_and_key() {
         r.stderr
     );
 }
+
+#[test]
+fn relative_paths_in_the_config_file_are_relative_to_the_file() {
+    let mut env = Env::new();
+    let etc = env.path("etc/bulwark");
+    std::fs::create_dir_all(etc.join("data")).expect("mkdir");
+    std::fs::write(etc.join("data/x.txt"), "x").expect("write");
+    std::fs::write(etc.join("password"), "from-file\n").expect("write");
+    std::fs::write(
+        etc.join("bulwark.toml"),
+        "[repositories.main]\nurl = \"repo\"\npassword_file = \"password\"\n\n[sources.d]\nkind = \"files\"\npaths = [\"data\"]\n",
+    )
+    .expect("write");
+    // Run from elsewhere, as cron does; no password or repository in the environment.
+    env.set(
+        "BULWARK_CONFIG",
+        etc.join("bulwark.toml").to_str().expect("utf8"),
+    );
+    let cmd = |args: &[&str]| {
+        let mut c = env.command();
+        c.env_remove("BULWARK_PASSWORD")
+            .env_remove("BULWARK_REPOSITORY")
+            .current_dir("/");
+        let out = c.args(args).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cmd(&["init"]);
+    cmd(&["backup"]);
+    assert!(
+        etc.join("repo/config").exists(),
+        "the repository is next to the config file"
+    );
+}
