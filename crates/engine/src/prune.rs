@@ -42,6 +42,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     pub blobs_kept: usize,
     pub blobs_removed: usize,
+    /// Partial files of failed writes (e.g. disk full) removed from a local repository.
+    pub temp_bytes_removed: u64,
 }
 
 /// Every chunk referenced by any snapshot (item-stream chunks and file chunks).
@@ -64,6 +66,11 @@ pub fn used_chunks(repo: &Repository, index: &Arc<Index>) -> Result<HashSet<Chun
 
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let _lock = LockGuard::acquire(repo, true, "prune")?;
+    let temp_bytes = if opts.dry_run {
+        0
+    } else {
+        repo.store().remove_temp_files()?
+    };
     opts.progress.send(Progress::Phase("reading index".into()));
     let index_files: Vec<String> = repo
         .store()
@@ -96,6 +103,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         packs_before: sizes.len(),
+        temp_bytes_removed: temp_bytes,
         ..Default::default()
     };
     report.bytes_before = sizes.values().sum();

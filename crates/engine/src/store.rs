@@ -134,6 +134,8 @@ pub struct Store {
     runtime: Arc<tokio::runtime::Runtime>,
     url: String,
     local: bool,
+    /// Root directory of a local repository (where OpenDAL keeps `.tmp/`).
+    root: Option<PathBuf>,
 }
 
 /// Reports each retry on stderr through the log facade; the app decides whether it is shown.
@@ -186,6 +188,10 @@ impl Store {
             runtime: Arc::new(runtime),
             url: url.to_string(),
             local: matches!(backend, Backend::Local(_) | Backend::Memory),
+            root: match &backend {
+                Backend::Local(p) => p.canonicalize().ok(),
+                _ => None,
+            },
         })
     }
 
@@ -230,6 +236,26 @@ impl Store {
             .block_on(self.op.write(&path, bytes))
             .with_context(|| format!("writing {path}"))?;
         Ok(())
+    }
+
+    /// Removes partial files that failed writes (disk full, crash) left in a local repository's
+    /// `.tmp/`. Only safe when no other process writes: call it under an exclusive lock.
+    pub fn remove_temp_files(&self) -> Result<u64> {
+        let Some(dir) = self.root.as_ref().map(|r| r.join(".tmp")) else {
+            return Ok(0);
+        };
+        let mut freed = 0;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::from(e).context(format!("listing {}", dir.display()))),
+        };
+        for entry in entries.flatten() {
+            freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+        Ok(freed)
     }
 
     pub fn exists(&self, kind: ObjectKind, name: &str) -> Result<bool> {

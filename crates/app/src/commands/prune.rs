@@ -33,6 +33,12 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
             "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
             r.packs_before, r.packs_deleted, r.orphan_packs, r.packs_repacked, r.packs_written, bytes(r.bytes_freed), bytes(r.bytes_before)
         );
+        if r.temp_bytes_removed > 0 {
+            println!(
+                "removed {} of partial files left by failed writes",
+                bytes(r.temp_bytes_removed)
+            );
+        }
     }
     Ok(Status::Ok)
 }

@@ -1,0 +1,96 @@
+//! A repository disk that fills up: the backup fails with a clear error, commits nothing, and
+//! everything already in the repository stays intact.
+
+mod common;
+
+use std::process::Command;
+
+use common::Env;
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop. None (said loudly) without root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root); the disk-full test did not run");
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI runs as root and must run the disk-full test"
+            );
+            return None;
+        }
+        Some(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn backup_onto_a_full_disk_fails_clearly_and_loses_nothing() {
+    let mut env = Env::new();
+    let mount = env.path("small-disk");
+    let Some(_disk) = Tmpfs::mount(&mount, "4m") else {
+        return;
+    };
+    env.set(
+        "BULWARK_REPOSITORY",
+        mount.join("repo").to_str().expect("utf8"),
+    );
+    env.set("BULWARK_STORAGE_RETRIES", "1");
+    env.set("BULWARK_STORAGE_RETRY_DELAY_MS", "10");
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("small.bin"), common::pseudo_random(200_000, 1)).expect("write");
+    env.init();
+    env.ok(&["backup", "--name", "small", data.to_str().expect("utf8")]);
+
+    let big = env.path("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    std::fs::write(
+        big.join("large.bin"),
+        common::pseudo_random(12 * 1024 * 1024, 2),
+    )
+    .expect("write");
+    let r = env.run(&["backup", "--name", "big", big.to_str().expect("utf8")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+
+    // Prune frees what the failed writes left behind, so the disk is usable again.
+    let pruned = env.ok(&["--json", "prune"]).json();
+    assert!(
+        pruned["temp_bytes_removed"].as_u64().expect("n") > 0,
+        "{pruned}"
+    );
+    let tmp = mount.join("repo/.tmp");
+    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
+    std::fs::write(big.join("large.bin"), common::pseudo_random(1024 * 1024, 3)).expect("write");
+    env.ok(&["backup", "--name", "big", big.to_str().expect("utf8")]);
+
+    let snaps = env.ok(&["--json", "snapshots", "--source", "small"]).json();
+    assert_eq!(snaps.as_array().expect("a").len(), 1);
+    let all = env.ok(&["--json", "snapshots"]).json();
+    assert_eq!(
+        all.as_array().expect("a").len(),
+        2,
+        "the failed backup left no snapshot, the retry did"
+    );
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["restore", "--source", "small", "--target", "out"]);
+    let restored = common::restored(&env.path("out"), &data);
+    assert_eq!(
+        std::fs::read(restored.join("small.bin")).expect("read"),
+        common::pseudo_random(200_000, 1)
+    );
+}
