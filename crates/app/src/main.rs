@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Packs (16 MiB) and read buffers are allocated on one thread and freed on another. glibc then
+/// Packs (8 MiB) and read buffers are allocated on one thread and freed on another. glibc then
 /// raises its mmap threshold and keeps the freed megabytes in per-thread arenas: peak RSS nearly
 /// doubled in the benchmark. A fixed 4 MiB threshold sends only those big buffers to mmap, which
 /// returns them at once, while chunk-sized allocations stay in the arenas (fast reuse).

@@ -315,7 +315,7 @@ impl Store {
 }
 
 /// Takes the bytes out of OpenDAL's buffer without copying them when they are contiguous and
-/// unshared (the usual case), so a 16 MiB pack is not held twice.
+/// unshared (the usual case), so a pack is not held twice.
 fn into_vec(buf: opendal::Buffer) -> Vec<u8> {
     let bytes = buf.to_bytes();
     drop(buf);
