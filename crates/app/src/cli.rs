@@ -47,6 +47,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
     /// Verify the repository's structure and, optionally, its data.
@@ -142,6 +144,19 @@ pub struct SnapshotsArgs {
     /// Only the newest N per source.
     #[arg(long)]
     pub latest: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Snapshot id (or prefix), or "latest".
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
+    /// Which source's latest snapshot (with "latest").
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only paths matching this glob (or under a matching directory); repeatable.
+    #[arg(long)]
+    pub include: Vec<String>,
 }
 
 #[derive(Args)]

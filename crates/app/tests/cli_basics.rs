@@ -19,6 +19,26 @@ fn backup_restore_round_trip_preserves_content_and_metadata() {
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
     assert_eq!(env.ok(&["check", "--read-data"]).code, 0);
+    // `ls` shows what the snapshot holds, one JSON object per line with --json.
+    let listing = env.ok(&["--json", "ls", "--include", "*.txt"]).stdout;
+    let names: Vec<String> = listing
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json line")["path"]
+                .as_str()
+                .expect("path")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names
+        .iter()
+        .any(|n| n.ends_with("uploads/2026/11/report.txt")));
+    let human = env.ok(&["ls"]).stdout;
+    assert!(
+        human.contains("latest-report -> uploads/2026/11/report.txt"),
+        "{human}"
+    );
 }
 
 #[test]

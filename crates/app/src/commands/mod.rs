@@ -8,6 +8,7 @@ mod forget;
 mod history;
 mod init;
 mod key;
+mod ls;
 mod prune;
 mod restore;
 mod snapshots;
@@ -26,6 +27,7 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Key(k) => key::run(ctx, k),
         Command::Backup(a) => backup::run(ctx, a),
         Command::Snapshots(a) => snapshots::run(ctx, a),
+        Command::Ls(a) => ls::run(ctx, a),
         Command::Restore(a) => restore::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
         Command::Forget(a) => forget::run(ctx, a),
