@@ -143,13 +143,23 @@ impl FilesSource {
         let ft = meta.file_type();
         if ft.is_dir() {
             w.put_dir(item_from(&stored, ItemKind::Dir, &meta))?;
-            let mut entries: Vec<_> = match fs::read_dir(path) {
-                Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect(),
+            let mut entries = Vec::new();
+            match fs::read_dir(path) {
+                // An entry that cannot be read must not vanish silently: the snapshot goes
+                // partial and keeps every entry that could be listed.
+                Ok(rd) => {
+                    for entry in rd {
+                        match entry {
+                            Ok(e) => entries.push(e.file_name()),
+                            Err(e) => w.item_error(&stored, format!("cannot list an entry: {e}")),
+                        }
+                    }
+                }
                 Err(e) => {
                     w.item_error(&stored, format!("cannot list directory: {e}"));
                     return Ok(());
                 }
-            };
+            }
             entries.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
             for name in entries {
                 let Some(n) = name.to_str() else {
