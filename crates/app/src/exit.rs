@@ -61,7 +61,7 @@ fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
                     Some("check BULWARK_PASSWORD / BULWARK_PASSWORD_FILE"),
                 ),
                 ErrorKind::Locked => (LOCKED, None),
-                ErrorKind::NotFound if e.message().starts_with("repository at") => (
+                ErrorKind::NoRepository => (
                     NO_REPOSITORY,
                     Some("create it with `bulwark init`, or check --repo"),
                 ),

@@ -7,7 +7,9 @@ use std::fmt;
 pub enum ErrorKind {
     /// No key in the repository opens with the given password.
     WrongPassword,
-    /// The repository (or the object asked for) does not exist.
+    /// There is no repository at the given location.
+    NoRepository,
+    /// The object asked for (snapshot, key, file) does not exist.
     NotFound,
     /// Something already exists where we were asked to create it.
     AlreadyExists,

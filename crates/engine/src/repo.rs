@@ -139,7 +139,7 @@ impl Repository {
                 "does not exist"
             };
             return Err(Error::new(
-                ErrorKind::NotFound,
+                ErrorKind::NoRepository,
                 format!("repository at {} {what}", store.url()),
             ));
         }
@@ -397,7 +397,7 @@ mod tests {
         let url = dir.path().to_str().expect("utf8");
         let open = || Store::open(url, &StorageOptions::default()).expect("store");
         let err = Repository::open(open(), "pw").err().expect("no repo yet");
-        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.kind(), ErrorKind::NoRepository);
         let repo = Repository::init(open(), "pw", cheap()).expect("init");
         let again = Repository::init(open(), "pw", cheap())
             .err()
