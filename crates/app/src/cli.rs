@@ -184,11 +184,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub read_data: bool,
     /// Re-read a random percentage of packs, e.g. 10%.
-    #[arg(long, value_name = "N%", conflicts_with = "read_data")]
-    pub read_data_subset: Option<String>,
+    #[arg(long, value_name = "N%", conflicts_with = "read_data", value_parser = percent)]
+    pub read_data_subset: Option<f64>,
 }
 
-#[derive(Args, Clone, Default)]
+/// A retention policy: the `forget` flags and the config file's `[retention]` section alike.
+#[derive(Args, Clone, Default, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeepArgs {
     #[arg(long)]
     pub keep_last: Option<u32>,
@@ -205,6 +207,24 @@ pub struct KeepArgs {
     /// Keep everything newer than this, e.g. 7d, 12h, 2w, 1y.
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
+}
+
+impl KeepArgs {
+    pub fn to_policy(&self) -> anyhow::Result<engine::catalog::Policy> {
+        Ok(engine::catalog::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(crate::config::parse_duration)
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -227,8 +247,8 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Repack packs with more than this share of unused bytes.
-    #[arg(long, default_value = "20%")]
-    pub max_unused: String,
+    #[arg(long, default_value = "20%", value_parser = percent)]
+    pub max_unused: f64,
 }
 
 #[derive(Args)]
@@ -270,4 +290,17 @@ pub struct UnlockArgs {
     /// Remove every lock, not only stale ones (only when no other bulwark process runs).
     #[arg(long)]
     pub remove_all: bool,
+}
+
+/// "10%" or "10" -> 10.0, within 0..=100.
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not between 0% and 100%"))
+    }
 }

@@ -19,7 +19,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSection>,
     #[serde(default)]
-    pub retention: Retention,
+    pub retention: crate::cli::KeepArgs,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -62,18 +62,6 @@ pub struct SourceSection {
     pub filename: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    pub keep_within: Option<String>,
 }
 
 pub struct Loaded {

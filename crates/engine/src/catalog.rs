@@ -75,6 +75,25 @@ pub fn resolve<'a>(
     }
 }
 
+/// The snapshots named by `specs` (ids, prefixes, "latest"), or every one the filter matches.
+pub fn select(
+    list: &[(SnapshotId, Snapshot)],
+    specs: &[String],
+    filter: &Filter,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    if specs.is_empty() {
+        return Ok(list
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect());
+    }
+    specs
+        .iter()
+        .map(|spec| resolve(list, spec, filter.source.as_deref()).cloned())
+        .collect()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub last: Option<u32>,

@@ -7,17 +7,9 @@ use crate::exit::{usage, Status};
 use crate::output::{bytes, print_json};
 
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
-    let read_data = match (&args.read_data_subset, args.read_data) {
-        (Some(p), _) => {
-            let pct: f64 = p
-                .trim_end_matches('%')
-                .parse()
-                .map_err(|_| usage(format!("--read-data-subset: '{p}' is not a percentage")))?;
-            if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
-                return Err(usage("--read-data-subset must be between 0% and 100%"));
-            }
-            ReadData::Subset(pct)
-        }
+    let read_data = match (args.read_data_subset, args.read_data) {
+        (Some(0.0), _) => return Err(usage("--read-data-subset must be above 0%")),
+        (Some(pct), _) => ReadData::Subset(pct),
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };

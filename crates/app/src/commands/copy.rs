@@ -14,18 +14,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
         None => ctx.open_at(&dst_target)?,
     };
     let list = engine::snapshot::list(&src)?;
-    let filter = args.filter.to_engine();
-    let chosen: Vec<_> = if args.snapshots.is_empty() {
-        list.iter()
-            .filter(|(_, s)| filter.matches(s))
-            .cloned()
-            .collect()
-    } else {
-        args.snapshots
-            .iter()
-            .map(|s| engine::catalog::resolve(&list, s, None).cloned())
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = engine::catalog::select(&list, &args.snapshots, &args.filter.to_engine())?;
     let view = ctx.progress("copy");
     let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());
     view.finish();

@@ -4,7 +4,6 @@ use engine::lock::LockGuard;
 use engine::store::ObjectKind;
 
 use crate::cli::{ForgetArgs, KeepArgs, PruneArgs};
-use crate::config::{parse_duration, Retention};
 use crate::context::Context;
 use crate::exit::{usage, Status};
 use crate::output::{local_time, print_json};
@@ -87,7 +86,7 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
             ctx,
             &PruneArgs {
                 dry_run: false,
-                max_unused: "20%".into(),
+                max_unused: 20.0,
             },
         );
     }
@@ -95,36 +94,17 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
 }
 
 /// Flags win over the config file's [retention]; with no flags at all, the config applies.
-fn policy(keep: &KeepArgs, config: Option<&Retention>) -> Result<Policy> {
-    let flags = Policy {
-        last: keep.keep_last,
-        hourly: keep.keep_hourly,
-        daily: keep.keep_daily,
-        weekly: keep.keep_weekly,
-        monthly: keep.keep_monthly,
-        yearly: keep.keep_yearly,
-        within: keep
-            .keep_within
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| usage(format!("--keep-within: {e}")))?,
-    };
+fn policy(keep: &KeepArgs, config: Option<&KeepArgs>) -> Result<Policy> {
+    let flags = keep
+        .to_policy()
+        .map_err(|e| usage(format!("--keep-within: {e}")))?;
     if !flags.is_empty() {
         return Ok(flags);
     }
-    let Some(r) = config else {
-        bail!(usage(
+    match config {
+        Some(retention) => retention.to_policy(),
+        None => bail!(usage(
             "no retention policy: pass --keep-daily/--keep-weekly/... or configure [retention]"
-        ));
-    };
-    Ok(Policy {
-        last: r.keep_last,
-        hourly: r.keep_hourly,
-        daily: r.keep_daily,
-        weekly: r.keep_weekly,
-        monthly: r.keep_monthly,
-        yearly: r.keep_yearly,
-        within: r.keep_within.as_deref().map(parse_duration).transpose()?,
-    })
+        )),
+    }
 }

@@ -3,23 +3,17 @@ use engine::prune::PruneOptions;
 
 use crate::cli::PruneArgs;
 use crate::context::Context;
-use crate::exit::{usage, Status};
+use crate::exit::Status;
 use crate::output::{bytes, print_json};
 
 pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
-    let pct: f64 = args.max_unused.trim_end_matches('%').parse().map_err(|_| {
-        usage(format!(
-            "--max-unused: '{}' is not a percentage",
-            args.max_unused
-        ))
-    })?;
     let repo = ctx.open()?;
     let view = ctx.progress("prune");
     let report = engine::prune::prune(
         &repo,
         &PruneOptions {
             dry_run: args.dry_run,
-            max_unused: pct / 100.0,
+            max_unused: args.max_unused / 100.0,
             progress: view.reporter(),
         },
     );

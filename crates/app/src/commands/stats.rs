@@ -10,14 +10,7 @@ use crate::output::{bytes, print_json};
 pub fn run(ctx: &Context, args: &StatsArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let list = engine::snapshot::list(&repo)?;
-    let chosen: Vec<_> = if args.snapshots.is_empty() {
-        list.clone()
-    } else {
-        args.snapshots
-            .iter()
-            .map(|s| engine::catalog::resolve(&list, s, None).cloned())
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = engine::catalog::select(&list, &args.snapshots, &Default::default())?;
     let index = Arc::new(repo.load_index()?);
     let st = engine::stats::stats(&repo, &index, &chosen)?;
     if ctx.json {
