@@ -67,14 +67,6 @@ pub fn run(
     writer.finish()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileOutcome {
-    Stored,
-    Unchanged,
-    /// Reading failed; the error is recorded in the summary and the item left out.
-    Failed,
-}
-
 struct Blob {
     kind: BlobKind,
     id: ChunkId,
@@ -304,13 +296,13 @@ impl SnapshotWriter {
 
     /// Records a file. If the parent snapshot has the same file unchanged (size, mtime, ctime,
     /// inode), its chunks are reused and `open` is never called. A read error is recorded
-    /// against the item (the snapshot becomes partial) and reported as `Failed`; an `Err` means
-    /// the backup itself cannot go on.
+    /// against the item (the snapshot becomes partial); an `Err` means the backup itself cannot
+    /// go on.
     pub fn put_file<R: Read>(
         &mut self,
         mut item: Item,
         open: impl FnOnce() -> std::io::Result<R>,
-    ) -> Result<FileOutcome> {
+    ) -> Result<()> {
         self.check()?;
         let prev = match self.parent.as_mut() {
             Some(cursor) => cursor.find(&item.path).unwrap_or_else(|e| {
@@ -329,7 +321,7 @@ impl SnapshotWriter {
                 self.summary.files_unchanged += 1;
                 self.summary.bytes += item.size;
                 self.send(AsmMsg::Whole(item))?;
-                return Ok(FileOutcome::Unchanged);
+                return Ok(());
             }
         }
         let path = item.path.clone();
@@ -337,7 +329,7 @@ impl SnapshotWriter {
             Ok(r) => r,
             Err(e) => {
                 self.item_error(&path, format!("cannot open: {e}"));
-                return Ok(FileOutcome::Failed);
+                return Ok(());
             }
         };
         match self.put_data(item, reader) {
@@ -349,7 +341,7 @@ impl SnapshotWriter {
                 } else {
                     self.summary.files_new += 1;
                 }
-                Ok(FileOutcome::Stored)
+                Ok(())
             }
             Err(e)
                 if matches!(
@@ -358,7 +350,7 @@ impl SnapshotWriter {
                 ) && !self.shared.failed() =>
             {
                 self.item_error(&path, format!("read failed: {e}"));
-                Ok(FileOutcome::Failed)
+                Ok(())
             }
             Err(e) => Err(e),
         }

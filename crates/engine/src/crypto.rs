@@ -56,14 +56,9 @@ impl MasterKey {
         blake3::derive_key("bulwark 1 chunker gear", self.id_key())
     }
 
-    /// Appends `nonce || ciphertext || tag` of `plaintext` to `out`.
-    pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
-        seal_with(&self.cipher, plaintext, out)
-    }
-
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        self.seal_into(plaintext, &mut out);
+        seal_with(&self.cipher, plaintext, &mut out);
         out
     }
 

@@ -84,10 +84,6 @@ impl Index {
         self.pack_slots.contains_key(pack)
     }
 
-    pub fn packs(&self) -> impl Iterator<Item = &PackId> {
-        self.packs.iter()
-    }
-
     /// Every indexed blob with its location.
     pub fn iter(&self) -> impl Iterator<Item = (ChunkId, BlobLocation)> + '_ {
         self.blobs.iter().map(|(id, s)| {

@@ -133,9 +133,8 @@ pub struct Store {
     op: Operator,
     runtime: Arc<tokio::runtime::Runtime>,
     url: String,
-    local: bool,
-    /// Root directory of a local repository (where OpenDAL keeps `.tmp/`).
-    root: Option<PathBuf>,
+    /// As parsed from the URL, with a local path made absolute.
+    backend: Backend,
 }
 
 /// Reports each retry on stderr through the log facade; the app decides whether it is shown.
@@ -155,7 +154,17 @@ impl RetryInterceptor for RetryLog {
 
 impl Store {
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self> {
-        let backend = Backend::parse(url)?;
+        let backend = match Backend::parse(url)? {
+            Backend::Local(path) => {
+                std::fs::create_dir_all(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let abs = path
+                    .canonicalize()
+                    .with_context(|| format!("resolving {}", path.display()))?;
+                Backend::Local(abs)
+            }
+            other => other,
+        };
         let op = build_operator(&backend, options)
             .with_context(|| format!("cannot open storage at {url}"))?;
         let retry = RetryLayer::new()
@@ -187,11 +196,7 @@ impl Store {
             op,
             runtime: Arc::new(runtime),
             url: url.to_string(),
-            local: matches!(backend, Backend::Local(_) | Backend::Memory),
-            root: match &backend {
-                Backend::Local(p) => p.canonicalize().ok(),
-                _ => None,
-            },
+            backend,
         })
     }
 
@@ -201,7 +206,7 @@ impl Store {
 
     /// Local disk (or memory): latency is low, so fewer parallel transfers are needed.
     pub fn is_local(&self) -> bool {
-        self.local
+        matches!(self.backend, Backend::Local(_) | Backend::Memory)
     }
 
     pub fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
@@ -241,9 +246,10 @@ impl Store {
     /// Removes partial files that failed writes (disk full, crash) left in a local repository's
     /// `.tmp/`. Only safe when no other process writes: call it under an exclusive lock.
     pub fn remove_temp_files(&self) -> Result<u64> {
-        let Some(dir) = self.root.as_ref().map(|r| r.join(".tmp")) else {
+        let Backend::Local(root) = &self.backend else {
             return Ok(0);
         };
+        let dir = root.join(".tmp");
         let mut freed = 0;
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -263,15 +269,6 @@ impl Store {
         self.runtime
             .block_on(self.op.exists(&path))
             .with_context(|| format!("checking {path}"))
-    }
-
-    pub fn size(&self, kind: ObjectKind, name: &str) -> Result<u64> {
-        let path = kind.path(name);
-        let meta = self
-            .runtime
-            .block_on(self.op.stat(&path))
-            .with_context(|| format!("stat {path}"))?;
-        Ok(meta.content_length())
     }
 
     pub fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
@@ -302,7 +299,7 @@ impl Store {
                 continue;
             }
             let name = entry.name().to_string();
-            if name.starts_with('.') || (kind == ObjectKind::Config && entry.path() != "config") {
+            if name.starts_with('.') {
                 continue;
             }
             out.push(Listed {
@@ -325,12 +322,7 @@ fn into_vec(buf: opendal::Buffer) -> Vec<u8> {
 fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
     use opendal::services;
     let op = match backend {
-        Backend::Local(path) => {
-            std::fs::create_dir_all(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let root = path
-                .canonicalize()
-                .with_context(|| format!("resolving {}", path.display()))?;
+        Backend::Local(root) => {
             let root = root.to_string_lossy();
             let builder = services::Fs::default()
                 .root(&root)
