@@ -115,6 +115,19 @@ impl Context {
             .with_context(|| format!("cannot open repository at {}", target.url))
     }
 
+    /// Every readable snapshot. A damaged manifest is reported on stderr and skipped, so it
+    /// cannot stop a backup or the restore of another snapshot; `check` exits 6 for it.
+    pub fn snapshots(
+        &self,
+        repo: &Repository,
+    ) -> Result<Vec<(engine::id::SnapshotId, engine::snapshot::Snapshot)>> {
+        let (list, unreadable) = engine::snapshot::list_readable(repo)?;
+        for u in &unreadable {
+            eprintln!("warning: skipping unreadable snapshot {u}");
+        }
+        Ok(list)
+    }
+
     pub fn progress(&self, label: &str) -> ProgressView {
         ProgressView::start(!self.quiet && !self.json, label)
     }

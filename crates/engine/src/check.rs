@@ -132,24 +132,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
     opts.progress
         .send(Progress::Phase("checking snapshots".into()));
-    for listed_snap in repo.store().list(ObjectKind::Snapshot)? {
-        report.snapshots += 1;
-        let id: SnapshotId = match listed_snap.name.parse() {
-            Ok(id) => id,
-            Err(_) => {
-                report
-                    .errors
-                    .push(format!("unexpected file snapshots/{}", listed_snap.name));
-                continue;
-            }
-        };
-        let snap = match snapshot::load(repo, &id) {
-            Ok(s) => s,
-            Err(e) => {
-                report.errors.push(format!("snapshot {}: {e}", id.short()));
-                continue;
-            }
-        };
+    let (snapshots, unreadable) = snapshot::list_readable(repo)?;
+    report.snapshots = snapshots.len() + unreadable.len();
+    report.errors.extend(unreadable);
+    for (id, snap) in snapshots {
         let mut affected = Affected {
             snapshot: id,
             source: snap.source.name.clone(),

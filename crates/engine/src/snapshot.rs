@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{ChunkId, SetId, SnapshotId};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
@@ -76,15 +76,37 @@ pub struct Snapshot {
     pub program_version: String,
 }
 
-/// Lists every snapshot, oldest first. Unreadable manifests are returned as errors alongside.
-pub fn list(repo: &Repository) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let mut out = Vec::new();
+/// Snapshots with their ids, oldest first.
+pub type Listing = Vec<(SnapshotId, Snapshot)>;
+
+/// Every readable snapshot, oldest first, and a description of each manifest that could not
+/// be read. Listing and backing up go on past a damaged manifest; deleting must not (see `list`).
+pub fn list_readable(repo: &Repository) -> Result<(Listing, Vec<String>)> {
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for listed in repo.store().list(ObjectKind::Snapshot)? {
-        let id: SnapshotId = listed.name.parse()?;
-        out.push((id, load(repo, &id)?));
+        let loaded = listed
+            .name
+            .parse()
+            .and_then(|id| Ok((id, load(repo, &id)?)));
+        match loaded {
+            Ok(entry) => out.push(entry),
+            Err(e) => unreadable.push(format!("snapshots/{}: {e}", listed.name)),
+        }
     }
     out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-    Ok(out)
+    Ok((out, unreadable))
+}
+
+/// Every snapshot, oldest first; fails if any manifest cannot be read.
+pub fn list(repo: &Repository) -> Result<Listing> {
+    let (out, unreadable) = list_readable(repo)?;
+    match unreadable.first() {
+        None => Ok(out),
+        Some(first) => Err(Error::corrupt(format!(
+            "{first} ({} unreadable snapshot(s); `bulwark check` lists them)",
+            unreadable.len()
+        ))),
+    }
 }
 
 pub fn load(repo: &Repository, id: &SnapshotId) -> Result<Snapshot> {

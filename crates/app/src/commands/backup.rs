@@ -20,7 +20,7 @@ struct Job {
 pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
     let jobs = plan(ctx, args)?;
     let repo = ctx.open()?;
-    let existing = engine::snapshot::list(&repo)?;
+    let existing = ctx.snapshots(&repo)?;
     let host = engine::repo::hostname();
     let set_id = Some(SetId::random());
     let (mut results, mut failures, mut status) = (Vec::new(), 0usize, Status::Ok);

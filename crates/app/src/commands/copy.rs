@@ -13,7 +13,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
             .with_context(|| format!("cannot open destination {}", dst_target.url))?,
         None => ctx.open_at(&dst_target)?,
     };
-    let list = engine::snapshot::list(&src)?;
+    let list = ctx.snapshots(&src)?;
     let chosen = engine::catalog::select(&list, &args.snapshots, &args.filter.to_engine())?;
     let view = ctx.progress("copy");
     let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());

@@ -10,7 +10,7 @@ use crate::output::print_json;
 
 pub fn run(ctx: &Context, args: &DiffArgs) -> Result<Status> {
     let repo = ctx.open()?;
-    let list = engine::snapshot::list(&repo)?;
+    let list = ctx.snapshots(&repo)?;
     let (_, a) = engine::catalog::resolve(&list, &args.a, None)?;
     let (_, b) = engine::catalog::resolve(&list, &args.b, None)?;
     let index = Arc::new(repo.load_index()?);

@@ -10,7 +10,8 @@ use crate::output::{bytes, local_time, print_json};
 pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let path = args.path.trim_start_matches('/');
-    let list: Vec<_> = engine::snapshot::list(&repo)?
+    let list: Vec<_> = ctx
+        .snapshots(&repo)?
         .into_iter()
         .filter(|(_, s)| args.source.as_ref().is_none_or(|src| &s.source.name == src))
         .collect();

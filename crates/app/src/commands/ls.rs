@@ -11,7 +11,7 @@ use crate::output::{bytes, local_time};
 
 pub fn run(ctx: &Context, args: &LsArgs) -> Result<Status> {
     let repo = ctx.open()?;
-    let list = engine::snapshot::list(&repo)?;
+    let list = ctx.snapshots(&repo)?;
     let (_, snap) = engine::catalog::resolve(&list, &args.snapshot, args.source.as_deref())?;
     let index = Arc::new(repo.load_index()?);
     let filter = PathFilter::new(&args.include)?;

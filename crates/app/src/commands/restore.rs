@@ -8,7 +8,7 @@ use crate::output::{bytes, print_json};
 
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     let repo = ctx.open()?;
-    let list = engine::snapshot::list(&repo)?;
+    let list = ctx.snapshots(&repo)?;
     let (id, snap) = engine::catalog::resolve(&list, &args.snapshot, args.source.as_deref())?;
     let view = ctx.progress("restore");
     let opts = RestoreOptions {

@@ -10,7 +10,8 @@ use crate::output::{bytes, local_time, print_json};
 pub fn run(ctx: &Context, args: &SnapshotsArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let filter = args.filter.to_engine();
-    let mut list: Vec<_> = engine::snapshot::list(&repo)?
+    let mut list: Vec<_> = ctx
+        .snapshots(&repo)?
         .into_iter()
         .filter(|(_, s)| filter.matches(s))
         .collect();
