@@ -257,12 +257,27 @@ fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
     std::fs::write(&snaps[0], b"garbage").expect("damage the manifest");
 
     let r = env.ok(&["backup", "--name", "new", data.to_str().expect("utf8")]);
-    assert!(r.stderr.contains("skipping unreadable snapshot"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("skipping unreadable snapshot"),
+        "{}",
+        r.stderr
+    );
     env.ok(&["restore", "--source", "new", "--target", "out"]);
-    assert_eq!(std::fs::read_to_string(restored(&env.path("out"), &data).join("a.txt")).expect("read"), "first\n");
+    assert_eq!(
+        std::fs::read_to_string(restored(&env.path("out"), &data).join("a.txt")).expect("read"),
+        "first\n"
+    );
     let check = env.run(&["check"]);
     assert_eq!(check.code, 6, "{}", check.stdout);
-    assert!(check.stdout.contains("content does not match its name"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("content does not match its name"),
+        "{}",
+        check.stdout
+    );
     let prune = env.run(&["prune"]);
-    assert_eq!(prune.code, 6, "prune must not guess what the damaged snapshot used: {}", prune.stderr);
+    assert_eq!(
+        prune.code, 6,
+        "prune must not guess what the damaged snapshot used: {}",
+        prune.stderr
+    );
 }

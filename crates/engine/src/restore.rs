@@ -320,12 +320,17 @@ fn restore_symlink(dest: &Path, item: &Item) -> Result<()> {
     }
     std::os::unix::fs::symlink(target, dest)
         .with_context(|| format!("creating symlink {}", dest.display()))?;
-    let mtime = filetime::FileTime::from_unix_time(
-        item.mtime_ns.div_euclid(1_000_000_000),
-        item.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    );
+    let mtime = mtime_of(item);
     let _ = filetime::set_symlink_file_times(dest, mtime, mtime);
     Ok(())
+}
+
+fn mtime_of(item: &Item) -> filetime::FileTime {
+    let ns = item.mtime_ns;
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
@@ -337,10 +342,7 @@ fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
     if unsafe { libc::geteuid() } == 0 {
         let _ = std::os::unix::fs::lchown(dest, Some(item.uid), Some(item.gid));
     }
-    let mtime = filetime::FileTime::from_unix_time(
-        item.mtime_ns.div_euclid(1_000_000_000),
-        item.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    );
+    let mtime = mtime_of(item);
     filetime::set_file_mtime(dest, mtime).map_err(|e| {
         Error::new(
             ErrorKind::Io,
