@@ -167,15 +167,44 @@ pub struct RestoreArgs {
     /// Which source's latest snapshot (with --snapshot latest).
     #[arg(long)]
     pub source: Option<String>,
-    /// Directory to restore into.
+    /// Where to restore: a directory, or for a PostgreSQL snapshot a server
+    /// (postgres://user@host:port/; password from PGPASSWORD or ~/.pgpass).
     #[arg(long)]
-    pub target: PathBuf,
+    pub target: String,
     /// Only paths matching this glob (or under a matching directory); repeatable.
     #[arg(long)]
     pub include: Vec<String>,
     /// Show what would be restored without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub postgres: PgRestoreArgs,
+}
+
+/// Options for restoring a PostgreSQL snapshot into a server.
+#[derive(Args)]
+pub struct PgRestoreArgs {
+    /// Restore only this database (repeatable; default: every database in the snapshot).
+    #[arg(long)]
+    pub database: Vec<String>,
+    /// Create databases that do not exist on the target.
+    #[arg(long)]
+    pub create: bool,
+    /// Restore into a database that is not empty, dropping and recreating the dumped objects.
+    #[arg(long)]
+    pub clean: bool,
+    /// Restore roles and tablespaces (pg_dumpall --globals-only) first.
+    #[arg(long)]
+    pub globals: bool,
+    /// Parallel pg_restore jobs per database; above 1 each dump is first written to --spool-dir.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// Where dumps are spooled for --jobs (default: the system temp directory).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Skip comparing row counts and checksums with the backup's after the restore.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args)]

@@ -44,6 +44,28 @@ pub enum SourceKind {
     Files,
     Config,
     Command,
+    Postgres,
+}
+
+impl SourceKind {
+    /// The keys a section of this kind may set (besides `kind` and `tags`).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Files | SourceKind::Config => &["paths", "include", "exclude"],
+            SourceKind::Command => &["command", "filename"],
+            SourceKind::Postgres => &[
+                "url",
+                "password_file",
+                "password_env",
+                "databases",
+                "exclude_databases",
+                "modes",
+                "bin_dir",
+                "jobs",
+                "verify",
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -60,8 +82,48 @@ pub struct SourceSection {
     pub command: Option<String>,
     /// For `kind = "command"`: the file name the stream is stored under.
     pub filename: Option<String>,
+    /// For `kind = "postgres"`: postgres://user@host:port/maintenance-db?sslmode=...
+    pub url: Option<String>,
+    /// For `kind = "postgres"`: a file holding the password (else PGPASSWORD or ~/.pgpass).
+    pub password_file: Option<PathBuf>,
+    /// For `kind = "postgres"`: the environment variable holding the password.
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    #[serde(default)]
+    pub modes: Vec<engine::connectors::postgres::Mode>,
+    /// PostgreSQL client tools to use (default: those matching the server's version).
+    pub bin_dir: Option<PathBuf>,
+    /// Databases dumped at once.
+    pub jobs: Option<usize>,
+    pub verify: Option<engine::connectors::postgres::Verify>,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+impl SourceSection {
+    /// The kind-specific keys this section sets.
+    fn keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            ("paths", !self.paths.is_empty()),
+            ("include", !self.include.is_empty()),
+            ("exclude", !self.exclude.is_empty()),
+            ("command", self.command.is_some()),
+            ("filename", self.filename.is_some()),
+            ("url", self.url.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("databases", !self.databases.is_empty()),
+            ("exclude_databases", !self.exclude_databases.is_empty()),
+            ("modes", !self.modes.is_empty()),
+            ("bin_dir", self.bin_dir.is_some()),
+            ("jobs", self.jobs.is_some()),
+            ("verify", self.verify.is_some()),
+        ];
+        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    }
 }
 
 pub struct Loaded {
@@ -102,6 +164,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     }
     for s in config.sources.values_mut() {
         s.paths = s.paths.iter().map(|p| base.join(p)).collect();
+        if let Some(p) = s.password_file.as_mut() {
+            *p = base.join(&*p);
+        }
     }
     Ok(Some(Loaded { config }))
 }
@@ -120,18 +185,26 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
                 locate(text, &section, Some(key))
             )
         };
+        let kind_name = format!("{:?}", s.kind).to_lowercase();
+        if let Some(k) = s
+            .keys_set()
+            .into_iter()
+            .find(|k| !s.kind.keys().contains(k))
+        {
+            return Err(err(
+                k,
+                format!(
+                    "a {kind_name} source takes no `{k}` (it takes: {})",
+                    s.kind.keys().join(", ")
+                ),
+            ));
+        }
         match s.kind {
             SourceKind::Files | SourceKind::Config => {
                 if s.paths.is_empty() {
                     return Err(err(
                         "paths",
                         "a files/config source needs at least one path".into(),
-                    ));
-                }
-                if s.command.is_some() {
-                    return Err(err(
-                        "command",
-                        "only sources of kind \"command\" take a command".into(),
                     ));
                 }
                 for (key, pats) in [("include", &s.include), ("exclude", &s.exclude)] {
@@ -149,8 +222,14 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
                         "a command source needs `command = \"...\"`".into(),
                     ));
                 }
-                if !s.paths.is_empty() {
-                    return Err(err("paths", "a command source takes no paths".into()));
+            }
+            SourceKind::Postgres => {
+                let url = s.url.as_deref().unwrap_or("");
+                if let Err(e) = engine::connectors::postgres::PgConn::parse(url) {
+                    return Err(err("url", e.to_string()));
+                }
+                if s.jobs == Some(0) {
+                    return Err(err("jobs", "must be at least 1".into()));
                 }
             }
         }
@@ -309,6 +388,19 @@ keep_within = "2d"
         let e = parse("[sources.a]\nkind = \"command\"\npaths = [\"/x\"]\ncommand = \"x\"\n")
             .expect_err("paths on command");
         assert!(e.starts_with("3:"), "{e}");
+        let e =
+            parse("[sources.db]\nkind = \"postgres\"\nurl = \"mysql://h\"\n").expect_err("bad url");
+        assert!(e.starts_with("3:") && e.contains("postgres://"), "{e}");
+        let e = parse(
+            "[sources.db]\nkind = \"postgres\"\nurl = \"postgres://h/\"\nmodes = [\"logicle\"]\n",
+        )
+        .expect_err("bad mode");
+        assert!(e.starts_with("4:"), "{e}");
+        let e = parse(
+            "[sources.db]\nkind = \"postgres\"\nurl = \"postgres://h/\"\nexclude = [\"x\"]\n",
+        )
+        .expect_err("files key on postgres");
+        assert!(e.starts_with("4:") && e.contains("databases"), "{e}");
         let e =
             parse("[retention]\nkeep_daily = 7\nkeep_within = \"3q\"\n").expect_err("bad duration");
         assert!(e.starts_with("3:"), "{e}");

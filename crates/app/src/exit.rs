@@ -11,6 +11,7 @@ pub const WRONG_PASSWORD: u8 = 3;
 pub const PARTIAL: u8 = 4;
 pub const NO_REPOSITORY: u8 = 5;
 pub const DAMAGED: u8 = 6;
+pub const MISMATCH: u8 = 7;
 pub const LOCKED: u8 = 10;
 
 /// What a successful command run amounts to.
@@ -21,6 +22,8 @@ pub enum Status {
     Partial,
     /// Finished, and found damaged or missing data.
     Damaged,
+    /// Restored, but the data does not match the figures recorded at backup time.
+    Mismatch,
 }
 
 impl From<Status> for ExitCode {
@@ -29,6 +32,7 @@ impl From<Status> for ExitCode {
             Status::Ok => OK,
             Status::Partial => PARTIAL,
             Status::Damaged => DAMAGED,
+            Status::Mismatch => MISMATCH,
         })
     }
 }

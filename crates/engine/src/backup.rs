@@ -79,9 +79,12 @@ struct Job {
     reply: Sender<Result<ChunkId>>,
 }
 
+/// Where a chunk's id arrives once a worker has hashed (and maybe stored) it.
+type ChunkReply = Receiver<Result<ChunkId>>;
+
 enum AsmMsg {
     Begin(Item),
-    Chunk(Receiver<Result<ChunkId>>),
+    Chunk(ChunkReply),
     End(u64),
     Abort,
     Whole(Item),
@@ -168,9 +171,9 @@ pub struct SnapshotWriter {
     info: SourceInfo,
     paths: Vec<String>,
     opts: BackupOptions,
-    splitter: Splitter,
     parent: Option<ParentCursor>,
-    jobs: Option<Sender<Job>>,
+    /// The calling thread's stream sink; its job sender keeps the workers alive.
+    sink: Option<StreamSink>,
     asm: Option<Sender<AsmMsg>>,
     assembler: Option<JoinHandle<Result<Vec<ChunkId>>>>,
     threads: Vec<JoinHandle<()>>,
@@ -249,14 +252,14 @@ impl SnapshotWriter {
                 assembler(shared, asm_rx, blob_tx, chunker, level)
             })?
         };
+        let sink = StreamSink::new(shared.clone(), job_tx, opts.progress.clone());
         Ok(Self {
             shared,
             info,
             paths,
-            splitter: Splitter::new(repo.data_chunker()),
+            sink: Some(sink),
             opts,
             parent,
-            jobs: Some(job_tx),
             asm: Some(asm_tx),
             assembler: Some(assembler),
             threads,
@@ -371,20 +374,11 @@ impl SnapshotWriter {
         self.opts.progress.send(Progress::Item(item.path.clone()));
         let path = item.path.clone();
         self.send(AsmMsg::Begin(item))?;
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
-        let asm = self
-            .asm
-            .as_ref()
-            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
-        let (shared, progress) = (&self.shared, &self.opts.progress);
-        let result = self.splitter.split(reader, |data| {
-            progress.send(Progress::Bytes(data.len() as u64));
-            let (tx, rx) = bounded(1);
-            jobs.send(Job { data, reply: tx })
-                .map_err(|_| shared.take_failure())?;
+        let (Some(sink), Some(asm)) = (self.sink.as_mut(), self.asm.as_ref()) else {
+            return Err(Error::invalid("snapshot writer already finished"));
+        };
+        let shared = &self.shared;
+        let result = sink.split(reader, |rx| {
             asm.send(AsmMsg::Chunk(rx))
                 .map_err(|_| shared.take_failure())
         });
@@ -399,6 +393,91 @@ impl SnapshotWriter {
                 Err(e.context(path))
             }
         }
+    }
+
+    /// Another sink feeding the same workers, for a stream read on another thread.
+    fn new_sink(&self) -> Result<StreamSink> {
+        let sink = self
+            .sink
+            .as_ref()
+            .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+        Ok(StreamSink::new(
+            self.shared.clone(),
+            sink.jobs.clone(),
+            self.opts.progress.clone(),
+        ))
+    }
+
+    /// Records several streams produced concurrently (one dump per database, say), at most
+    /// `parallel` at a time. `produce` gets each task and a sink to copy its stream into; any
+    /// error fails the whole call, as with `put_stream`. The items are recorded in path order
+    /// once every stream has finished.
+    pub fn put_streams<T: Send>(
+        &mut self,
+        tasks: Vec<(Item, T)>,
+        parallel: usize,
+        produce: impl Fn(T, &mut StreamSink) -> Result<()> + Sync,
+    ) -> Result<()> {
+        self.check()?;
+        let queue = Mutex::new(tasks.into_iter().collect::<std::collections::VecDeque<_>>());
+        let done: Mutex<Vec<(Item, Vec<ChunkReply>, u64)>> = Mutex::new(Vec::new());
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let lanes = parallel.max(1);
+        let sinks = (0..lanes)
+            .map(|_| self.new_sink())
+            .collect::<Result<Vec<_>>>()?;
+        std::thread::scope(|scope| {
+            for mut sink in sinks {
+                let (queue, done, first_error, produce) = (&queue, &done, &first_error, &produce);
+                scope.spawn(move || loop {
+                    if first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some()
+                    {
+                        return;
+                    }
+                    let Some((item, task)) =
+                        queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                    else {
+                        return;
+                    };
+                    sink.progress.send(Progress::Item(item.path.clone()));
+                    let path = item.path.clone();
+                    match produce(task, &mut sink) {
+                        Ok(()) => {
+                            let (chunks, size) = sink.take();
+                            done.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((item, chunks, size));
+                        }
+                        Err(e) => {
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e.context(path));
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        done.sort_by(|a, b| crate::items::path_cmp(&a.0.path, &b.0.path));
+        for (item, chunks, size) in done {
+            self.send(AsmMsg::Begin(item))?;
+            for rx in chunks {
+                self.send(AsmMsg::Chunk(rx))?;
+            }
+            self.send(AsmMsg::End(size))?;
+            self.summary.files += 1;
+            self.summary.files_new += 1;
+            self.summary.bytes += size;
+            self.summary.bytes_read += size;
+        }
+        Ok(())
     }
 
     /// A warning: the item is stored, but the user should look at it.
@@ -461,7 +540,7 @@ impl SnapshotWriter {
 
     /// Closes the channels and joins every thread; returns the item stream's chunks.
     fn shutdown(&mut self) -> Result<Vec<ChunkId>> {
-        self.jobs = None;
+        self.sink = None;
         self.asm = None;
         let tree = match self.assembler.take() {
             Some(h) => h
@@ -487,6 +566,65 @@ impl Drop for SnapshotWriter {
                 .fail(Error::new(ErrorKind::Io, "backup abandoned"));
             let _ = self.shutdown();
         }
+    }
+}
+
+/// Where one stream's chunks go: split here, then hashed, compressed and stored by the workers.
+pub struct StreamSink {
+    shared: Arc<Shared>,
+    jobs: Sender<Job>,
+    progress: Reporter,
+    splitter: Splitter,
+    chunks: Vec<ChunkReply>,
+    size: u64,
+}
+
+impl StreamSink {
+    fn new(shared: Arc<Shared>, jobs: Sender<Job>, progress: Reporter) -> Self {
+        let splitter = Splitter::new(shared.repo.data_chunker());
+        Self {
+            shared,
+            jobs,
+            progress,
+            splitter,
+            chunks: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Copies `reader` to its end into the current stream; returns the bytes read.
+    pub fn copy_from<R: Read>(&mut self, reader: R) -> Result<u64> {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let result = self.split(reader, |rx| {
+            chunks.push(rx);
+            Ok(())
+        });
+        self.chunks = chunks;
+        let n = result?;
+        self.size += n;
+        Ok(n)
+    }
+
+    fn split<R: Read>(
+        &mut self,
+        reader: R,
+        mut on_chunk: impl FnMut(ChunkReply) -> Result<()>,
+    ) -> Result<u64> {
+        let (shared, jobs, progress) = (&self.shared, &self.jobs, &self.progress);
+        self.splitter.split(reader, |data| {
+            progress.send(Progress::Bytes(data.len() as u64));
+            let (tx, rx) = bounded(1);
+            jobs.send(Job { data, reply: tx })
+                .map_err(|_| shared.take_failure())?;
+            on_chunk(rx)
+        })
+    }
+
+    fn take(&mut self) -> (Vec<ChunkReply>, u64) {
+        (
+            std::mem::take(&mut self.chunks),
+            std::mem::take(&mut self.size),
+        )
     }
 }
 

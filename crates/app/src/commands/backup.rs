@@ -1,13 +1,14 @@
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use engine::backup::{BackupOptions, Source};
 use engine::connectors::files::FilesSource;
+use engine::connectors::postgres::{Mode, PgConn, PgSettings, PostgresSource};
 use engine::connectors::stream::{StreamInput, StreamSource};
 use engine::id::SetId;
 use engine::snapshot::Snapshot;
 use serde_json::json;
 
 use crate::cli::BackupArgs;
-use crate::config::SourceKind;
+use crate::config::{SourceKind, SourceSection};
 use crate::context::Context;
 use crate::exit::{usage, Status};
 use crate::output::{bytes, print_json};
@@ -148,6 +149,7 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
                     name, kind, &s.paths, &s.include, &s.exclude,
                 )?)
             }
+            SourceKind::Postgres => Box::new(postgres_source(name, s)?),
             SourceKind::Command => {
                 let filename = s.filename.clone().unwrap_or_else(|| format!("{name}.out"));
                 let cmd = s.command.clone().unwrap_or_default();
@@ -164,6 +166,43 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
         });
     }
     Ok(jobs)
+}
+
+/// A configured postgres source; the password is read here, once, and never logged.
+pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> {
+    let password = match (&s.password_file, &s.password_env) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| {
+                    format!("source '{name}': cannot read password_file {}", f.display())
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+            anyhow!("source '{name}': password_env names ${var}, which is not set")
+        })?),
+        (None, None) => None,
+    };
+    let conn = PgConn::parse(s.url.as_deref().unwrap_or(""))?
+        .with_password(password)
+        .with_bin_dir(s.bin_dir.clone());
+    let modes = if s.modes.is_empty() {
+        vec![Mode::Logical]
+    } else {
+        s.modes.clone()
+    };
+    Ok(PostgresSource::new(
+        name,
+        PgSettings {
+            conn,
+            databases: s.databases.clone(),
+            exclude_databases: s.exclude_databases.clone(),
+            modes,
+            jobs: s.jobs.unwrap_or(2),
+            verify: s.verify.unwrap_or_default(),
+        },
+    )?)
 }
 
 fn print_summary(id: &str, snap: &Snapshot) {

@@ -2,4 +2,6 @@
 
 pub mod config;
 pub mod files;
+pub mod postgres;
+pub mod process;
 pub mod stream;
