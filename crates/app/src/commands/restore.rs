@@ -79,7 +79,11 @@ fn postgres(
         ));
     }
     let pg = &args.postgres;
-    let target = PgConn::parse(&args.target)?;
+    let configured = ctx
+        .config_file()
+        .and_then(|c| c.sources.get(&snap.source.name))
+        .and_then(|s| s.bin_dir.clone());
+    let target = PgConn::parse(&args.target)?.with_bin_dir(pg.pg_bin_dir.clone().or(configured));
     let view = ctx.progress("restore");
     let opts = logical::RestoreOptions {
         databases: pg.database.clone(),

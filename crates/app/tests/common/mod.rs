@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::fs;
