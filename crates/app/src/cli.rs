@@ -67,6 +67,42 @@ pub enum Command {
     History(HistoryArgs),
     /// Remove stale locks left by crashed processes.
     Unlock(UnlockArgs),
+    /// PostgreSQL archive_command: archive_command = 'bulwark wal-push %p'.
+    WalPush(WalPushArgs),
+    /// PostgreSQL restore_command: restore_command = 'bulwark wal-fetch %f %p'.
+    WalFetch(WalFetchArgs),
+    /// The PostgreSQL WAL archive.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Args)]
+pub struct WalPushArgs {
+    /// The WAL file, relative to the data directory (PostgreSQL's %p).
+    pub path: PathBuf,
+    /// The postgres source this server belongs to (default: the only one configured).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args)]
+pub struct WalFetchArgs {
+    /// The WAL file name PostgreSQL wants (%f).
+    pub name: String,
+    /// Where to write it (%p).
+    pub dest: PathBuf,
+    /// The postgres source whose archive to read (default: the only one configured).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum WalCommand {
+    /// Archived range per timeline, gaps, and the age of the newest segment (the RPO now).
+    Status {
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 #[derive(Args)]

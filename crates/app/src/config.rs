@@ -63,6 +63,7 @@ impl SourceKind {
                 "bin_dir",
                 "jobs",
                 "verify",
+                "wal_spool_dir",
             ],
         }
     }
@@ -99,6 +100,8 @@ pub struct SourceSection {
     /// Databases dumped at once.
     pub jobs: Option<usize>,
     pub verify: Option<engine::connectors::postgres::Verify>,
+    /// For `kind = "postgres"`: where wal-push/wal-fetch keep their bookkeeping and read-ahead.
+    pub wal_spool_dir: Option<PathBuf>,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -121,6 +124,7 @@ impl SourceSection {
             ("bin_dir", self.bin_dir.is_some()),
             ("jobs", self.jobs.is_some()),
             ("verify", self.verify.is_some()),
+            ("wal_spool_dir", self.wal_spool_dir.is_some()),
         ];
         set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
     }
@@ -164,7 +168,14 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     }
     for s in config.sources.values_mut() {
         s.paths = s.paths.iter().map(|p| base.join(p)).collect();
-        if let Some(p) = s.password_file.as_mut() {
+        for p in [
+            s.password_file.as_mut(),
+            s.wal_spool_dir.as_mut(),
+            s.bin_dir.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             *p = base.join(&*p);
         }
     }

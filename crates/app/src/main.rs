@@ -11,6 +11,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     limit_allocator_retention();
+    exit_quietly_on_closed_stdout();
     let cli = cli::Cli::parse();
     output::init_logging(cli.quiet);
     let result = context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, &cli.command));
@@ -18,6 +19,24 @@ fn main() -> std::process::ExitCode {
         Ok(status) => status.into(),
         Err(err) => exit::report(&err, cli.json),
     }
+}
+
+/// `bulwark ls | head`: once the reader goes away, printing fails with EPIPE and `println!`
+/// panics. That is not an error worth a backtrace; exit like other Unix tools do. (SIGPIPE
+/// itself stays ignored, so a dump tool dying on our pipe is an error we report, not our death.)
+fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Packs (8 MiB) and read buffers are allocated on one thread and freed on another. glibc then

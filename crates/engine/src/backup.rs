@@ -180,6 +180,15 @@ pub struct SnapshotWriter {
     summary: Summary,
     started: Instant,
     facts: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Items read out of path order (a tar stream, concurrent dumps), recorded sorted later.
+    deferred: Vec<Deferred>,
+}
+
+/// An item whose data is already chunked, waiting to be recorded in path order.
+struct Deferred {
+    item: Item,
+    chunks: Vec<ChunkReply>,
+    size: u64,
 }
 
 impl SnapshotWriter {
@@ -266,6 +275,7 @@ impl SnapshotWriter {
             summary: Summary::default(),
             started: Instant::now(),
             facts: Default::default(),
+            deferred: Vec::new(),
         })
     }
 
@@ -420,7 +430,7 @@ impl SnapshotWriter {
     ) -> Result<()> {
         self.check()?;
         let queue = Mutex::new(tasks.into_iter().collect::<std::collections::VecDeque<_>>());
-        let done: Mutex<Vec<(Item, Vec<ChunkReply>, u64)>> = Mutex::new(Vec::new());
+        let done: Mutex<Vec<Deferred>> = Mutex::new(Vec::new());
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let lanes = parallel.max(1);
         let sinks = (0..lanes)
@@ -449,7 +459,7 @@ impl SnapshotWriter {
                             let (chunks, size) = sink.take();
                             done.lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .push((item, chunks, size));
+                                .push(Deferred { item, chunks, size });
                         }
                         Err(e) => {
                             first_error
@@ -464,18 +474,54 @@ impl SnapshotWriter {
         if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
-        done.sort_by(|a, b| crate::items::path_cmp(&a.0.path, &b.0.path));
-        for (item, chunks, size) in done {
-            self.send(AsmMsg::Begin(item))?;
-            for rx in chunks {
+        self.deferred
+            .extend(done.into_inner().unwrap_or_else(|p| p.into_inner()));
+        self.record_deferred()
+    }
+
+    /// Chunks an item's data now but records the item later, in path order, when
+    /// `record_deferred` (or `finish`) runs: for sources that cannot produce sorted paths.
+    /// Directories and symlinks pass `None` for the data. Any read error fails the backup.
+    pub fn put_deferred<R: Read>(&mut self, item: Item, data: Option<R>) -> Result<()> {
+        self.check()?;
+        let (chunks, size) = match data {
+            Some(reader) => {
+                self.opts.progress.send(Progress::Item(item.path.clone()));
+                let sink = self
+                    .sink
+                    .as_mut()
+                    .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
+                sink.copy_from(reader)
+                    .map_err(|e| e.context(item.path.clone()))?;
+                sink.take()
+            }
+            None => (Vec::new(), 0),
+        };
+        self.deferred.push(Deferred { item, chunks, size });
+        Ok(())
+    }
+
+    /// Records the deferred items, sorted by path.
+    pub fn record_deferred(&mut self) -> Result<()> {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        deferred.sort_by(|a, b| crate::items::path_cmp(&a.item.path, &b.item.path));
+        for d in deferred {
+            if d.item.kind != ItemKind::File {
+                if d.item.kind == ItemKind::Dir {
+                    self.summary.dirs += 1;
+                }
+                self.send(AsmMsg::Whole(d.item))?;
+                continue;
+            }
+            self.send(AsmMsg::Begin(d.item))?;
+            for rx in d.chunks {
                 self.send(AsmMsg::Chunk(rx))?;
             }
-            self.send(AsmMsg::End(size))?;
+            self.send(AsmMsg::End(d.size))?;
             self.summary.files += 1;
             self.summary.files_new += 1;
-            self.summary.bytes += size;
-            self.summary.bytes_read += size;
+            self.summary.bytes += d.size;
+            self.summary.bytes_read += d.size;
         }
         Ok(())
     }
@@ -512,6 +558,7 @@ impl SnapshotWriter {
     /// Waits for everything to be stored, writes the index and then the snapshot.
     pub fn finish(mut self) -> Result<(SnapshotId, Snapshot)> {
         self.opts.progress.send(Progress::Phase("finishing".into()));
+        self.record_deferred()?;
         let tree = self.shutdown()?;
         self.shared.flush_index(true)?;
         let mut summary = std::mem::take(&mut self.summary);

@@ -99,6 +99,8 @@ pub enum ObjectKind {
     Index,
     Pack,
     Lock,
+    /// Archived PostgreSQL WAL files, named `<source>/<timeline>/<file>`.
+    Wal,
 }
 
 impl ObjectKind {
@@ -110,6 +112,7 @@ impl ObjectKind {
             ObjectKind::Index => "index/",
             ObjectKind::Pack => "data/",
             ObjectKind::Lock => "locks/",
+            ObjectKind::Wal => "wal/",
         }
     }
 
@@ -234,13 +237,32 @@ impl Store {
         Ok(into_vec(buf))
     }
 
-    /// Writes a whole object; on the local backend the data is synced before this returns.
+    /// Writes a whole object. On the local backend the data and then its directory entry are
+    /// synced before this returns, so a written object survives a power cut.
     pub fn write(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
         let path = kind.path(name);
         self.runtime
             .block_on(self.op.write(&path, bytes))
             .with_context(|| format!("writing {path}"))?;
+        if let Backend::Local(root) = &self.backend {
+            let full = root.join(&path);
+            if let Some(dir) = full.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .with_context(|| format!("syncing directory {}", dir.display()))?;
+            }
+        }
         Ok(())
+    }
+
+    /// When an object was last written, if the backend says.
+    pub fn modified(&self, kind: ObjectKind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        let path = kind.path(name);
+        let meta = self
+            .runtime
+            .block_on(self.op.stat(&path))
+            .with_context(|| format!("checking {path}"))?;
+        Ok(meta.last_modified().map(|t| t.into_inner()))
     }
 
     /// Removes partial files that failed writes (disk full, crash) left in a local repository's
@@ -281,7 +303,14 @@ impl Store {
 
     /// Lists the objects of a kind (recursively for packs).
     pub fn list(&self, kind: ObjectKind) -> Result<Vec<Listed>> {
-        let dir = kind.dir();
+        self.list_under(kind, "")
+    }
+
+    /// Lists the objects of a kind under a sub-directory (e.g. one source's WAL), recursively;
+    /// names are the last path component.
+    pub fn list_under(&self, kind: ObjectKind, sub: &str) -> Result<Vec<Listed>> {
+        let dir = format!("{}{sub}", kind.dir());
+        let dir = dir.as_str();
         let entries = self
             .runtime
             .block_on(async { self.op.list_with(dir).recursive(true).await })

@@ -14,6 +14,7 @@ mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
+mod wal;
 
 use anyhow::Result;
 
@@ -37,6 +38,9 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::History(a) => history::run(ctx, a),
         Command::Unlock(a) => unlock::run(ctx, a),
+        Command::WalPush(a) => wal::push(ctx, a),
+        Command::WalFetch(a) => wal::fetch(ctx, a),
+        Command::Wal(c) => wal::run(ctx, c),
     }
 }
 

@@ -1,17 +1,21 @@
 //! PostgreSQL: logical dumps (pg_dump per database, globals from pg_dumpall) restored with
 //! pg_restore, with per-table row counts and checksums recorded at dump time and compared after
-//! a restore.
+//! a restore; physical base backups plus a WAL archive for point-in-time recovery.
 //!
-//! A snapshot of a postgres source holds:
+//! A snapshot of a postgres source holds, depending on its modes:
 //! ```text
 //! logical/globals.sql                 roles and tablespaces (pg_dumpall --globals-only)
 //! logical/databases/<name>.dump       pg_dump custom format, uncompressed so it deduplicates
+//! physical/base/...                   the data directory, from pg_basebackup's tar stream
 //! ```
+//! The WAL lives beside snapshots, in the repository's WAL archive (see `wal`).
 //! and a `postgres` fact with the server version and, per database, its item path and tables.
 
 pub mod conn;
 pub mod logical;
+pub mod physical;
 pub mod verify;
+pub mod wal;
 
 use std::collections::BTreeMap;
 
@@ -65,6 +69,9 @@ pub struct PgFacts {
     pub globals: Option<String>,
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseFacts>,
+    /// Present when the snapshot holds a base backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<physical::BaseBackupFacts>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -156,12 +163,7 @@ impl PostgresSource {
             )));
         }
         if settings.modes.contains(&Mode::Physical) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "postgres source '{name}': physical mode is not available in this build yet"
-                ),
-            ));
+            wal::check_namespace(name)?;
         }
         Ok(Self {
             name: name.to_string(),
@@ -188,6 +190,7 @@ impl PostgresSource {
                 .clone()
                 .with_bin_dir(conn::debian_bin_dir(server.major()));
         }
+        let conn = &self.settings.conn;
         let tools = conn::tool_major(conn, "pg_dump")?;
         if tools < server.major() {
             return Err(Error::new(
@@ -199,6 +202,19 @@ impl PostgresSource {
                     server.major()
                 ),
             ));
+        }
+        if self.settings.modes.contains(&Mode::Physical) {
+            let problems = physical::preflight(&self.settings, &server, &self.name)?;
+            if !problems.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "{} is not ready for physical backups:\n  - {}",
+                        conn.describe(),
+                        problems.join("\n  - ")
+                    ),
+                ));
+            }
         }
         let mut warnings = Vec::new();
         if !server.superuser && !server.read_all_data {
@@ -251,6 +267,9 @@ impl Source for PostgresSource {
         };
         if self.settings.modes.contains(&Mode::Logical) {
             logical::backup(&self.settings, &server, w, &mut facts)?;
+        }
+        if self.settings.modes.contains(&Mode::Physical) {
+            facts.physical = Some(physical::backup(&self.settings, w, &self.name)?);
         }
         w.fact(
             PgFacts::KEY,

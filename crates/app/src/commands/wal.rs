@@ -1,0 +1,131 @@
+//! archive_command, restore_command and the archive's status. These run under PostgreSQL, as
+//! its user, with no terminal: quiet on success, one clear line on stderr (the server log) on
+//! failure, and non-zero for anything but a durable success.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use engine::connectors::postgres::wal::{self, Spool, WalArchive};
+
+use crate::cli::{WalCommand, WalFetchArgs, WalPushArgs};
+use crate::config::SourceKind;
+use crate::context::Context;
+use crate::exit::{usage, Status};
+use crate::output::{bytes, print_json};
+
+/// The postgres source named, or the only one configured.
+fn source(ctx: &Context, named: Option<&str>) -> Result<(String, Option<PathBuf>)> {
+    let configured = ctx.config_file().map(|c| &c.sources);
+    let pg = configured
+        .into_iter()
+        .flatten()
+        .filter(|(_, s)| s.kind == SourceKind::Postgres);
+    if let Some(name) = named {
+        let spool = pg
+            .filter(|(n, _)| n.as_str() == name)
+            .find_map(|(_, s)| s.wal_spool_dir.clone());
+        return Ok((name.to_string(), spool));
+    }
+    let all: Vec<_> = pg.collect();
+    match all.as_slice() {
+        [(name, s)] => Ok((name.to_string(), s.wal_spool_dir.clone())),
+        [] => bail!(usage("no postgres source configured: pass --source NAME")),
+        _ => bail!(usage(
+            "several postgres sources are configured: pass --source NAME"
+        )),
+    }
+}
+
+/// The configured spool directory, else the cache directory of the user we run as (from the
+/// password database: servers are often started with another user's HOME in the environment).
+fn spool_base(configured: Option<PathBuf>) -> PathBuf {
+    configured.unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home_of_euid().map(|h| h.join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("bulwark/wal-spool")
+    })
+}
+
+fn home_of_euid() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the directory
+    // out at once, and nothing else in this process calls getpwuid concurrently.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
+}
+
+pub fn push(ctx: &Context, args: &WalPushArgs) -> Result<Status> {
+    let (name, spool_dir) = source(ctx, args.source.as_deref())?;
+    let target = ctx.target(None)?;
+    let spool = Spool::open(&spool_base(spool_dir), &target.url, &name)?;
+    if wal::pushed_before(&ctx.store(&target)?, &spool, &name, &args.path)? {
+        return Ok(Status::Ok);
+    }
+    let repo = ctx.open_at(&target)?;
+    let report = wal::push(&WalArchive::new(&repo, &name)?, &spool, &args.path)?;
+    if ctx.json {
+        print_json(&report)?;
+    }
+    Ok(Status::Ok)
+}
+
+pub fn fetch(ctx: &Context, args: &WalFetchArgs) -> Result<Status> {
+    let (name, spool_dir) = source(ctx, args.source.as_deref())?;
+    let target = ctx.target(None)?;
+    let spool = Spool::open(&spool_base(spool_dir), &target.url, &name)?;
+    let repo = ctx.open_at(&target)?;
+    if !wal::fetch(
+        &WalArchive::new(&repo, &name)?,
+        &spool,
+        &args.name,
+        &args.dest,
+    )? {
+        bail!("{} is not in the WAL archive of '{name}'", args.name);
+    }
+    Ok(Status::Ok)
+}
+
+pub fn run(ctx: &Context, command: &WalCommand) -> Result<Status> {
+    match command {
+        WalCommand::Status { source: named } => {
+            let (name, _) = source(ctx, named.as_deref())?;
+            let repo = ctx.open()?;
+            let status = wal::status(&WalArchive::new(&repo, &name)?)?;
+            if ctx.json {
+                print_json(&status)?;
+            } else {
+                println!(
+                    "WAL archive of '{}': {} file(s), {} stored",
+                    status.source,
+                    status.files,
+                    bytes(status.stored_bytes)
+                );
+                for t in &status.timelines {
+                    println!(
+                        "  timeline {}: {} .. {} ({} segments)",
+                        t.timeline, t.first, t.last, t.segments
+                    );
+                    for (a, b) in &t.gaps {
+                        println!("    GAP: {a} .. {b} missing");
+                    }
+                }
+                match (&status.newest, status.newest_age_secs) {
+                    (Some(n), Some(age)) => {
+                        println!("  newest segment {n}, archived {age:.0}s ago (the RPO if the server died now)")
+                    }
+                    _ => println!("  no segments archived yet"),
+                }
+            }
+            let gaps = status.timelines.iter().any(|t| !t.gaps.is_empty());
+            Ok(if gaps { Status::Damaged } else { Status::Ok })
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Physical base backups: `pg_basebackup` streams a tar of the data directory over the
+//! replication protocol to our stdin; every file becomes an item under `physical/base/`,
+//! chunked as it arrives (no local copy), so data files that did not change since the last
+//! base backup deduplicate against it. The WAL a base backup needs comes from the archive
+//! (`wal-push`): pg_basebackup waits until the last segment is archived before it returns.
+
+use std::io::Read;
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+
+use super::{PgSettings, ServerInfo};
+use crate::backup::SnapshotWriter;
+use crate::connectors::process::Child;
+use crate::error::{Error, ErrorKind, Result};
+use crate::items::{Item, ItemKind};
+
+pub const BASE: &str = "physical/base";
+
+/// What a base backup needs to be restored to a point in time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BaseBackupFacts {
+    pub timeline: u32,
+    pub start_lsn: String,
+    /// The WAL segment recovery starts from.
+    pub start_wal: String,
+    pub start_time: String,
+    pub system_identifier: String,
+    /// The WAL source name in the repository's archive.
+    pub wal_source: String,
+}
+
+/// Settings a physical backup needs, each with the exact change to make.
+pub fn preflight(settings: &PgSettings, server: &ServerInfo, source: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Settings {
+        wal_level: String,
+        archive_mode: String,
+        archive_command: String,
+        max_wal_senders: i64,
+        replication: bool,
+    }
+    let conn = &settings.conn;
+    let s: Settings = conn.query(
+        &conn.maintenance_db,
+        "SELECT json_build_object('wal_level', current_setting('wal_level'), \
+         'archive_mode', current_setting('archive_mode'), \
+         'archive_command', current_setting('archive_command'), \
+         'max_wal_senders', current_setting('max_wal_senders')::int, \
+         'replication', (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user))",
+    )?;
+    let mut problems = Vec::new();
+    if s.wal_level == "minimal" {
+        problems.push(
+            "wal_level is minimal: set wal_level = replica in postgresql.conf and restart"
+                .to_string(),
+        );
+    }
+    if s.archive_mode == "off" {
+        problems.push(format!(
+            "archive_mode is off: set archive_mode = on and archive_command = 'bulwark wal-push --source {source} %p' in postgresql.conf and restart"
+        ));
+    } else if !s.archive_command.contains("wal-push") {
+        problems.push(format!(
+            "archive_command is '{}': set it to 'bulwark wal-push --source {source} %p' (and reload) so the WAL lands in this repository",
+            s.archive_command
+        ));
+    }
+    if s.max_wal_senders < 1 {
+        problems.push("max_wal_senders is 0: set it to at least 2 and restart".to_string());
+    }
+    if !s.replication {
+        problems.push(format!(
+            "role {} may not replicate: ALTER ROLE {} REPLICATION; and allow it in pg_hba.conf (host replication {} ...)",
+            server.user, server.user, server.user
+        ));
+    }
+    Ok(problems)
+}
+
+/// Streams a base backup into the snapshot.
+pub fn backup(
+    settings: &PgSettings,
+    w: &mut SnapshotWriter,
+    source: &str,
+) -> Result<BaseBackupFacts> {
+    let conn = &settings.conn;
+    let mut cmd = conn.tool("pg_basebackup");
+    cmd.args([
+        "-D",
+        "-",
+        "-F",
+        "t",
+        "-X",
+        "none",
+        "--checkpoint=fast",
+        "--label",
+    ])
+    .arg(format!("bulwark {source}"))
+    .arg("-d")
+    .arg(conn.conninfo(&conn.maintenance_db))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped());
+    let mut child = Child::spawn(cmd, "pg_basebackup")?;
+    let stdout = child.take_stdout()?;
+    let streamed = stream_tar(w, stdout);
+    if streamed.is_err() {
+        child.kill();
+    }
+    let exited = child.wait().map_err(|e| conn.explain(e));
+    exited?;
+    let label = streamed?
+        .ok_or_else(|| Error::new(ErrorKind::Source, "pg_basebackup sent no backup_label"))?;
+    let mut facts = parse_label(&label)?;
+    facts.wal_source = source.to_string();
+    facts.system_identifier = conn.query(
+        &conn.maintenance_db,
+        "SELECT to_json(system_identifier::text) FROM pg_control_system()",
+    )?;
+    Ok(facts)
+}
+
+/// Records each tar entry; returns the backup_label's text.
+fn stream_tar(w: &mut SnapshotWriter, input: impl Read) -> Result<Option<String>> {
+    let tar_err = |e: std::io::Error| {
+        Error::new(ErrorKind::Source, "reading pg_basebackup's tar stream").with_source(e)
+    };
+    let mut archive = tar::Archive::new(input);
+    let mut label = None;
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let header = entry.header();
+        let rel = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_end_matches('/')
+            .trim_start_matches("./")
+            .to_string();
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!("unexpected path '{rel}' in the base backup"),
+            ));
+        }
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => ItemKind::Dir,
+            tar::EntryType::Symlink => ItemKind::Symlink,
+            tar::EntryType::Regular | tar::EntryType::Continuous => ItemKind::File,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!("unexpected entry type {other:?} for '{rel}' in the base backup"),
+                ))
+            }
+        };
+        let mut item = Item::new(format!("{BASE}/{rel}"), kind);
+        item.mode = header.mode().unwrap_or(0o600);
+        item.uid = header.uid().unwrap_or(0) as u32;
+        item.gid = header.gid().unwrap_or(0) as u32;
+        item.mtime_ns = header.mtime().unwrap_or(0) as i64 * 1_000_000_000;
+        match kind {
+            ItemKind::Symlink => {
+                item.target = entry
+                    .link_name()
+                    .map_err(tar_err)?
+                    .map(|p| p.to_string_lossy().into_owned());
+                w.put_deferred(item, None::<std::io::Empty>)?;
+            }
+            ItemKind::Dir => w.put_deferred(item, None::<std::io::Empty>)?,
+            ItemKind::File if rel == "backup_label" => {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).map_err(tar_err)?;
+                w.put_deferred(item, Some(text.as_bytes()))?;
+                label = Some(text);
+            }
+            ItemKind::File => w.put_deferred(item, Some(&mut entry))?,
+        }
+    }
+    Ok(label)
+}
+
+/// `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`, `START TIME: ...`,
+/// `START TIMELINE: 1`.
+fn parse_label(label: &str) -> Result<BaseBackupFacts> {
+    let field = |key: &str| {
+        label
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+    };
+    let bad = || {
+        Error::new(
+            ErrorKind::Source,
+            format!("cannot read backup_label:\n{label}"),
+        )
+    };
+    let location = field("START WAL LOCATION:").ok_or_else(bad)?;
+    let (lsn, file) = location
+        .split_once(" (file ")
+        .map(|(l, f)| {
+            (
+                l.trim().to_string(),
+                f.trim_end_matches(')').trim().to_string(),
+            )
+        })
+        .ok_or_else(bad)?;
+    Ok(BaseBackupFacts {
+        timeline: field("START TIMELINE:")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(bad)?,
+        start_lsn: lsn,
+        start_wal: file,
+        start_time: field("START TIME:").unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backup_label_fields() {
+        let f = super::parse_label(
+            "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+             CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+             START TIME: 2026-11-21 23:07:00 UTC\nLABEL: bulwark pg\nSTART TIMELINE: 1\n",
+        )
+        .expect("parses");
+        assert_eq!(f.timeline, 1);
+        assert_eq!(f.start_lsn, "0/2000028");
+        assert_eq!(f.start_wal, "000000010000000000000002");
+        assert!(super::parse_label("nonsense").is_err());
+    }
+}
