@@ -242,6 +242,32 @@ pub struct PgRestoreArgs {
     /// matching the newer of the dumped and target servers, else PATH).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
+    /// Point-in-time recovery: lay out a base backup in --target DIR and configure recovery
+    /// (to the newest WAL unless a --target-* option says otherwise).
+    #[arg(long)]
+    pub pitr: bool,
+    /// Recover up to this time, e.g. '2026-11-21 14:30:00+00' (picks the newest base backup
+    /// finished before it).
+    #[arg(long, requires = "pitr", group = "recovery_target")]
+    pub target_time: Option<String>,
+    /// Recover up to this WAL location, e.g. 0/3000060.
+    #[arg(long, requires = "pitr", group = "recovery_target")]
+    pub target_lsn: Option<String>,
+    /// Recover up to this transaction id.
+    #[arg(long, requires = "pitr", group = "recovery_target")]
+    pub target_xid: Option<String>,
+    /// Recover up to this named restore point (pg_create_restore_point).
+    #[arg(long, requires = "pitr", group = "recovery_target")]
+    pub target_name: Option<String>,
+    /// Start the restored server, wait until recovery finishes and it has promoted.
+    #[arg(long, requires = "pitr")]
+    pub start: bool,
+    /// Port for the restored server.
+    #[arg(long, requires = "pitr")]
+    pub port: Option<u16>,
+    /// Turn WAL archiving off in the restored server (for drills next to a live primary).
+    #[arg(long, requires = "pitr")]
+    pub no_archive: bool,
     /// Skip comparing row counts and checksums with the backup's after the restore.
     #[arg(long)]
     pub no_verify: bool,

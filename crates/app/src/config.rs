@@ -132,6 +132,8 @@ impl SourceSection {
 
 pub struct Loaded {
     pub config: ConfigFile,
+    /// Where it was read from, absolute (commands handed to PostgreSQL must find it again).
+    pub path: PathBuf,
 }
 
 /// Finds and loads the config file: an explicit path must exist; the default locations are
@@ -179,7 +181,8 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
             *p = base.join(&*p);
         }
     }
-    Ok(Some(Loaded { config }))
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok(Some(Loaded { config, path }))
 }
 
 /// Parses and validates; errors start with `LINE: ` so the caller can prefix the file name.

@@ -38,6 +38,35 @@ impl Context {
         })
     }
 
+    /// A `bulwark` command line that PostgreSQL can run on its own later (restore_command):
+    /// this binary, the same config file, repository and password file, shell-quoted.
+    pub fn self_command(&self, target: &RepoTarget) -> Result<String> {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let exe = std::env::current_exe().context("locating the bulwark binary")?;
+        let mut cmd = quote(&exe.to_string_lossy());
+        if let Some(c) = &self.config {
+            cmd.push_str(&format!(" --config {}", quote(&c.path.to_string_lossy())));
+        }
+        if let Some(r) = &self.repo_arg {
+            cmd.push_str(&format!(" --repo {}", quote(r)));
+        }
+        let section_has_file = target
+            .section
+            .as_ref()
+            .is_some_and(|s| s.password_file.is_some());
+        match &self.password_file {
+            Some(p) => {
+                let p = std::path::absolute(p).unwrap_or(p.clone());
+                cmd.push_str(&format!(" --password-file {}", quote(&p.to_string_lossy())));
+            }
+            None if section_has_file => {}
+            None => bail!(usage(
+                "PostgreSQL will fetch WAL on its own, so the repository password must be in a file: pass --password-file or set password_file in the repository's section"
+            )),
+        }
+        Ok(cmd)
+    }
+
     pub fn config_file(&self) -> Option<&config::ConfigFile> {
         self.config.as_ref().map(|l| &l.config)
     }

@@ -317,3 +317,131 @@ fn pgvector_round_trip_on_postgres_18() {
         )
     );
 }
+
+/// Base backup + archived WAL, then point-in-time recovery to a timestamp between two known
+/// states and to a named restore point, each checked with exact row counts and sums.
+#[test]
+fn base_backup_wal_archive_and_point_in_time_recovery() {
+    let env = Env::new();
+    env.init();
+    let archive = format!(
+        "archive_mode = on\narchive_command = '{} --config {} wal-push %p'",
+        env!("CARGO_BIN_EXE_bulwark"),
+        env.path("bulwark.toml").display()
+    );
+    let Some(pg) = PgServer::start_with(Flavor::Debian15, &[&archive]) else {
+        return;
+    };
+    std::fs::write(env.path("repo-password"), format!("{}\n", common::PASSWORD)).expect("pw");
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[repositories.main]\nurl = \"{}\"\npassword_file = \"repo-password\"\n\n\
+             [sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\nmodes = [\"physical\"]\n\
+             wal_spool_dir = \"spool\"\n",
+            env.repo(),
+            pg.url(),
+            pg.password_file().display()
+        ),
+    )
+    .expect("config");
+    // The server runs wal-push as the postgres user: it must reach the repository and config.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(env.dir.path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+
+    pg.sql("postgres", "CREATE TABLE ledger (n int)");
+    pg.sql(
+        "postgres",
+        "INSERT INTO ledger SELECT generate_series(1, 1000)",
+    );
+    env.ok(&["backup"]);
+    pg.sql(
+        "postgres",
+        "INSERT INTO ledger SELECT generate_series(1001, 1500)",
+    );
+    let between = pg.sql("postgres", "SELECT now()");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    pg.sql(
+        "postgres",
+        "INSERT INTO ledger SELECT generate_series(1501, 3000)",
+    );
+    pg.sql(
+        "postgres",
+        "SELECT pg_create_restore_point('before-cleanup')",
+    );
+    pg.sql("postgres", "DELETE FROM ledger WHERE n % 2 = 0");
+    pg.sql("postgres", "SELECT pg_switch_wal()");
+    // Wait until the server has archived the switched segment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pg.sql("postgres", "SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver") != "t" {
+        assert!(std::time::Instant::now() < deadline, "archiving stalled");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = env.ok(&["wal", "status", "--json"]).json();
+    assert_eq!(
+        status["timelines"][0]["gaps"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+
+    let sums = |port: u16| {
+        let mut c = pg.client("psql");
+        c.env("PGPORT", port.to_string()).args([
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT count(*) || ' ' || sum(n) FROM ledger",
+        ]);
+        String::from_utf8_lossy(&c.output().expect("psql").stdout)
+            .trim()
+            .to_string()
+    };
+    let stop = |dir: &std::path::Path| {
+        let _ = std::process::Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(pg.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(dir)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    };
+    for (n, (flag, value, expected)) in [
+        ("--target-time", between.as_str(), "1500 1125750"),
+        ("--target-name", "before-cleanup", "3000 4501500"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = env.path(&format!("restored{n}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let r = env.ok(&[
+            "--repo",
+            "main",
+            "restore",
+            "--pitr",
+            "--target",
+            &dir.to_string_lossy(),
+            flag,
+            value,
+            "--start",
+            "--port",
+            &port.to_string(),
+            "--no-archive",
+            "--json",
+        ]);
+        let got = sums(port);
+        stop(&dir);
+        assert_eq!(got, expected, "{flag} {value}: {}", r.stdout);
+        assert_eq!(r.json()["report"]["timeline"], 2, "{}", r.stdout);
+    }
+}

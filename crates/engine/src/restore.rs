@@ -30,6 +30,8 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     /// Only items matching one of these patterns (or under a matching directory).
     pub include: Vec<String>,
+    /// Only items under this path, restored relative to it (a base backup's `physical/base`).
+    pub subtree: Option<String>,
     pub dry_run: bool,
     pub threads: usize,
     pub progress: Reporter,
@@ -80,7 +82,17 @@ pub fn restore(
 
     opts.progress.send(Progress::Phase("creating files".into()));
     for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
-        let item = item?;
+        let mut item = item?;
+        if let Some(root) = &opts.subtree {
+            match item
+                .path
+                .strip_prefix(root.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(rest) => item.path = rest.to_string(),
+                None => continue,
+            }
+        }
         if !filter.is_empty() && !filter.matches(&item.path) {
             continue;
         }

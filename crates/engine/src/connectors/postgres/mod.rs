@@ -14,6 +14,7 @@
 pub mod conn;
 pub mod logical;
 pub mod physical;
+pub mod pitr;
 pub mod verify;
 pub mod wal;
 

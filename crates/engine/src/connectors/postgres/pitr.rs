@@ -1,0 +1,272 @@
+//! Point-in-time recovery: lay out a base backup as a data directory, point PostgreSQL's
+//! `restore_command` at the WAL archive, set the recovery target, and optionally start the
+//! server and wait until recovery has finished and it has promoted.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::conn::debian_bin_dir;
+use super::PgFacts;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::progress::{Progress, Reporter};
+use crate::repo::Repository;
+use crate::restore::{restore, RestoreOptions};
+use crate::snapshot::Snapshot;
+
+/// Where recovery stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryTarget {
+    /// Replay every archived segment.
+    Latest,
+    Time(String),
+    Lsn(String),
+    Xid(String),
+    Name(String),
+}
+
+#[derive(Clone, Default)]
+pub struct PitrOptions {
+    pub target_dir: PathBuf,
+    pub target: Option<RecoveryTarget>,
+    /// The full `restore_command` (bulwark wal-fetch ... %f %p) the server will run.
+    pub restore_command: String,
+    /// Turn archiving off in the restored server (a drill must not archive into production's
+    /// WAL namespace).
+    pub no_archive: bool,
+    /// Start the server, wait for recovery and promotion.
+    pub start: bool,
+    pub port: Option<u16>,
+    pub bin_dir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub progress: Reporter,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PitrReport {
+    pub data_dir: PathBuf,
+    pub base_backup_start: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub layout_secs: f64,
+    /// Set when the server was started: seconds from start until it was promoted.
+    pub recovery_secs: Option<f64>,
+    pub timeline: Option<u32>,
+}
+
+fn quote_conf(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// Restores the base backup of `snap` into `opts.target_dir` and configures recovery.
+pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> Result<PitrReport> {
+    let facts = PgFacts::of(snap)?;
+    let base = facts.physical.as_ref().ok_or_else(|| {
+        Error::invalid("this snapshot holds no base backup (its source has no \"physical\" mode)")
+    })?;
+    let dir = &opts.target_dir;
+    if dir.exists()
+        && fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} is not empty; PITR restores into a new or empty directory",
+                dir.display()
+            ),
+        ));
+    }
+    let started = Instant::now();
+    let summary = restore(
+        repo,
+        snap,
+        &RestoreOptions {
+            target: dir.clone(),
+            subtree: Some(super::physical::BASE.to_string()),
+            progress: opts.progress.clone(),
+            ..Default::default()
+        },
+    )?;
+    if !summary.errors.is_empty() {
+        return Err(Error::corrupt(format!(
+            "{} file(s) of the base backup could not be restored, e.g. {}: {}",
+            summary.errors.len(),
+            summary.errors[0].path,
+            summary.errors[0].message
+        )));
+    }
+    let owner = fs::metadata(dir.join("PG_VERSION"))
+        .with_context(|| format!("{} has no PG_VERSION", dir.display()))?;
+    for sub in ["pg_wal", "pg_wal/archive_status"] {
+        fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {sub}"))?;
+        let _ = std::os::unix::fs::chown(dir.join(sub), Some(owner.uid()), Some(owner.gid()));
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("securing {}", dir.display()))?;
+    let _ = std::os::unix::fs::chown(dir, Some(owner.uid()), Some(owner.gid()));
+
+    let mut conf = String::from("\n# Added by bulwark restore --pitr\n");
+    conf.push_str(&format!(
+        "restore_command = {}\n",
+        quote_conf(&opts.restore_command)
+    ));
+    match opts.target.as_ref().unwrap_or(&RecoveryTarget::Latest) {
+        RecoveryTarget::Latest => {}
+        RecoveryTarget::Time(t) => {
+            conf.push_str(&format!("recovery_target_time = {}\n", quote_conf(t)))
+        }
+        RecoveryTarget::Lsn(l) => {
+            conf.push_str(&format!("recovery_target_lsn = {}\n", quote_conf(l)))
+        }
+        RecoveryTarget::Xid(x) => {
+            conf.push_str(&format!("recovery_target_xid = {}\n", quote_conf(x)))
+        }
+        RecoveryTarget::Name(n) => {
+            conf.push_str(&format!("recovery_target_name = {}\n", quote_conf(n)))
+        }
+    }
+    conf.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
+    if opts.no_archive {
+        conf.push_str("archive_mode = off\n");
+    }
+    if let Some(p) = opts.port {
+        conf.push_str(&format!("port = {p}\n"));
+    }
+    let auto = dir.join("postgresql.auto.conf");
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&auto)
+        .and_then(|mut f| f.write_all(conf.as_bytes()))
+        .with_context(|| format!("writing {}", auto.display()))?;
+    fs::write(dir.join("recovery.signal"), b"").with_context(|| "writing recovery.signal")?;
+    for f in ["postgresql.auto.conf", "recovery.signal"] {
+        let _ = std::os::unix::fs::chown(dir.join(f), Some(owner.uid()), Some(owner.gid()));
+    }
+    let mut report = PitrReport {
+        data_dir: dir.clone(),
+        base_backup_start: base.start_time.clone(),
+        files: summary.files,
+        bytes: summary.bytes,
+        layout_secs: started.elapsed().as_secs_f64(),
+        recovery_secs: None,
+        timeline: None,
+    };
+    if opts.start {
+        let bin = opts
+            .bin_dir
+            .clone()
+            .or_else(|| debian_bin_dir(facts.server_version_num / 10000));
+        let recovery = Instant::now();
+        opts.progress.send(Progress::Phase("recovering".into()));
+        report.timeline = Some(start_and_wait(dir, bin.as_deref(), &owner, opts)?);
+        report.recovery_secs = Some(recovery.elapsed().as_secs_f64());
+    }
+    Ok(report)
+}
+
+/// A server tool run as the data directory's owner (PostgreSQL refuses to run as root).
+fn as_owner(bin: Option<&Path>, tool: &str, owner: &fs::Metadata) -> Command {
+    let program = bin
+        .map(|b| b.join(tool))
+        .unwrap_or_else(|| PathBuf::from(tool));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && owner.uid() != 0 {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", owner.uid()))
+            .arg(format!("--regid={}", owner.gid()))
+            .arg("--init-groups")
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Starts the server and waits until the control file says it is in production (recovery
+/// done, promoted). Returns the new timeline.
+fn start_and_wait(
+    dir: &Path,
+    bin: Option<&Path>,
+    owner: &fs::Metadata,
+    opts: &PitrOptions,
+) -> Result<u32> {
+    let log = dir.join("bulwark-recovery.log");
+    let out = as_owner(bin, "pg_ctl", owner)
+        .arg("-D")
+        .arg(dir)
+        .arg("-l")
+        .arg(&log)
+        .args(["-t", "3600", "start"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::new(ErrorKind::Source, "cannot run pg_ctl").with_source(e))?;
+    let log_tail = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    };
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "the restored server did not start: {}\n{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                log_tail()
+            ),
+        ));
+    }
+    let deadline = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    loop {
+        let control = as_owner(bin, "pg_controldata", owner)
+            .arg("-D")
+            .arg(dir)
+            .output()
+            .map_err(|e| {
+                Error::new(ErrorKind::Source, "cannot run pg_controldata").with_source(e)
+            })?;
+        let text = String::from_utf8_lossy(&control.stdout);
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+        };
+        if field("Database cluster state:").as_deref() == Some("in production") {
+            return Ok(field("Latest checkpoint's TimeLineID:")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0));
+        }
+        let running = as_owner(bin, "pg_ctl", owner)
+            .arg("-D")
+            .arg(dir)
+            .arg("status")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !running {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "recovery failed; the server stopped. Its log ends with:\n{}",
+                    log_tail()
+                ),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                ErrorKind::Source,
+                "recovery did not finish in time",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
