@@ -378,20 +378,28 @@ impl std::io::Read for ItemStream {
     }
 }
 
-/// The item at `path` in a snapshot, if present.
-pub fn find_item(
+/// The items at `paths` in a snapshot, found in one pass over its item stream; each one
+/// missing is an error naming it.
+pub fn find_items(
     repo: &Repository,
     index: Arc<Index>,
     snap: &Snapshot,
-    path: &str,
-) -> Result<Option<Item>> {
+    paths: &[&str],
+) -> Result<HashMap<String, Item>> {
+    let mut found = HashMap::new();
     for item in ItemReader::new(repo.clone(), index, snap.tree.clone()) {
         let item = item?;
-        if item.path == path {
-            return Ok(Some(item));
+        if paths.contains(&item.path.as_str()) {
+            found.insert(item.path.clone(), item);
+            if found.len() == paths.len() {
+                break;
+            }
         }
     }
-    Ok(None)
+    if let Some(missing) = paths.iter().find(|p| !found.contains_key(**p)) {
+        return Err(Error::corrupt(format!("the snapshot lacks {missing}")));
+    }
+    Ok(found)
 }
 
 /// "a/b/c" -> "a", "a/b".

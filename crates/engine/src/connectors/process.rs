@@ -76,6 +76,22 @@ impl Child {
         let _ = self.child.kill();
     }
 
+    /// Ends a child whose output `read` consumed: kills it if the read failed, waits, and
+    /// reports every failure. When both sides failed neither error is dropped: which one
+    /// caused the other (a storage error breaking the pipe, or a dying tool truncating the
+    /// stream) cannot be told from here.
+    pub fn finish<T>(mut self, read: Result<T>) -> Result<T> {
+        if read.is_err() {
+            self.kill();
+        }
+        match (read, self.wait()) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(theirs)) => Err(theirs),
+            (Err(ours), Ok(())) => Err(ours),
+            (Err(ours), Err(theirs)) => Err(Error::new(ours.kind(), format!("{ours}; {theirs}"))),
+        }
+    }
+
     /// Waits for the exit; anything but status 0 is an error that quotes stderr's tail.
     pub fn wait(self) -> Result<()> {
         self.wait_with_stderr().map(|_| ())

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::process::Child;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::items::{Item, ItemKind};
 use crate::snapshot::SourceInfo;
 
@@ -82,10 +82,8 @@ fn run_command(w: &mut SnapshotWriter, item: Item, cmd: &str) -> Result<()> {
         .stdout(Stdio::piped());
     let mut child = Child::spawn(sh, format!("command `{cmd}`"))?;
     let streamed = w.put_stream(item, child.take_stdout()?);
-    if streamed.is_err() {
-        child.kill();
-    }
-    let exited = child.wait();
-    streamed?;
-    exited.map_err(|e| Error::new(ErrorKind::Source, format!("{e}; the backup is discarded")))
+    child
+        .finish(streamed)
+        .map(|_| ())
+        .map_err(|e| Error::new(e.kind(), format!("{e}; the backup is discarded")))
 }

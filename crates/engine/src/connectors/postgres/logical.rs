@@ -22,9 +22,10 @@ use crate::backup::{SnapshotWriter, StreamSink};
 use crate::connectors::process::Child;
 use crate::connectors::stream::stream_item;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::items::Item;
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
-use crate::restore::{find_item, ItemStream};
+use crate::restore::{find_items, ItemStream};
 use crate::snapshot::Snapshot;
 
 const GLOBALS: &str = "logical/globals.sql";
@@ -105,12 +106,7 @@ pub(super) fn backup(
     }
     let mut child = Child::spawn(cmd, "pg_dumpall --globals-only")?;
     let streamed = w.put_stream(stream_item(GLOBALS), child.take_stdout()?);
-    if streamed.is_err() {
-        child.kill();
-    }
-    let exited = child.wait().map_err(|e| conn.explain(e));
-    streamed?;
-    exited?;
+    child.finish(streamed).map_err(|e| conn.explain(e))?;
     facts.globals = Some(GLOBALS.into());
     Ok(())
 }
@@ -176,20 +172,17 @@ fn dump_database(settings: &PgSettings, db: &str, sink: &mut StreamSink) -> Resu
                 )
             })
         });
+        // Dropping stdout when the copy ends also stops a pg_dump whose output we refused.
         let copied = sink.copy_from(stdout);
-        if copied.is_err() {
-            child.kill();
-        }
         let tables = stats.map(|h| {
             h.join()
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "checksum thread panicked")))
         });
         (copied, tables)
     });
-    let exited = child.wait().map_err(|e| conn.explain(e));
+    let dumped = child.finish(copied).map_err(|e| conn.explain(e));
     let closed = snapshot.finish();
-    exited?;
-    let bytes = copied?;
+    let bytes = dumped?;
     closed?;
     Ok(DatabaseFacts {
         dump: dump_path(db),
@@ -340,20 +333,25 @@ pub fn restore(
         return Ok(report);
     }
     let index = Arc::new(repo.load_index()?);
-    if opts.globals {
-        let globals = facts
-            .globals
-            .as_deref()
-            .ok_or_else(|| Error::invalid("this snapshot has no globals dump"))?;
-        report.globals_errors = restore_globals(repo, &index, snap, &target, globals, opts)?;
+    let globals = match (opts.globals, facts.globals.as_deref()) {
+        (false, _) => None,
+        (true, Some(g)) => Some(g),
+        (true, None) => return Err(Error::invalid("this snapshot has no globals dump")),
+    };
+    let wanted: Vec<&str> = globals
+        .into_iter()
+        .chain(selected.iter().map(|(_, f)| f.dump.as_str()))
+        .collect();
+    let items = find_items(repo, index.clone(), snap, &wanted)?;
+    if let Some(g) = globals {
+        report.globals_errors = restore_globals(repo, &index, &items[g], &target, opts)?;
     }
     for ((db, f), action) in selected.into_iter().zip(actions) {
         let started = Instant::now();
         opts.progress
             .send(Progress::Phase(format!("restoring database {db}")));
-        let item = find_item(repo, index.clone(), snap, &f.dump)?
-            .ok_or_else(|| Error::corrupt(format!("the snapshot lacks {}", f.dump)))?;
-        let stream = ItemStream::open(repo, index.clone(), &item, opts.progress.clone());
+        let item = &items[&f.dump];
+        let stream = ItemStream::open(repo, index.clone(), item, opts.progress.clone());
         pg_restore(&target, db, action, stream, opts)?;
         let mut r = DatabaseReport {
             database: db.clone(),
@@ -379,16 +377,13 @@ pub fn restore(
 fn restore_globals(
     repo: &Repository,
     index: &Arc<crate::index::Index>,
-    snap: &Snapshot,
+    item: &Item,
     target: &PgConn,
-    path: &str,
     opts: &RestoreOptions,
 ) -> Result<Vec<String>> {
     opts.progress
         .send(Progress::Phase("restoring roles and tablespaces".into()));
-    let item = find_item(repo, index.clone(), snap, path)?
-        .ok_or_else(|| Error::corrupt(format!("the snapshot lacks {path}")))?;
-    let stream = ItemStream::open(repo, index.clone(), &item, opts.progress.clone());
+    let stream = ItemStream::open(repo, index.clone(), item, opts.progress.clone());
     // Not ON_ERROR_STOP: "role already exists" is expected and must not stop the others.
     let mut cmd = target.tool("psql");
     cmd.args(["-X", "-q", "-f", "-", "-d"])

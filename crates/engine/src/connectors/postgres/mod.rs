@@ -117,28 +117,17 @@ impl ServerInfo {
     }
 
     pub fn query(conn: &PgConn) -> Result<Self> {
+        // pg_read_all_data exists from PostgreSQL 14: look it up rather than name it, so
+        // one query serves every version.
         conn.query(
             &conn.maintenance_db,
             "SELECT json_build_object('version', current_setting('server_version'), \
              'version_num', current_setting('server_version_num')::int, \
              'user', current_user, \
              'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
-             'read_all_data', coalesce(pg_has_role(current_user, 'pg_read_all_data', 'MEMBER'), false))",
+             'read_all_data', EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'pg_read_all_data' \
+               AND pg_has_role(current_user, r.oid, 'MEMBER')))",
         )
-        .or_else(|e| {
-            // pg_read_all_data is new in 14; ask older servers without it.
-            if !e.to_string().contains("pg_read_all_data") {
-                return Err(e);
-            }
-            conn.query(
-                &conn.maintenance_db,
-                "SELECT json_build_object('version', current_setting('server_version'), \
-                 'version_num', current_setting('server_version_num')::int, \
-                 'user', current_user, \
-                 'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
-                 'read_all_data', false)",
-            )
-        })
     }
 }
 

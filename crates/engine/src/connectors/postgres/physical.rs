@@ -104,12 +104,9 @@ pub fn backup(
     let mut child = Child::spawn(cmd, "pg_basebackup")?;
     let stdout = child.take_stdout()?;
     let streamed = stream_tar(w, stdout);
-    if streamed.is_err() {
-        child.kill();
-    }
-    let exited = child.wait().map_err(|e| conn.explain(e));
-    exited?;
-    let label = streamed?
+    let label = child
+        .finish(streamed)
+        .map_err(|e| conn.explain(e))?
         .ok_or_else(|| Error::new(ErrorKind::Source, "pg_basebackup sent no backup_label"))?;
     let mut facts = parse_label(&label)?;
     facts.wal_source = source.to_string();
