@@ -56,7 +56,7 @@ fn s3_round_trip_check_and_copy_from_local() {
             "s3://bulwark-a/offsite",
         ])
         .json();
-    assert!(copied[0]["copied_as"].is_string(), "{copied}");
+    assert!(copied["snapshots"][0]["copied_as"].is_string(), "{copied}");
     let again = env
         .ok(&[
             "--json",
@@ -68,7 +68,7 @@ fn s3_round_trip_check_and_copy_from_local() {
         ])
         .json();
     assert!(
-        again[0]["copied_as"].is_null(),
+        again["snapshots"][0]["copied_as"].is_null(),
         "a second copy transfers nothing: {again}"
     );
     env.ok(&["--repo", "s3://bulwark-a/offsite", "check", "--read-data"]);

@@ -1,7 +1,8 @@
 //! Copy snapshots into another repository (local to S3, primary to offsite). Only chunks the
 //! destination lacks are transferred; each is authenticated with the source key and sealed
 //! again with the destination key. Both repositories must share the chunk-id key
-//! (`bulwark init --copy-params-from`), so item streams carry over unchanged.
+//! (`bulwark init --copy-params-from`), so item streams carry over unchanged. A PostgreSQL base
+//! backup is useless without its WAL, so the archived WAL it needs is copied with it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::codec;
+use crate::connectors::postgres::wal;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::items::ItemReader;
@@ -17,6 +19,14 @@ use crate::pack::{BlobKind, PackSink};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
 use crate::snapshot::{self, Snapshot};
+
+#[derive(Debug, Serialize)]
+pub struct CopyReport {
+    pub snapshots: Vec<Copied>,
+    /// Archived PostgreSQL WAL the copied base backups need that the destination lacked.
+    pub wal_files_copied: usize,
+    pub wal_bytes_copied: u64,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Copied {
@@ -32,7 +42,7 @@ pub fn copy(
     dst: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
     progress: &Reporter,
-) -> Result<Vec<Copied>> {
+) -> Result<CopyReport> {
     if src.config().id_key_fingerprint != dst.config().id_key_fingerprint {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -100,5 +110,12 @@ pub fn copy(
             bytes_copied: bytes,
         });
     }
-    Ok(out)
+    // Also for snapshots copied before: a copy interrupted during the WAL completes now.
+    progress.send(Progress::Phase("copying WAL".into()));
+    let (wal_files_copied, wal_bytes_copied) = wal::copy_needed(src, dst, snapshots)?;
+    Ok(CopyReport {
+        snapshots: out,
+        wal_files_copied,
+        wal_bytes_copied,
+    })
 }

@@ -3,13 +3,15 @@
 //! Under an exclusive lock: find every chunk any snapshot references (if a snapshot cannot be
 //! read, stop: we never delete what we cannot prove unused), copy the used blobs of sparse packs
 //! into new packs, write one new index for everything kept, delete the old index files, and
-//! only then delete packs. A crash at any step leaves a valid repository.
+//! only then delete packs. A crash at any step leaves a valid repository. Archived PostgreSQL
+//! WAL that no kept base backup can use goes too (see `wal::expire`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::connectors::postgres::wal::{self, WalExpiry};
 use crate::error::{Error, Result, ResultExt};
 use crate::id::{ChunkId, PackId};
 use crate::index::Index;
@@ -44,12 +46,18 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     /// Partial files of failed writes (e.g. disk full) removed from a local repository.
     pub temp_bytes_removed: u64,
+    /// Archived PostgreSQL WAL older than every kept base backup of its source.
+    pub wal: Vec<WalExpiry>,
 }
 
-/// Every chunk referenced by any snapshot (item-stream chunks and file chunks).
-pub fn used_chunks(repo: &Repository, index: &Arc<Index>) -> Result<HashSet<ChunkId>> {
+/// Every chunk referenced by the snapshots (item-stream chunks and file chunks).
+fn used_chunks(
+    repo: &Repository,
+    index: &Arc<Index>,
+    snapshots: &snapshot::Listing,
+) -> Result<HashSet<ChunkId>> {
     let mut used = HashSet::new();
-    for (id, snap) in snapshot::list(repo)? {
+    for (id, snap) in snapshots {
         used.extend(snap.tree.iter().copied());
         for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
             let item = item.with_context(|| {
@@ -91,7 +99,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let sizes = repo.pack_sizes()?;
     opts.progress
         .send(Progress::Phase("finding used data".into()));
-    let used = used_chunks(repo, &index)?;
+    // Listed once under the lock: chunks and WAL are kept for exactly these snapshots.
+    let snapshots = snapshot::list(repo)?;
+    let used = used_chunks(repo, &index, &snapshots)?;
     for c in &used {
         if !index.contains(c) {
             return Err(Error::corrupt(format!(
@@ -149,6 +159,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .map(Vec::len)
         .sum::<usize>()
         .saturating_sub(used.len());
+    opts.progress.send(Progress::Phase("expiring WAL".into()));
+    report.wal = wal::expire(repo, &snapshots, opts.dry_run)?;
     if opts.dry_run || (delete.is_empty() && repack.is_empty()) {
         return Ok(report);
     }

@@ -18,11 +18,11 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
     let view = ctx.progress("copy");
     let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());
     view.finish();
-    let copied = result?;
+    let report = result?;
     if ctx.json {
-        print_json(&copied)?;
+        print_json(&report)?;
     } else {
-        for c in &copied {
+        for c in &report.snapshots {
             match c.copied_as {
                 Some(id) => println!(
                     "copied {} as {} ({} chunks, {})",
@@ -37,6 +37,13 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
                     dst_target.url
                 ),
             }
+        }
+        if report.wal_files_copied > 0 {
+            println!(
+                "copied {} archived WAL files ({}) the base backups need",
+                report.wal_files_copied,
+                bytes(report.wal_bytes_copied)
+            );
         }
     }
     Ok(Status::Ok)

@@ -27,6 +27,16 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
             "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
             r.packs_before, r.packs_deleted, r.orphan_packs, r.packs_repacked, r.packs_written, bytes(r.bytes_freed), bytes(r.bytes_before)
         );
+        for w in &r.wal {
+            println!(
+                "WAL of '{}': {} {} files ({}) before log position {}, the oldest kept base backup's start",
+                w.source,
+                if r.dry_run { "would delete" } else { "deleted" },
+                w.files_deleted,
+                bytes(w.bytes_freed),
+                w.kept_from
+            );
+        }
         if r.temp_bytes_removed > 0 {
             println!(
                 "removed {} of partial files left by failed writes",

@@ -22,7 +22,7 @@ pub struct PgServer {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -157,8 +157,14 @@ impl PgServer {
 
     /// Runs SQL in `db` and returns psql's unaligned output.
     pub fn sql(&self, db: &str, sql: &str) -> String {
+        self.sql_at(self.port, db, sql)
+    }
+
+    /// Runs SQL on another server on `port` (e.g. one restored from this one), with this
+    /// server's tools and password.
+    pub fn sql_at(&self, port: u16, db: &str, sql: &str) -> String {
         let mut c = self.client("psql");
-        c.args([
+        c.env("PGPORT", port.to_string()).args([
             "-X",
             "-q",
             "-A",
@@ -193,6 +199,28 @@ impl PgServer {
             .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// A cluster Bulwark restored into `dir` and started on `port`; stopped on drop, so a failed
+/// assertion leaves no server behind.
+pub struct Restored<'a> {
+    pub server: &'a PgServer,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Restored<'_> {
+    pub fn sql(&self, sql: &str) -> String {
+        self.server.sql_at(self.port, "postgres", sql)
+    }
+}
+
+impl Drop for Restored<'_> {
+    fn drop(&mut self) {
+        let mut c = as_postgres(&self.server.bin.join("pg_ctl"));
+        c.arg("-D").arg(&self.dir).args(["-m", "immediate", "stop"]);
+        let _ = c.output();
     }
 }
 
