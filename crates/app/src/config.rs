@@ -64,6 +64,7 @@ impl SourceKind {
                 "jobs",
                 "verify",
                 "wal_spool_dir",
+                "archive_wait_secs",
             ],
         }
     }
@@ -102,6 +103,9 @@ pub struct SourceSection {
     pub verify: Option<engine::connectors::postgres::Verify>,
     /// For `kind = "postgres"`: where wal-push/wal-fetch keep their bookkeeping and read-ahead.
     pub wal_spool_dir: Option<PathBuf>,
+    /// For `kind = "postgres"`: how long a base backup waits while PostgreSQL keeps failing
+    /// to archive the WAL it needs before giving up (default 60).
+    pub archive_wait_secs: Option<u64>,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -125,6 +129,7 @@ impl SourceSection {
             ("jobs", self.jobs.is_some()),
             ("verify", self.verify.is_some()),
             ("wal_spool_dir", self.wal_spool_dir.is_some()),
+            ("archive_wait_secs", self.archive_wait_secs.is_some()),
         ];
         set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
     }

@@ -25,7 +25,7 @@ fn archiving_server(env: &Env) -> Option<PgServer> {
         format!(
             "[repositories.main]\nurl = \"{}\"\npassword_file = \"repo-password\"\n\n\
              [sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\nmodes = [\"physical\"]\n\
-             wal_spool_dir = \"spool\"\n",
+             wal_spool_dir = \"spool\"\narchive_wait_secs = 2\n",
             env.repo(),
             pg.url(),
             pg.password_file().display()
@@ -194,6 +194,15 @@ fn storage_outage_retention_and_recovery_across_timelines() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A base backup taken meanwhile would be unusable: it gives up instead of waiting forever.
+    let failed = env.run(&["backup"]);
+    assert!(
+        failed.code != 0 && failed.stderr.contains("PostgreSQL cannot archive WAL"),
+        "{}",
+        failed.stderr
+    );
+    let snapshots = env.ok(&["snapshots", "--json"]).json();
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(1), "{snapshots}");
     mode(0o755);
     insert(&pg, pg.port, 2001, 2100);
     switch_and_wait_archived(&pg, pg.port);

@@ -201,6 +201,7 @@ pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> 
             modes,
             jobs: s.jobs.unwrap_or(2),
             verify: s.verify.unwrap_or_default(),
+            archive_wait: std::time::Duration::from_secs(s.archive_wait_secs.unwrap_or(60)),
         },
     )?)
 }

@@ -76,6 +76,11 @@ impl Child {
         let _ = self.child.kill();
     }
 
+    /// The process id, valid until the child is waited for.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Ends a child whose output `read` consumed: kills it if the read failed, waits, and
     /// reports every failure. When both sides failed neither error is dropped: which one
     /// caused the other (a storage error breaking the pipe, or a dying tool truncating the

@@ -58,6 +58,8 @@ pub struct PgSettings {
     /// Databases dumped at the same time.
     pub jobs: usize,
     pub verify: Verify,
+    /// How long a base backup waits while archiving keeps failing (see `physical::backup`).
+    pub archive_wait: std::time::Duration,
 }
 
 /// What a postgres snapshot records about the server and each database, for restores and

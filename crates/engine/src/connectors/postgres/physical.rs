@@ -6,10 +6,12 @@
 
 use std::io::Read;
 use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{PgSettings, ServerInfo};
+use super::{PgConn, PgSettings, ServerInfo};
 use crate::backup::SnapshotWriter;
 use crate::connectors::process::Child;
 use crate::error::{Error, ErrorKind, Result};
@@ -101,9 +103,22 @@ pub fn backup(
     .arg(conn.conninfo(&conn.maintenance_db))
     .stdin(Stdio::null())
     .stdout(Stdio::piped());
+    let started: String = conn.query(&conn.maintenance_db, "SELECT to_json(now()::text)")?;
     let mut child = Child::spawn(cmd, "pg_basebackup")?;
     let stdout = child.take_stdout()?;
-    let streamed = stream_tar(w, stdout);
+    let (pid, patience) = (child.id(), settings.archive_wait);
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (streamed, abandoned) = std::thread::scope(|s| {
+        let watch = s.spawn(|| watch_archiver(conn, &started, patience, pid, stopped));
+        let streamed = stream_tar(w, stdout);
+        drop(stop);
+        (streamed, watch.join().ok().flatten())
+    });
+    // pg_basebackup is not reaped yet, so the watcher's signal reached the right process.
+    if let Some(reason) = abandoned {
+        let _ = child.finish(streamed);
+        return Err(reason);
+    }
     let label = child
         .finish(streamed)
         .map_err(|e| conn.explain(e))?
@@ -115,6 +130,58 @@ pub fn backup(
         "SELECT to_json(system_identifier::text) FROM pg_control_system()",
     )?;
     Ok(facts)
+}
+
+#[derive(Deserialize)]
+struct Archiver {
+    failing: bool,
+    failed_wal: Option<String>,
+    failed_at: Option<String>,
+}
+
+/// Runs beside a base backup until `stopped`. The server holds a base backup open until the
+/// WAL it needs is archived, which with broken archiving is forever; a backup without its WAL
+/// restores nothing. So when archiving has failed since the backup began and nothing was
+/// archived for `patience`, this terminates pg_basebackup (`pid`) and says why.
+fn watch_archiver(
+    conn: &PgConn,
+    started: &str,
+    patience: Duration,
+    pid: u32,
+    stopped: mpsc::Receiver<()>,
+) -> Option<Error> {
+    let sql = format!(
+        "SELECT json_build_object('failing', coalesce(last_failed_time > '{}'::timestamptz \
+         AND last_failed_time > coalesce(last_archived_time, '-infinity'), false), \
+         'failed_wal', last_failed_wal, 'failed_at', last_failed_time::text) FROM pg_stat_archiver",
+        started.replace('\'', "")
+    );
+    let mut failing_since: Option<Instant> = None;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1)) {
+        // A failed query proves nothing; pg_basebackup reports a lost server itself.
+        let Ok(a) = conn.query::<Archiver>(&conn.maintenance_db, &sql) else {
+            continue;
+        };
+        if !a.failing {
+            failing_since = None;
+            continue;
+        }
+        if failing_since.get_or_insert_with(Instant::now).elapsed() < patience {
+            continue;
+        }
+        // SAFETY: kill(2) with a pid we own and have not reaped; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        return Some(Error::new(
+            ErrorKind::Source,
+            format!(
+                "PostgreSQL cannot archive WAL: archive_command failed for {} (last at {}) and nothing was archived for {}s; a base backup is unusable without its WAL, so this one was abandoned. The server log says why; `bulwark wal status` shows the archive",
+                a.failed_wal.as_deref().unwrap_or("a segment"),
+                a.failed_at.as_deref().unwrap_or("?"),
+                patience.as_secs()
+            ),
+        ));
+    }
+    None
 }
 
 /// Records each tar entry; returns the backup_label's text.
