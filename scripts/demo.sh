@@ -25,40 +25,17 @@ printf '{"rag": {"top_k": 8}}\n' > "$DEMO/etc/app/rag.json"
 printf 'broken = [\n' > "$DEMO/etc/app/broken.toml"
 for i in $(seq 1 5000); do echo "2026-11-21T10:00:00Z INFO request $i served"; done > "$DEMO/var/log/app/app.log"
 
-# A sample PostgreSQL archiving its WAL into the repository. Its server processes run as the
-# postgres user when we are root (initdb refuses root), so that user owns the demo directory.
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-free_port() {
-    local p
-    for p in $(seq "$1" $(($1 + 200))); do
-        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-    echo "no free port from $1" >&2
-    exit 1
-}
+# A sample PostgreSQL archiving its WAL into the repository.
+source scripts/pg-lib.sh
+PGBIN=$(newest_pg_bin)
 PGPORT=$(free_port 55432)
 PITR_PORT=$(free_port $((PGPORT + 1)))
-as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
 echo "pg-demo-secret" > "$DEMO/pg-password"
-mkdir -p "$DEMO/pg"
-[ "$(id -u)" = 0 ] && chown -R postgres "$DEMO"
-as_pg "$PGBIN/initdb" -D "$DEMO/pg/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
-    --pwfile="$DEMO/pg-password" >/dev/null
-cat >> "$DEMO/pg/data/postgresql.conf" <<CONF
-port = $PGPORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$DEMO/pg'
-wal_level = replica
+[ "$(id -u)" = 0 ] && chown postgres "$DEMO"   # the server's user must reach its directory
+pg_cluster "$PGBIN" "$DEMO/pg" "$PGPORT" "$DEMO/pg-password" "wal_level = replica
 archive_mode = on
-archive_command = '$B --config $DEMO/bulwark.toml wal-push %p'
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -l "$DEMO/pg/log" -w start >/dev/null
-stop_clusters() {
-    for d in "$DEMO/pg/data" "$DEMO/pg-recovered"; do
-        [ -f "$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m fast stop >/dev/null 2>&1 || true
-    done
-}
-trap stop_clusters EXIT
+archive_command = '$B --config $DEMO/bulwark.toml wal-push %p'"
+trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"' EXIT
 psql() { PGPASSWORD=pg-demo-secret "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -p "${PORT:-$PGPORT}" "$@"; }
 echo "== sample PostgreSQL $("$PGBIN/pg_ctl" --version | awk '{print $3}') on port $PGPORT: agent memories and conversations"
 psql -d postgres -c "CREATE DATABASE agents"
@@ -137,11 +114,7 @@ GOOD_TIME=$(psql -d postgres -c "SELECT now()")
 sleep 1
 psql -d agents -c "DELETE FROM memories WHERE agent = 'agent-3'"
 echo "at $GOOD_TIME: $BEFORE; after the accident: $(psql -d agents -c "SELECT count(*) FROM memories") memories"
-psql -d postgres -c "SELECT pg_switch_wal()" >/dev/null
-for _ in $(seq 1 100); do
-    [ "$(psql -d postgres -c "SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver")" = t ] && break
-    sleep 0.2
-done
+wait_archived "$PGBIN" "$PGPORT" pg-demo-secret
 echo "== bulwark wal status (the archive's range and its RPO right now)"
 "$B" wal status
 echo "== bulwark restore --pitr --target-time '$GOOD_TIME' (a new cluster on port $PITR_PORT)"

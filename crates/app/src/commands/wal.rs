@@ -88,7 +88,12 @@ pub fn fetch(ctx: &Context, args: &WalFetchArgs) -> Result<Status> {
         &args.name,
         &args.dest,
     )? {
-        bail!("{} is not in the WAL archive of '{name}'", args.name);
+        // PostgreSQL asks past the newest WAL and for histories of timelines that never
+        // existed; its log shows this line, so say that it is usually expected.
+        bail!(
+            "{} is not in the WAL archive of '{name}' (expected when recovery looks past the newest archived WAL or for a timeline that does not exist)",
+            args.name
+        );
     }
     Ok(Status::Ok)
 }

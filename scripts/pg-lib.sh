@@ -1,0 +1,58 @@
+# Shell helpers shared by the demo and the PostgreSQL benchmark: a throwaway cluster owned by
+# the postgres user (initdb refuses root), on a free loopback port.
+
+# free_port FROM: the first port from FROM on that nothing listens on.
+free_port() {
+    local p
+    for p in $(seq "$1" $(($1 + 200))); do
+        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    echo "no free port from $1" >&2
+    return 1
+}
+
+# as_pg CMD...: runs CMD as the postgres user when we are root.
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        setpriv --reuid=postgres --regid=postgres --init-groups "$@"
+    else
+        "$@"
+    fi
+}
+
+# newest_pg_bin: the newest installed PostgreSQL's bin directory.
+newest_pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
+
+# pg_cluster BIN DIR PORT PASSWORD_FILE [CONF_LINES]: initdb into DIR/data (password auth over
+# TCP, trust on DIR's socket), append CONF_LINES and start; log in DIR/log.
+pg_cluster() {
+    local bin="$1" dir="$2" port="$3" pwfile="$4" conf="${5:-}"
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir" "$pwfile"
+    as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust \
+        --auth-host=scram-sha-256 --pwfile="$pwfile" >/dev/null
+    printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n%s\n" \
+        "$port" "$dir" "$conf" >> "$dir/data/postgresql.conf"
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+
+# pg_stop DATA_DIR...: stops the clusters that run there (fast), ignoring those that do not.
+pg_stop() {
+    local d
+    for d in "$@"; do
+        [ -f "$d/postmaster.pid" ] && as_pg "$(newest_pg_bin)/pg_ctl" -D "$d" -m fast stop >/dev/null 2>&1
+    done
+    return 0
+}
+
+# wait_archived BIN PORT PASSWORD: switches the WAL segment and waits until it is archived.
+wait_archived() {
+    local q="SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver"
+    PGPASSWORD="$3" "$1/psql" -X -q -h 127.0.0.1 -p "$2" -U postgres -d postgres -c "SELECT pg_switch_wal()" >/dev/null
+    for _ in $(seq 1 300); do
+        [ "$(PGPASSWORD="$3" "$1/psql" -X -A -t -h 127.0.0.1 -p "$2" -U postgres -d postgres -c "$q")" = t ] && return 0
+        sleep 0.2
+    done
+    echo "WAL archiving stalled on port $2" >&2
+    return 1
+}
