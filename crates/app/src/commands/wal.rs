@@ -81,6 +81,9 @@ pub fn fetch(ctx: &Context, args: &WalFetchArgs) -> Result<Status> {
     let (name, spool_dir) = source(ctx, args.source.as_deref())?;
     let target = ctx.target(None)?;
     let spool = Spool::open(&spool_base(spool_dir), &target.url, &name)?;
+    if wal::fetch_read_ahead(&spool, &args.name, &args.dest)? {
+        return Ok(Status::Ok);
+    }
     let repo = ctx.open_at(&target)?;
     if !wal::fetch(
         &WalArchive::new(&repo, &name)?,

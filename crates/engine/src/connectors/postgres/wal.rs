@@ -30,7 +30,7 @@ const MAGIC: &[u8; 8] = b"BWWAL1\0\0";
 /// Segments PostgreSQL has ready that one push also archives.
 const PUSH_BATCH: usize = 32;
 /// Segments a fetch reads ahead into the spool.
-const FETCH_AHEAD: usize = 8;
+const FETCH_AHEAD: usize = 16;
 /// Parallel storage writes/reads for batches.
 const PARALLEL: usize = 4;
 
@@ -438,6 +438,34 @@ pub fn fetch(archive: &WalArchive, spool: &Spool, name: &str, dest: &Path) -> Re
     write_synced(dest, &content)?;
     prefetch(archive, spool, name, &content);
     Ok(true)
+}
+
+/// `restore_command` without the repository: serves `name` from the read-ahead spool while at
+/// least half the read-ahead remains beyond it, so most fetches skip the key derivation.
+/// False when the caller must fetch through the archive (which also reads further ahead).
+pub fn fetch_read_ahead(spool: &Spool, name: &str, dest: &Path) -> Result<bool> {
+    if wal_kind(name) != Some(WalKind::Segment) {
+        return Ok(false);
+    }
+    let ahead = fs::read_dir(spool.dir.join("fetched"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n > name && wal_kind(n) == Some(WalKind::Segment))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    if ahead < FETCH_AHEAD / 2 {
+        return Ok(false);
+    }
+    match take_prefetched(spool, name) {
+        Some(content) => write_synced(dest, &content).map(|()| true),
+        None => Ok(false),
+    }
 }
 
 /// A segment an earlier fetch read ahead (verified against its hash when it was read).
