@@ -204,9 +204,26 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub source: Option<String>,
     /// Where to restore: a directory, or for a PostgreSQL snapshot a server
-    /// (postgres://user@host:port/; password from PGPASSWORD or ~/.pgpass).
+    /// (postgres://user@host:port/; password from PGPASSWORD or ~/.pgpass), or for a Redis
+    /// snapshot a server (redis://[user@]host:port; password from REDISCLI_AUTH).
+    #[arg(long, required_unless_present = "sandbox")]
+    pub target: Option<String>,
+    /// Restore into a throwaway server, compare it with the backup, then remove it (Redis).
+    #[arg(long, conflicts_with = "target")]
+    pub sandbox: bool,
+    /// Start a server on the restored files: PostgreSQL after --pitr (waits for recovery
+    /// and promotion), Redis after a directory restore (waits until it has loaded).
     #[arg(long)]
-    pub target: String,
+    pub start: bool,
+    /// Port for the started server (default for Redis: a free port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Skip comparing the restored data with the figures recorded at backup time.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Keys compared value by value with the backup after a restore (Redis keys).
+    #[arg(long, default_value_t = 200)]
+    pub sample: u64,
     /// Only paths matching this glob (or under a matching directory); repeatable.
     #[arg(long)]
     pub include: Vec<String>,
@@ -215,6 +232,23 @@ pub struct RestoreArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub postgres: PgRestoreArgs,
+    #[command(flatten)]
+    pub redis: RedisRestoreArgs,
+}
+
+/// Options for restoring a Redis snapshot into a running server.
+#[derive(Args)]
+#[group(multiple = false)]
+pub struct RedisRestoreArgs {
+    /// Empty the databases being restored first.
+    #[arg(long)]
+    pub flush: bool,
+    /// Overwrite keys the target already has.
+    #[arg(long)]
+    pub replace: bool,
+    /// Keep keys the target already has.
+    #[arg(long)]
+    pub skip_existing: bool,
 }
 
 /// Options for restoring a PostgreSQL snapshot into a server.
@@ -259,18 +293,9 @@ pub struct PgRestoreArgs {
     /// Recover up to this named restore point (pg_create_restore_point).
     #[arg(long, requires = "pitr", group = "recovery_target")]
     pub target_name: Option<String>,
-    /// Start the restored server, wait until recovery finishes and it has promoted.
-    #[arg(long, requires = "pitr")]
-    pub start: bool,
-    /// Port for the restored server.
-    #[arg(long, requires = "pitr")]
-    pub port: Option<u16>,
     /// Turn WAL archiving off in the restored server (for drills next to a live primary).
     #[arg(long, requires = "pitr")]
     pub no_archive: bool,
-    /// Skip comparing row counts and checksums with the backup's after the restore.
-    #[arg(long)]
-    pub no_verify: bool,
 }
 
 #[derive(Args)]

@@ -45,6 +45,7 @@ pub enum SourceKind {
     Config,
     Command,
     Postgres,
+    Redis,
 }
 
 impl SourceKind {
@@ -66,6 +67,7 @@ impl SourceKind {
                 "wal_spool_dir",
                 "archive_wait_secs",
             ],
+            SourceKind::Redis => &["url", "password_file", "password_env", "data_dir"],
         }
     }
 }
@@ -84,11 +86,13 @@ pub struct SourceSection {
     pub command: Option<String>,
     /// For `kind = "command"`: the file name the stream is stored under.
     pub filename: Option<String>,
-    /// For `kind = "postgres"`: postgres://user@host:port/maintenance-db?sslmode=...
+    /// For `kind = "postgres"`: postgres://user@host:port/maintenance-db?sslmode=...;
+    /// for `kind = "redis"`: redis://[user@]host:port.
     pub url: Option<String>,
-    /// For `kind = "postgres"`: a file holding the password (else PGPASSWORD or ~/.pgpass).
+    /// For postgres and redis: a file holding the password (postgres: else PGPASSWORD or
+    /// ~/.pgpass).
     pub password_file: Option<PathBuf>,
-    /// For `kind = "postgres"`: the environment variable holding the password.
+    /// For postgres and redis: the environment variable holding the password.
     pub password_env: Option<String>,
     #[serde(default)]
     pub databases: Vec<String>,
@@ -106,6 +110,8 @@ pub struct SourceSection {
     /// For `kind = "postgres"`: how long a base backup waits while PostgreSQL keeps failing
     /// to archive the WAL it needs before giving up (default 60).
     pub archive_wait_secs: Option<u64>,
+    /// For `kind = "redis"`: the server's data directory, to capture its AOF files too.
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub tags: Vec<String>,
 }
@@ -130,6 +136,7 @@ impl SourceSection {
             ("verify", self.verify.is_some()),
             ("wal_spool_dir", self.wal_spool_dir.is_some()),
             ("archive_wait_secs", self.archive_wait_secs.is_some()),
+            ("data_dir", self.data_dir.is_some()),
         ];
         set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
     }
@@ -249,6 +256,12 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
                 }
                 if s.jobs == Some(0) {
                     return Err(err("jobs", "must be at least 1".into()));
+                }
+            }
+            SourceKind::Redis => {
+                let url = s.url.as_deref().unwrap_or("");
+                if let Err(e) = engine::connectors::redis::RedisUrl::parse(url) {
+                    return Err(err("url", e.to_string()));
                 }
             }
         }

@@ -550,6 +550,11 @@ impl SnapshotWriter {
         }
     }
 
+    /// Tells the user what the source is doing (e.g. waiting for a server).
+    pub fn phase(&self, text: impl Into<String>) {
+        self.opts.progress.send(Progress::Phase(text.into()));
+    }
+
     /// Records a fact for later verification (e.g. row counts at dump time).
     pub fn fact(&mut self, key: &str, value: serde_json::Value) {
         self.facts.insert(key.to_string(), value);

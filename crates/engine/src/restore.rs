@@ -402,6 +402,26 @@ pub fn find_items(
     Ok(found)
 }
 
+/// Refuses a target directory that exists and has anything in it: restores that lay out a
+/// server's files (a data directory, an RDB) never mix with what is there.
+pub fn ensure_empty_dir(dir: &Path, what: &str) -> Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| Error::from(e).context(format!("reading {}", dir.display())))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} is not empty; {what} goes into a new or empty directory",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// "a/b/c" -> "a", "a/b".
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])

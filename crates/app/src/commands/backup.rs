@@ -2,6 +2,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use engine::backup::{BackupOptions, Source};
 use engine::connectors::files::FilesSource;
 use engine::connectors::postgres::{Mode, PgConn, PgSettings, PostgresSource};
+use engine::connectors::redis::{RedisSettings, RedisSource, RedisUrl};
 use engine::connectors::stream::{StreamInput, StreamSource};
 use engine::id::SetId;
 use engine::snapshot::Snapshot;
@@ -150,6 +151,7 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
                 )?)
             }
             SourceKind::Postgres => Box::new(postgres_source(name, s)?),
+            SourceKind::Redis => Box::new(redis_source(name, s)?),
             SourceKind::Command => {
                 let filename = s.filename.clone().unwrap_or_else(|| format!("{name}.out"));
                 let cmd = s.command.clone().unwrap_or_default();
@@ -168,9 +170,10 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-/// A configured postgres source; the password is read here, once, and never logged.
-pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> {
-    let password = match (&s.password_file, &s.password_env) {
+/// A source's password from `password_file` or `password_env`; read here, once, and never
+/// logged.
+fn source_password(name: &str, s: &SourceSection) -> Result<Option<String>> {
+    Ok(match (&s.password_file, &s.password_env) {
         (Some(f), _) => Some(
             std::fs::read_to_string(f)
                 .with_context(|| {
@@ -183,7 +186,12 @@ pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> 
             anyhow!("source '{name}': password_env names ${var}, which is not set")
         })?),
         (None, None) => None,
-    };
+    })
+}
+
+/// A configured postgres source.
+pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> {
+    let password = source_password(name, s)?;
     let conn = PgConn::parse(s.url.as_deref().unwrap_or(""))?
         .with_password(password)
         .with_bin_dir(s.bin_dir.clone());
@@ -204,6 +212,18 @@ pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> 
             archive_wait: std::time::Duration::from_secs(s.archive_wait_secs.unwrap_or(60)),
         },
     )?)
+}
+
+/// A configured redis source.
+fn redis_source(name: &str, s: &SourceSection) -> Result<RedisSource> {
+    let url = RedisUrl::parse(s.url.as_deref().unwrap_or(""))?.with_password(source_password(name, s)?);
+    Ok(RedisSource::new(
+        name,
+        RedisSettings {
+            url,
+            data_dir: s.data_dir.clone(),
+        },
+    ))
 }
 
 fn print_summary(id: &str, snap: &Snapshot) {

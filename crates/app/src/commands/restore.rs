@@ -20,10 +20,24 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
         return pitr(ctx, args, &repo, &list);
     }
     let (id, snap) = engine::catalog::resolve(&list, &args.snapshot, args.source.as_deref())?;
-    if args.target.starts_with("postgres://") || args.target.starts_with("postgresql://") {
+    if snap.source.kind == "redis" {
+        return super::restore_redis::run(ctx, args, &repo, &id.short(), snap);
+    }
+    if args.sandbox {
+        return Err(usage(
+            "--sandbox restores Redis snapshots (PostgreSQL drills use --pitr --start --no-archive)",
+        ));
+    }
+    if args.start {
+        return Err(usage(
+            "--start applies to --pitr and to Redis snapshots restored into a directory",
+        ));
+    }
+    let target = target_arg(args)?;
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
         return postgres(ctx, args, &repo, &id.short(), snap);
     }
-    let target = PathBuf::from(&args.target);
+    let target = PathBuf::from(target);
     let view = ctx.progress("restore");
     let opts = RestoreOptions {
         target: target.clone(),
@@ -71,6 +85,13 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     Ok(Status::Ok)
 }
 
+/// `--target`, which clap requires unless `--sandbox` is given.
+pub fn target_arg(args: &RestoreArgs) -> Result<&str> {
+    args.target
+        .as_deref()
+        .ok_or_else(|| usage("--target is required"))
+}
+
 /// Point-in-time recovery into a data directory.
 fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) -> Result<Status> {
     let pg = &args.postgres;
@@ -115,12 +136,12 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
     );
     let view = ctx.progress("pitr");
     let opts = PitrOptions {
-        target_dir: PathBuf::from(&args.target),
+        target_dir: PathBuf::from(target_arg(args)?),
         target: Some(target),
         restore_command: fetch,
         no_archive: pg.no_archive,
-        start: pg.start,
-        port: pg.port,
+        start: args.start,
+        port: args.port,
         bin_dir: pg.pg_bin_dir.clone(),
         timeout: None,
         progress: view.reporter(),
@@ -171,7 +192,7 @@ fn postgres(
         .config_file()
         .and_then(|c| c.sources.get(&snap.source.name))
         .and_then(|s| s.bin_dir.clone());
-    let target = PgConn::parse(&args.target)?.with_bin_dir(pg.pg_bin_dir.clone().or(configured));
+    let target = PgConn::parse(target_arg(args)?)?.with_bin_dir(pg.pg_bin_dir.clone().or(configured));
     let view = ctx.progress("restore");
     let opts = logical::RestoreOptions {
         databases: pg.database.clone(),
@@ -180,7 +201,7 @@ fn postgres(
         globals: pg.globals,
         jobs: pg.jobs as usize,
         spool_dir: pg.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-        verify: !pg.no_verify,
+        verify: !args.no_verify,
         dry_run: args.dry_run,
         progress: view.reporter(),
     };

@@ -4,4 +4,5 @@ pub mod config;
 pub mod files;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod stream;

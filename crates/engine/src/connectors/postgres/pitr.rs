@@ -16,7 +16,7 @@ use super::PgFacts;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
-use crate::restore::{restore, RestoreOptions};
+use crate::restore::{ensure_empty_dir, restore, RestoreOptions};
 use crate::snapshot::Snapshot;
 
 /// Where recovery stops.
@@ -71,20 +71,7 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         Error::invalid("this snapshot holds no base backup (its source has no \"physical\" mode)")
     })?;
     let dir = &opts.target_dir;
-    if dir.exists()
-        && fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .next()
-            .is_some()
-    {
-        return Err(Error::new(
-            ErrorKind::AlreadyExists,
-            format!(
-                "{} is not empty; PITR restores into a new or empty directory",
-                dir.display()
-            ),
-        ));
-    }
+    ensure_empty_dir(dir, "point-in-time recovery")?;
     let started = Instant::now();
     let summary = restore(
         repo,
