@@ -52,7 +52,7 @@ pub struct RedisFacts {
     /// True when the server streamed the RDB without writing it to disk.
     pub diskless: bool,
     pub rdb_bytes: u64,
-    #[serde(flatten)]
+    /// What the RDB holds.
     pub census: Census,
     /// Item paths of the captured AOF files (manifest first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
