@@ -5,6 +5,7 @@
 
 pub mod garage;
 pub mod postgres;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::fs;
