@@ -22,7 +22,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 export PATH="$HOME/.cargo/bin:$PATH"
-source scripts/pg-lib.sh
+source scripts/servers.sh
+source bench/lib.sh
 scripts/install-deps.sh --packages-only
 command -v pgbackrest >/dev/null && [ -x /usr/bin/time ] || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest time; }
@@ -115,20 +116,6 @@ PGPASSWORD=$PW "$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p "$PORT" -U pos
 DB_BYTES=$(sql "SELECT pg_database_size('bench')")
 echo "database: $((DB_BYTES / 1048576)) MiB"
 
-# measure TOOL PHASE CMD...: wall time and peak RSS of CMD (a program or a function here).
-measure() {
-    local tool="$1" phase="$2"; shift 2
-    local log="$WORK/log-${tool// /_}-${phase// /_}.txt"
-    /usr/bin/time -f "%e %M" -o "$WORK/time.txt" bash -c '"$@"' _ "$@" > "$log" 2>&1 || {
-        echo "!! $tool $phase failed:"; tail -5 "$log"; exit 1; }
-    read -r wall rss < "$WORK/time.txt"
-    echo -ne "$phase\t$tool\t$wall\t$rss\t" >> "$RESULTS"
-    printf "%-26s %-26s %8ss %8s KiB\n" "$phase" "$tool" "$wall" "$rss"
-}
-# stored BYTES: completes the last row with the bytes its run stored.
-stored() { echo "$1" >> "$RESULTS"; }
-size() { du -sb "$1" | cut -f1; }
-bulwark_added() { "$B" --config "$WORK/bulwark.toml" --json snapshots --source "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["summary"]["stored_added"])'; }
 export -f as_pg pg_stop newest_pg_bin
 
 echo "== logical"
@@ -137,28 +124,28 @@ measure "pg_dump -Fc" logical env PGPASSWORD=$PW "$PGBIN/pg_dump" -Fc -h 127.0.0
 stored "$(size "$WORK/bench.dump")"
 for s in logical logical-noverify; do
     measure "bulwark ($s)" logical "$B" --config "$WORK/bulwark.toml" -q backup "$s"
-    stored "$(bulwark_added "$s")"
+    stored "$(bulwark_added "$WORK/bulwark.toml" "$s")"
 done
 ROWS=$((SCALE * 100000))
 echo "== second logical backup after 1% of pgbench_accounts changes"
 sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((ROWS / 100))"
 measure "bulwark" "logical, 1% clustered" "$B" --config "$WORK/bulwark.toml" -q backup logical
-stored "$(bulwark_added logical)"
+stored "$(bulwark_added "$WORK/bulwark.toml" logical)"
 sql "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 42"
 measure "bulwark" "logical, 1% random" "$B" --config "$WORK/bulwark.toml" -q backup logical
-stored "$(bulwark_added logical)"
+stored "$(bulwark_added "$WORK/bulwark.toml" logical)"
 
 echo "== physical base backup"
 sync
 measure "bulwark" "base backup" "$B" --config "$WORK/bulwark.toml" -q backup pg
-stored "$(bulwark_added pg)"
+stored "$(bulwark_added "$WORK/bulwark.toml" pg)"
 BEFORE=$(size "$WORK/repo-pgbackrest")
 measure "pgbackrest" "base backup" as_pg "${PGBR[@]}" --type=full backup
 stored $(($(size "$WORK/repo-pgbackrest") - BEFORE))
 PGPASSWORD=$PW "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -t 20000 -c 2 bench > /dev/null
 wait_archived "$PGBIN" "$PORT" "$PW"
 measure "bulwark" "second base backup" "$B" --config "$WORK/bulwark.toml" -q backup pg
-stored "$(bulwark_added pg)"
+stored "$(bulwark_added "$WORK/bulwark.toml" pg)"
 BEFORE=$(size "$WORK/repo-pgbackrest")
 measure "pgbackrest (incr)" "second base backup" as_pg "${PGBR[@]}" --type=incr backup
 stored $(($(size "$WORK/repo-pgbackrest") - BEFORE))
@@ -230,10 +217,6 @@ done
 {
     echo "PostgreSQL $("$PGBIN/pg_ctl" --version | awk '{print $3}'), pgbench scale $SCALE ($((DB_BYTES / 1048576)) MiB database), $(pgbackrest version)."
     echo
-    echo "| phase | tool | wall s | peak RSS | bytes stored |"
-    echo "|---|---|---:|---:|---:|"
-    while IFS=$'\t' read -r phase tool wall rss bytes; do
-        echo "| $phase | $tool | $wall | $((rss / 1024)) MiB | $( [ -n "$bytes" ] && echo "$((bytes / 1048576)) MiB" ) |"
-    done < "$RESULTS"
+    results_table
 } > "$WORK/report.md"
 cat "$WORK/report.md"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build Bulwark, start a sample PostgreSQL, back up sample
-# AI-platform data and the database (logical dumps, a base backup, continuous WAL archiving)
-# into a local encrypted repository as one backup set, restore the files and verify them byte
-# for byte, then recover the database to a point in time just before an accident.
+# The main job on a fresh machine: build Bulwark, start a sample PostgreSQL and Redis, back up
+# sample AI-platform data, the database (logical dumps, a base backup, continuous WAL
+# archiving) and the cache into a local encrypted repository as one backup set, restore the
+# files and verify them byte for byte, restore the lost cache and compare it, then recover
+# the database to a point in time just before an accident.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "== installing PostgreSQL (Debian packages)"
+echo "== installing PostgreSQL and Redis (Debian packages)"
 scripts/install-deps.sh --packages-only
 
 echo "== building bulwark (release)"
@@ -26,7 +27,7 @@ printf 'broken = [\n' > "$DEMO/etc/app/broken.toml"
 for i in $(seq 1 5000); do echo "2026-11-21T10:00:00Z INFO request $i served"; done > "$DEMO/var/log/app/app.log"
 
 # A sample PostgreSQL archiving its WAL into the repository.
-source scripts/pg-lib.sh
+source scripts/servers.sh
 PGBIN=$(newest_pg_bin)
 PGPORT=$(free_port 55432)
 PITR_PORT=$(free_port $((PGPORT + 1)))
@@ -35,7 +36,8 @@ echo "pg-demo-secret" > "$DEMO/pg-password"
 pg_cluster "$PGBIN" "$DEMO/pg" "$PGPORT" "$DEMO/pg-password" "wal_level = replica
 archive_mode = on
 archive_command = '$B --config $DEMO/bulwark.toml wal-push %p'"
-trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"' EXIT
+REDIS_PORT=$(free_port 56379)
+trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"; redis_stop "$REDIS_PORT"' EXIT
 psql() { PGPASSWORD=pg-demo-secret "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -p "${PORT:-$PGPORT}" "$@"; }
 echo "== sample PostgreSQL $("$PGBIN/pg_ctl" --version | awk '{print $3}') on port $PGPORT: agent memories and conversations"
 psql -d postgres -c "CREATE DATABASE agents"
@@ -43,6 +45,18 @@ psql -d agents -c "CREATE TABLE memories (id bigint PRIMARY KEY, agent text, bod
     INSERT INTO memories SELECT i, 'agent-' || (i % 7), md5(i::text) FROM generate_series(1, 50000) i;
     CREATE TABLE conversations (id serial PRIMARY KEY, messages jsonb);
     INSERT INTO conversations (messages) SELECT jsonb_build_array('hi', i) FROM generate_series(1, 2000) i;"
+
+# A sample Redis: sessions with TTLs, a job queue, a stream of agent events. DEBUG is enabled
+# only so the demo can ask Redis for a digest of its whole dataset before and after.
+redis_start "$DEMO/redis" "$REDIS_PORT" --enable-debug-command yes --repl-diskless-sync-delay 0
+echo "== sample Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on port $REDIS_PORT: sessions, queues, agent events"
+redis-cli -p "$REDIS_PORT" EVAL 'for i = 1, 5000 do
+  redis.call("SET", "session:" .. i, "user" .. i % 97, "EX", 86400)
+  redis.call("HSET", "agent:" .. i % 50, "last_seen", i, "model", "assistant")
+  if i % 10 == 0 then redis.call("RPUSH", "queue:embeddings", "doc" .. i) end
+  if i % 25 == 0 then redis.call("XADD", "events", "*", "agent", i % 50, "action", "answered") end
+end return 1' 0 >/dev/null
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 
 cat > "$DEMO/bulwark.toml" <<TOML
 [repositories.local]
@@ -69,6 +83,10 @@ password_file = "$DEMO/pg-password"
 modes = ["logical", "physical"]
 wal_spool_dir = "$DEMO/wal-spool"
 
+[sources.cache]
+kind = "redis"
+url = "redis://127.0.0.1:$REDIS_PORT"
+
 [retention]
 keep_daily = 7
 keep_weekly = 4
@@ -81,7 +99,7 @@ echo "== bulwark init"
 "$B" init
 # PostgreSQL's archive_command (wal-push) runs as the postgres user and writes the repository.
 [ "$(id -u)" = 0 ] && chown -R postgres "$DEMO"
-echo "== bulwark backup (every configured source, one backup set: files, config, PostgreSQL dumps and base backup)"
+echo "== bulwark backup (every configured source, one backup set: files, config, PostgreSQL dumps and base backup, Redis)"
 "$B" backup
 echo "== next day: a log grows, a config changes"
 echo "2026-11-22T10:00:00Z INFO new day" >> "$DEMO/var/log/app/app.log"
@@ -105,6 +123,18 @@ echo "== bulwark stats"
 "$B" stats
 echo "== bulwark forget (policy from bulwark.toml), dry run"
 "$B" forget --dry-run
+
+echo "== Redis: the cache is wiped by mistake"
+DIGEST=$(rcli DEBUG DIGEST)
+echo "before: $(rcli DBSIZE) keys, digest $DIGEST"
+rcli FLUSHALL >/dev/null
+echo "after FLUSHALL: $(rcli DBSIZE) keys"
+echo "== bulwark restore --source cache --sandbox (a drill: throwaway server, compared, removed)"
+"$B" restore --source cache --sandbox
+echo "== bulwark restore --source cache --target redis://127.0.0.1:$REDIS_PORT (key by key, TTLs kept)"
+"$B" restore --source cache --target "redis://127.0.0.1:$REDIS_PORT"
+[ "$(rcli DEBUG DIGEST)" = "$DIGEST" ] || { echo "the restored Redis differs from the original" >&2; exit 1; }
+echo "restored: $(rcli DBSIZE) keys; Redis's own digest matches the original"
 
 echo "== PostgreSQL keeps working; then an accident"
 psql -d agents -c "INSERT INTO memories SELECT i, 'agent-late', md5(i::text) FROM generate_series(50001, 60000) i"

@@ -211,6 +211,10 @@ pub struct RestoreArgs {
     /// Restore into a throwaway server, compare it with the backup, then remove it (Redis).
     #[arg(long, conflicts_with = "target")]
     pub sandbox: bool,
+    /// Scratch space: dumps spooled for --jobs, the --sandbox server's files (default: the
+    /// system temp directory).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
     /// Start a server on the restored files: PostgreSQL after --pitr (waits for recovery
     /// and promotion), Redis after a directory restore (waits until it has loaded).
     #[arg(long)]
@@ -269,9 +273,6 @@ pub struct PgRestoreArgs {
     /// Parallel pg_restore jobs per database; above 1 each dump is first written to --spool-dir.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
-    /// Where dumps are spooled for --jobs (default: the system temp directory).
-    #[arg(long)]
-    pub spool_dir: Option<PathBuf>,
     /// PostgreSQL client tools to restore with (default: the source's bin_dir, else those
     /// matching the newer of the dumped and target servers, else PATH).
     #[arg(long)]

@@ -64,10 +64,22 @@ fn populate(r: &Redis) {
     let first_id = first.lines().next().expect("an entry").to_string();
     r.cli(&["XDEL", "stream", &first_id]);
     r.cli(&["XGROUP", "CREATE", "stream", "g1", "0"]);
-    r.cli(&["XREADGROUP", "GROUP", "g1", "alice", "COUNT", "5", "STREAMS", "stream", ">"]);
+    r.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g1",
+        "alice",
+        "COUNT",
+        "5",
+        "STREAMS",
+        "stream",
+        ">",
+    ]);
     r.cli(&["XGROUP", "CREATECONSUMER", "stream", "g1", "bob"]);
     r.cli(&["XGROUP", "CREATE", "stream", "g2", "$"]);
-    r.eval("for i = 1, 100 do redis.call('SELECT', 1) redis.call('SET', 'k:' .. i, i) end return 1");
+    r.eval(
+        "for i = 1, 100 do redis.call('SELECT', 1) redis.call('SET', 'k:' .. i, i) end return 1",
+    );
     r.eval("redis.call('SELECT', 5) redis.call('HSET', 'db5:hash', 'a', 'b') redis.call('SET', 'db5:str', 'x') return 1");
     r.cli(&[
         "FUNCTION",
@@ -103,7 +115,15 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
         return;
     };
     src.cli(&[
-        "ACL", "SETUSER", "backup", "on", ">backup-pw", "+psync", "+replconf", "+ping", "+info",
+        "ACL",
+        "SETUSER",
+        "backup",
+        "on",
+        ">backup-pw",
+        "+psync",
+        "+replconf",
+        "+ping",
+        "+info",
         "+config|get",
     ]);
     src.cli(&["CONFIG", "SET", "requirepass", "admin-pw"]);
@@ -131,7 +151,14 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
     // Live, into an empty server.
     let dst = Redis::start(&[]).expect("second server");
     let r = env
-        .ok(&["restore", "--source", "cache", "--target", &dst.url(), "--json"])
+        .ok(&[
+            "restore",
+            "--source",
+            "cache",
+            "--target",
+            &dst.url(),
+            "--json",
+        ])
         .json();
     assert_verified(&r["report"], total);
     assert_eq!(r["report"]["restored"].as_u64(), Some(total), "{r}");
@@ -145,18 +172,53 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("--flush"), "{}", r.stderr);
     dst.cli(&["SET", "str:plain", "tampered"]);
-    let r = env.run(&["restore", "--source", "cache", "--target", &dst.url(), "--skip-existing"]);
+    let r = env.run(&[
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        &dst.url(),
+        "--skip-existing",
+    ]);
     assert_eq!(r.code, 7, "kept key differs: {}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("MISMATCH db 0 key str:plain"), "{}", r.stdout);
-    env.ok(&["restore", "--source", "cache", "--target", &dst.url(), "--replace"]);
+    assert!(
+        r.stdout.contains("MISMATCH db 0 key str:plain"),
+        "{}",
+        r.stdout
+    );
+    env.ok(&[
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        &dst.url(),
+        "--replace",
+    ]);
     assert_eq!(dst.digest(), digest);
     dst.cli(&["-n", "1", "SET", "stray", "x"]);
-    env.ok(&["restore", "--source", "cache", "--target", &dst.url(), "--flush"]);
-    assert_eq!(dst.digest(), digest, "--flush empties the restored databases");
+    env.ok(&[
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        &dst.url(),
+        "--flush",
+    ]);
+    assert_eq!(
+        dst.digest(),
+        digest,
+        "--flush empties the restored databases"
+    );
 
     // As files: a server of our own loads them to the same digest.
     let files = tempfile::tempdir().expect("tempdir");
-    env.ok(&["restore", "--source", "cache", "--target", &files.path().to_string_lossy()]);
+    env.ok(&[
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        &files.path().to_string_lossy(),
+    ]);
     let loaded = Redis::start_in(files, &[]);
     assert_eq!(loaded.digest(), digest);
 
@@ -179,7 +241,9 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
     assert_verified(&r.json()["report"], total);
 
     // A sandbox: restored, checked and removed.
-    let r = env.ok(&["restore", "--source", "cache", "--sandbox", "--json"]).json();
+    let r = env
+        .ok(&["restore", "--source", "cache", "--sandbox", "--json"])
+        .json();
     assert_verified(&r["report"], total);
     assert_eq!(r["report"]["keys"].as_u64(), Some(total));
 }
@@ -194,7 +258,10 @@ fn cutting_proxy(upstream: u16, budget: usize) -> u16 {
             let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                 return;
             };
-            let (mut c_read, mut s_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            let (mut c_read, mut s_write) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut c_read, &mut s_write);
             });
@@ -251,7 +318,11 @@ fn a_sync_cut_midway_fails_the_backup_in_both_framings() {
         );
         assert!(r.stderr.contains("the backup is discarded"), "{}", r.stderr);
         let snaps = env.ok(&["snapshots", "--json"]).json();
-        assert_eq!(snaps, serde_json::json!([]), "no snapshot from a cut stream");
+        assert_eq!(
+            snaps,
+            serde_json::json!([]),
+            "no snapshot from a cut stream"
+        );
 
         // Straight to the server, the same backup is whole.
         let env = env_for(&src.url(), None, "");
@@ -262,7 +333,9 @@ fn a_sync_cut_midway_fails_the_backup_in_both_framings() {
             diskless == "yes",
             "{snaps}"
         );
-        let r = env.ok(&["restore", "--source", "cache", "--sandbox", "--json"]).json();
+        let r = env
+            .ok(&["restore", "--source", "cache", "--sandbox", "--json"])
+            .json();
         assert_verified(&r["report"], 16);
     }
 }
@@ -272,7 +345,9 @@ fn append_only_files_are_captured_and_load_on_their_own() {
     let Some(src) = Redis::start(&["--appendonly", "yes"]) else {
         return;
     };
-    src.eval("for i = 1, 1000 do redis.call('SET', 'k' .. i, i) end redis.call('DEL', 'k1') return 1");
+    src.eval(
+        "for i = 1, 1000 do redis.call('SET', 'k' .. i, i) end redis.call('DEL', 'k1') return 1",
+    );
     src.cli(&["-n", "2", "LPUSH", "q", "job1", "job2"]);
     let digest = src.digest();
     let env = env_for(
@@ -282,11 +357,20 @@ fn append_only_files_are_captured_and_load_on_their_own() {
     );
     env.ok(&["backup"]);
     let listing = env.ok(&["ls", "latest"]).stdout;
-    assert!(listing.contains("redis/appendonlydir/appendonly.aof.manifest"), "{listing}");
+    assert!(
+        listing.contains("redis/appendonlydir/appendonly.aof.manifest"),
+        "{listing}"
+    );
     assert!(listing.contains(".incr.aof"), "{listing}");
 
     let files = tempfile::tempdir().expect("tempdir");
-    env.ok(&["restore", "--source", "cache", "--target", &files.path().to_string_lossy()]);
+    env.ok(&[
+        "restore",
+        "--source",
+        "cache",
+        "--target",
+        &files.path().to_string_lossy(),
+    ]);
     // Without the RDB, the server can only have its data from the AOF.
     std::fs::remove_file(files.path().join("dump.rdb")).expect("rdb restored");
     let loaded = Redis::start_in(files, &["--appendonly", "yes"]);
@@ -298,7 +382,16 @@ fn login_failures_and_missing_permissions_are_explained() {
     let Some(mut src) = Redis::start(&[]) else {
         return;
     };
-    src.cli(&["ACL", "SETUSER", "reader", "on", ">reader-pw", "+ping", "+info", "+config|get"]);
+    src.cli(&[
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        ">reader-pw",
+        "+ping",
+        "+info",
+        "+config|get",
+    ]);
     src.cli(&["CONFIG", "SET", "requirepass", "right-pw"]);
     src.login("default", "right-pw");
 
@@ -306,15 +399,27 @@ fn login_failures_and_missing_permissions_are_explained() {
     let r = env.run(&["backup"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("rejected the login"), "{}", r.stderr);
-    assert!(!r.stderr.contains("wrong-pw"), "password leaked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("wrong-pw"),
+        "password leaked: {}",
+        r.stderr
+    );
 
     let url = format!("redis://reader@127.0.0.1:{}", src.port());
     let env = env_for(&url, Some("reader-pw"), "");
     let r = env.run(&["backup"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("+psync"), "says what to grant: {}", r.stderr);
+    assert!(
+        r.stderr.contains("+psync"),
+        "says what to grant: {}",
+        r.stderr
+    );
 
-    let env = env_for(&format!("redis://127.0.0.1:{}", free_port().expect("port")), None, "");
+    let env = env_for(
+        &format!("redis://127.0.0.1:{}", free_port().expect("port")),
+        None,
+        "",
+    );
     let r = env.run(&["backup"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);

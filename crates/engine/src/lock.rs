@@ -3,8 +3,6 @@
 //! file under `locks/` that its holder refreshes; one not refreshed for `STALE_AFTER`, or held by
 //! a dead process on this host, is stale and ignored.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -48,7 +46,7 @@ fn process_alive(pid: u32) -> bool {
 pub struct LockGuard {
     repo: Repository,
     id: LockId,
-    stop: Arc<AtomicBool>,
+    stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
 }
 
@@ -93,22 +91,20 @@ impl LockGuard {
             let _ = repo.store().delete(ObjectKind::Lock, &id.to_hex());
             return Err(locked(other));
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        // Dropping the guard drops `stop`, which wakes the refresher at once (a sleeping
+        // refresher would hold every command's exit back).
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let refresher = {
-            let (repo, stop, mut info) = (repo.clone(), stop.clone(), info);
+            let (repo, mut info) = (repo.clone(), info);
             std::thread::Builder::new()
                 .name("bulwark-lock".into())
                 .spawn(move || {
-                    let mut waited = Duration::ZERO;
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(200));
-                        waited += Duration::from_millis(200);
-                        if waited >= REFRESH_EVERY {
-                            waited = Duration::ZERO;
-                            info.refreshed = jiff::Timestamp::now();
-                            if let Err(e) = write(&repo, &id, &info) {
-                                log::warn!("cannot refresh repository lock: {e}");
-                            }
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(REFRESH_EVERY)
+                    {
+                        info.refreshed = jiff::Timestamp::now();
+                        if let Err(e) = write(&repo, &id, &info) {
+                            log::warn!("cannot refresh repository lock: {e}");
                         }
                     }
                 })
@@ -119,7 +115,7 @@ impl LockGuard {
         Ok(Self {
             repo: repo.clone(),
             id,
-            stop,
+            stop: Some(stop),
             refresher: Some(refresher),
         })
     }
@@ -127,7 +123,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop = None;
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }

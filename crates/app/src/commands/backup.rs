@@ -216,7 +216,8 @@ pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> 
 
 /// A configured redis source.
 fn redis_source(name: &str, s: &SourceSection) -> Result<RedisSource> {
-    let url = RedisUrl::parse(s.url.as_deref().unwrap_or(""))?.with_password(source_password(name, s)?);
+    let url =
+        RedisUrl::parse(s.url.as_deref().unwrap_or(""))?.with_password(source_password(name, s)?);
     Ok(RedisSource::new(
         name,
         RedisSettings {

@@ -192,7 +192,8 @@ fn postgres(
         .config_file()
         .and_then(|c| c.sources.get(&snap.source.name))
         .and_then(|s| s.bin_dir.clone());
-    let target = PgConn::parse(target_arg(args)?)?.with_bin_dir(pg.pg_bin_dir.clone().or(configured));
+    let target =
+        PgConn::parse(target_arg(args)?)?.with_bin_dir(pg.pg_bin_dir.clone().or(configured));
     let view = ctx.progress("restore");
     let opts = logical::RestoreOptions {
         databases: pg.database.clone(),
@@ -200,7 +201,7 @@ fn postgres(
         clean: pg.clean,
         globals: pg.globals,
         jobs: pg.jobs as usize,
-        spool_dir: pg.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        spool_dir: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         verify: !args.no_verify,
         dry_run: args.dry_run,
         progress: view.reporter(),

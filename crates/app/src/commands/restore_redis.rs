@@ -93,9 +93,9 @@ fn live(
             print_verify(v);
         }
     }
-    if report.verify.as_ref().is_some_and(|v| !v.ok()) {
-        eprintln!("the restored data differs from the backup");
-        return Ok(Status::Mismatch);
+    let status = verdict(report.verify.as_ref());
+    if status != Status::Ok {
+        return Ok(status);
     }
     if report.failed > 0 || report.skipped_modules > 0 {
         eprintln!(
@@ -167,11 +167,7 @@ fn sandbox(
     snap: &Snapshot,
 ) -> Result<Status> {
     let view = ctx.progress("sandbox");
-    let work = args
-        .postgres
-        .spool_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
+    let work = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let report = restore::sandbox(repo, snap, &work, args.sample, &view.reporter());
     view.finish();
     let report = report?;

@@ -40,8 +40,8 @@ impl Redis {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let mut args = vec!["--enable-debug-command", "yes"];
         args.extend_from_slice(extra);
-        let server =
-            RedisServer::start(dir.path(), free_port().expect("port"), &args, false).expect("redis-server starts");
+        let server = RedisServer::start(dir.path(), free_port().expect("port"), &args, false)
+            .expect("redis-server starts");
         Self {
             server,
             dir,
@@ -69,7 +69,11 @@ impl Redis {
 
     /// Runs one command; its output without the trailing newline. Error replies panic.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = self.cli_command().args(args).output().expect("redis-cli runs");
+        let out = self
+            .cli_command()
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
         let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
         assert!(
             out.status.success() && !stdout.starts_with("ERR") && !stdout.starts_with("(error)"),

@@ -307,15 +307,15 @@ mod tests {
     #[test]
     fn listpack_decodes_every_encoding() {
         let lp = build_listpack(&[
-            vec![5],                                  // 7-bit uint
-            vec![0x80 | 3, b'a', b'b', b'c'],         // 6-bit string
-            vec![0xc0 | 0x1f, 0xff],                  // 13-bit: -1
-            vec![0xe0, 2, b'x', b'y'],                // 12-bit string
-            vec![0xf1, 0x00, 0x80],                   // int16: -32768
-            vec![0xf2, 0x01, 0x00, 0x80],             // int24: -8388607
-            vec![0xf3, 0x78, 0x56, 0x34, 0x12],       // int32
-            vec![0xf4, 1, 0, 0, 0, 0, 0, 0, 0x80],    // int64: i64::MIN + 1
-            vec![0xf0, 1, 0, 0, 0, b'z'],             // 32-bit string
+            vec![5],                               // 7-bit uint
+            vec![0x80 | 3, b'a', b'b', b'c'],      // 6-bit string
+            vec![0xc0 | 0x1f, 0xff],               // 13-bit: -1
+            vec![0xe0, 2, b'x', b'y'],             // 12-bit string
+            vec![0xf1, 0x00, 0x80],                // int16: -32768
+            vec![0xf2, 0x01, 0x00, 0x80],          // int24: -8388607
+            vec![0xf3, 0x78, 0x56, 0x34, 0x12],    // int32
+            vec![0xf4, 1, 0, 0, 0, 0, 0, 0, 0x80], // int64: i64::MIN + 1
+            vec![0xf0, 1, 0, 0, 0, b'z'],          // 32-bit string
         ]);
         let got = listpack(&lp).expect("decodes");
         assert_eq!(
@@ -342,11 +342,11 @@ mod tests {
     #[test]
     fn ziplist_decodes_strings_and_ints() {
         let entries: Vec<Vec<u8>> = vec![
-            vec![0, 2, b'h', b'i'],         // prevlen 0, 6-bit string
-            vec![4, 0xf8],                  // immediate 4-bit: stored 8 means 7
-            vec![2, 0xc0, 0xff, 0xff],      // int16 -1
-            vec![4, 0xfe, 0x80],            // int8 -128
-            vec![3, 0xf0, 0, 0, 0x80],      // int24 min
+            vec![0, 2, b'h', b'i'],    // prevlen 0, 6-bit string
+            vec![4, 0xf8],             // immediate 4-bit: stored 8 means 7
+            vec![2, 0xc0, 0xff, 0xff], // int16 -1
+            vec![4, 0xfe, 0x80],       // int8 -128
+            vec![3, 0xf0, 0, 0, 0x80], // int24 min
         ];
         let mut body: Vec<u8> = entries.concat();
         body.push(0xff);
@@ -394,6 +394,9 @@ mod tests {
             b"abcabcabc"
         );
         assert!(lzf_decompress(&compressed, 8).is_err());
-        assert!(lzf_decompress(&[0x20, 0x05], 3).is_err(), "reference before start");
+        assert!(
+            lzf_decompress(&[0x20, 0x05], 3).is_err(),
+            "reference before start"
+        );
     }
 }

@@ -12,8 +12,8 @@
 
 pub mod encodings;
 pub mod rdb;
-pub mod restore;
 pub mod resp;
+pub mod restore;
 pub mod server;
 pub mod sync;
 pub mod verify;
@@ -182,7 +182,9 @@ impl Source for RedisSource {
             .unwrap_or_default();
         let delay = config_get(&mut conn, "repl-diskless-sync-delay")
             .filter(|d| d != "0")
-            .map(|d| format!(" (diskless sync waits repl-diskless-sync-delay = {d}s for other replicas)"))
+            .map(|d| {
+                format!(" (diskless sync waits repl-diskless-sync-delay = {d}s for other replicas)")
+            })
             .unwrap_or_default();
         let mut told = false;
         let (start, stream) = sync::start(&self.settings.url, || {
@@ -217,7 +219,10 @@ impl Source for RedisSource {
         let (rdb_version, census) = census.map_err(|e| {
             Error::new(
                 e.kind(),
-                format!("backing up {}: {e}; the backup is discarded", self.settings.url.describe()),
+                format!(
+                    "backing up {}: {e}; the backup is discarded",
+                    self.settings.url.describe()
+                ),
             )
         })?;
         if let Some(why) = &census.unreadable {

@@ -66,7 +66,8 @@ pub fn type_name(k: u8) -> &'static str {
     }
 }
 
-static CRC64: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
+static CRC64: crc::Crc<u64, crc::Table<16>> =
+    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
 
 /// The checksum Redis puts at the end of RDB files and DUMP payloads.
 pub fn crc64(data: &[u8]) -> u64 {
@@ -75,6 +76,9 @@ pub fn crc64(data: &[u8]) -> u64 {
 
 /// A stream identifier: milliseconds and sequence.
 pub type StreamId = (u64, u64);
+
+/// Stream entries: id and field/value pairs.
+pub type StreamEntries = Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 /// A value decoded into what clients see; element order as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +98,7 @@ pub struct StreamValue {
     pub length: u64,
     pub last_id: StreamId,
     /// Live entries in id order.
-    pub entries: Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pub entries: StreamEntries,
     pub groups: Vec<GroupValue>,
 }
 
@@ -425,7 +429,11 @@ impl<R: Read> RdbReader<R> {
             Err(e) => {
                 return Err(Error::new(
                     e.kind(),
-                    format!("key '{}' in db {}: {e}", String::from_utf8_lossy(&key), self.db),
+                    format!(
+                        "key '{}' in db {}: {e}",
+                        String::from_utf8_lossy(&key),
+                        self.db
+                    ),
                 ))
             }
         };
@@ -487,7 +495,7 @@ fn elements_to_vecs(e: Vec<Element<'_>>) -> Vec<Vec<u8>> {
 }
 
 fn pairs<T>(flat: Vec<T>, what: &str) -> Result<Vec<(T, T)>> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(Error::corrupt(format!("damaged {what}: odd element count")));
     }
     let mut out = Vec::with_capacity(flat.len() / 2);
@@ -519,124 +527,128 @@ fn zset_pairs(flat: Vec<Element<'_>>) -> Result<Vec<(Vec<u8>, f64)>> {
 /// if the input captures) and `None` comes back, except for modules, whose name is returned.
 fn read_value<R: BufRead>(input: &mut Input<R>, k: u8, decode: bool) -> Result<Option<Value>> {
     use kind::*;
-    let v = match k {
-        STRING => Value::String(input.string(decode)?),
-        LIST | SET => {
-            let n = input.len()?;
-            let mut items = Vec::new();
-            for _ in 0..n {
-                let s = input.string(decode)?;
-                if decode {
-                    items.push(s);
+    let v =
+        match k {
+            STRING => Value::String(input.string(decode)?),
+            LIST | SET => {
+                let n = input.len()?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    let s = input.string(decode)?;
+                    if decode {
+                        items.push(s);
+                    }
                 }
-            }
-            if k == LIST {
-                Value::List(items)
-            } else {
-                Value::Set(items)
-            }
-        }
-        ZSET | ZSET_2 => {
-            let n = input.len()?;
-            let mut items = Vec::new();
-            for _ in 0..n {
-                let m = input.string(decode)?;
-                let s = if k == ZSET {
-                    input.text_double()?
+                if k == LIST {
+                    Value::List(items)
                 } else {
-                    f64::from_le_bytes(input.array()?)
-                };
-                if decode {
-                    items.push((m, s));
+                    Value::Set(items)
                 }
             }
-            Value::ZSet(items)
-        }
-        HASH => {
-            let n = input.len()?;
-            let mut items = Vec::new();
-            for _ in 0..n {
-                let f = input.string(decode)?;
-                let v = input.string(decode)?;
-                if decode {
-                    items.push((f, v));
+            ZSET | ZSET_2 => {
+                let n = input.len()?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    let m = input.string(decode)?;
+                    let s = if k == ZSET {
+                        input.text_double()?
+                    } else {
+                        f64::from_le_bytes(input.array()?)
+                    };
+                    if decode {
+                        items.push((m, s));
+                    }
                 }
+                Value::ZSet(items)
             }
-            Value::Hash(items)
-        }
-        MODULE_2 => {
-            let id = input.len()?;
-            skip_module_body(input)?;
-            return Ok(Some(Value::Module(module_name(id))));
-        }
-        MODULE_PRE_GA => {
-            return Err(Error::new(
+            HASH => {
+                let n = input.len()?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    let f = input.string(decode)?;
+                    let v = input.string(decode)?;
+                    if decode {
+                        items.push((f, v));
+                    }
+                }
+                Value::Hash(items)
+            }
+            MODULE_2 => {
+                let id = input.len()?;
+                skip_module_body(input)?;
+                return Ok(Some(Value::Module(module_name(id))));
+            }
+            MODULE_PRE_GA => return Err(Error::new(
                 ErrorKind::Unsupported,
                 "module value in the pre-release module format (cannot be read without the module)",
-            ))
-        }
-        HASH_ZIPMAP | LIST_ZIPLIST | SET_INTSET | ZSET_ZIPLIST | HASH_ZIPLIST | HASH_LISTPACK
-        | ZSET_LISTPACK | SET_LISTPACK => {
-            let blob = input.string(decode)?;
-            if !decode {
-                return Ok(None);
-            }
-            match k {
-                HASH_ZIPMAP => Value::Hash(encodings::zipmap(&blob)?),
-                LIST_ZIPLIST => Value::List(elements_to_vecs(encodings::ziplist(&blob)?)),
-                SET_INTSET => Value::Set(
-                    encodings::intset(&blob)?
-                        .iter()
-                        .map(|i| i.to_string().into_bytes())
-                        .collect(),
-                ),
-                ZSET_ZIPLIST => Value::ZSet(zset_pairs(encodings::ziplist(&blob)?)?),
-                HASH_ZIPLIST => Value::Hash(pairs(elements_to_vecs(encodings::ziplist(&blob)?), "hash")?),
-                HASH_LISTPACK => Value::Hash(pairs(elements_to_vecs(encodings::listpack(&blob)?), "hash")?),
-                ZSET_LISTPACK => Value::ZSet(zset_pairs(encodings::listpack(&blob)?)?),
-                _ => Value::Set(elements_to_vecs(encodings::listpack(&blob)?)),
-            }
-        }
-        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
-            let nodes = input.len()?;
-            let mut items = Vec::new();
-            for _ in 0..nodes {
-                // Quicklist 2 nodes say whether they hold one plain element or a listpack.
-                let packed = if k == LIST_QUICKLIST_2 {
-                    match input.len()? {
-                        1 => false,
-                        2 => true,
-                        _ => return Err(input.damaged("quicklist node container")),
-                    }
-                } else {
-                    true
-                };
+            )),
+            HASH_ZIPMAP | LIST_ZIPLIST | SET_INTSET | ZSET_ZIPLIST | HASH_ZIPLIST
+            | HASH_LISTPACK | ZSET_LISTPACK | SET_LISTPACK => {
                 let blob = input.string(decode)?;
                 if !decode {
-                    continue;
+                    return Ok(None);
                 }
-                if !packed {
-                    items.push(blob);
-                } else if k == LIST_QUICKLIST {
-                    items.extend(elements_to_vecs(encodings::ziplist(&blob)?));
-                } else {
-                    items.extend(elements_to_vecs(encodings::listpack(&blob)?));
+                match k {
+                    HASH_ZIPMAP => Value::Hash(encodings::zipmap(&blob)?),
+                    LIST_ZIPLIST => Value::List(elements_to_vecs(encodings::ziplist(&blob)?)),
+                    SET_INTSET => Value::Set(
+                        encodings::intset(&blob)?
+                            .iter()
+                            .map(|i| i.to_string().into_bytes())
+                            .collect(),
+                    ),
+                    ZSET_ZIPLIST => Value::ZSet(zset_pairs(encodings::ziplist(&blob)?)?),
+                    HASH_ZIPLIST => {
+                        Value::Hash(pairs(elements_to_vecs(encodings::ziplist(&blob)?), "hash")?)
+                    }
+                    HASH_LISTPACK => Value::Hash(pairs(
+                        elements_to_vecs(encodings::listpack(&blob)?),
+                        "hash",
+                    )?),
+                    ZSET_LISTPACK => Value::ZSet(zset_pairs(encodings::listpack(&blob)?)?),
+                    _ => Value::Set(elements_to_vecs(encodings::listpack(&blob)?)),
                 }
             }
-            Value::List(items)
-        }
-        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
-            Value::Stream(Box::new(read_stream(input, k, decode)?))
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
+            LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+                let nodes = input.len()?;
+                let mut items = Vec::new();
+                for _ in 0..nodes {
+                    // Quicklist 2 nodes say whether they hold one plain element or a listpack.
+                    let packed = if k == LIST_QUICKLIST_2 {
+                        match input.len()? {
+                            1 => false,
+                            2 => true,
+                            _ => return Err(input.damaged("quicklist node container")),
+                        }
+                    } else {
+                        true
+                    };
+                    let blob = input.string(decode)?;
+                    if !decode {
+                        continue;
+                    }
+                    if !packed {
+                        items.push(blob);
+                    } else if k == LIST_QUICKLIST {
+                        items.extend(elements_to_vecs(encodings::ziplist(&blob)?));
+                    } else {
+                        items.extend(elements_to_vecs(encodings::listpack(&blob)?));
+                    }
+                }
+                Value::List(items)
+            }
+            STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
+                Value::Stream(Box::new(read_stream(input, k, decode)?))
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
                     "value type {other} is not one this build reads (written by a newer Redis?)"
                 ),
-            ))
-        }
-    };
+                ))
+            }
+        };
     Ok(decode.then_some(v))
 }
 
@@ -682,7 +694,8 @@ fn read_stream<R: BufRead>(input: &mut Input<R>, k: u8, decode: bool) -> Result<
             }
             let pel = input.len()?;
             input.take(
-                usize::try_from(pel.saturating_mul(16)).map_err(|_| input.damaged("consumer PEL"))?,
+                usize::try_from(pel.saturating_mul(16))
+                    .map_err(|_| input.damaged("consumer PEL"))?,
                 None,
             )?;
         }
@@ -692,8 +705,6 @@ fn read_stream<R: BufRead>(input: &mut Input<R>, k: u8, decode: bool) -> Result<
     }
     Ok(s)
 }
-
-type StreamEntries = Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 /// One listpack node of a stream: a master entry with the common fields, then entries whose
 /// ids are deltas from the node's key.
@@ -782,7 +793,10 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].db, 2);
         assert_eq!(got[0].expire_ms, Some(1_900_000_000_000));
-        assert_eq!(got[0].value().expect("decodes"), Value::String(b"-5".to_vec()));
+        assert_eq!(
+            got[0].value().expect("decodes"),
+            Value::String(b"-5".to_vec())
+        );
         assert_eq!(got[1].expire_ms, None);
         assert_eq!(
             got[1].value().expect("decodes"),
@@ -819,7 +833,10 @@ mod tests {
         body.extend_from_slice(&[kind::STRING, 1, b'z', 1, b'y']);
         let got = entries(&rdb(&body, 10)).expect("parses");
         assert_eq!(got[0].module.as_deref(), Some("mymodule1"));
-        assert_eq!(got[0].value().expect("named"), Value::Module("mymodule1".into()));
+        assert_eq!(
+            got[0].value().expect("named"),
+            Value::Module("mymodule1".into())
+        );
         assert_eq!(got[1].key, b"z");
     }
 

@@ -215,14 +215,11 @@ impl Conn {
                 args.push(u.as_bytes());
             }
             args.push(pw.as_bytes());
-            match conn.call(&args) {
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(Error::new(
-                        ErrorKind::Source,
-                        format!("{} rejected the login: {}", conn.who, e.message()),
-                    ))
-                }
+            if let Err(e) = conn.call(&args) {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!("{} rejected the login: {}", conn.who, e.message()),
+                ));
             }
         }
         Ok(conn)

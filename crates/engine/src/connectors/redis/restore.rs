@@ -71,7 +71,9 @@ const FAILURES_SHOWN: usize = 20;
 
 /// The RDB version a server reads, from its version string.
 fn rdb_version_read_by(redis_version: &str) -> u32 {
-    let mut parts = redis_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = redis_version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     match (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) {
         (m, _) if m >= 8 => 12,
         (7, n) if n >= 4 => 12,
@@ -83,11 +85,7 @@ fn rdb_version_read_by(redis_version: &str) -> u32 {
     }
 }
 
-fn open_rdb(
-    repo: &Repository,
-    snap: &Snapshot,
-    progress: &Reporter,
-) -> Result<ItemStream> {
+fn open_rdb(repo: &Repository, snap: &Snapshot, progress: &Reporter) -> Result<ItemStream> {
     let index = Arc::new(repo.load_index()?);
     let items = find_items(repo, index.clone(), snap, &[RDB_PATH])?;
     let item = &items[RDB_PATH];
@@ -161,9 +159,14 @@ pub fn restore_live(
         }
     }
     let started = Instant::now();
-    opts.progress
-        .send(Progress::Phase(format!("restoring keys into {}", target.describe())));
-    let sampler = Sampler::new(if opts.verify { opts.sample } else { 0 }, facts.census.keys());
+    opts.progress.send(Progress::Phase(format!(
+        "restoring keys into {}",
+        target.describe()
+    )));
+    let sampler = Sampler::new(
+        if opts.verify { opts.sample } else { 0 },
+        facts.census.keys(),
+    );
     let mut expected = Expected::default();
     let reader = RdbReader::new(open_rdb(repo, snap, &opts.progress)?, true)?;
     let rdb_version = reader.version();
@@ -343,8 +346,9 @@ pub fn restore_dir(repo: &Repository, snap: &Snapshot, opts: &DirOptions) -> Res
             None => free_port()?,
         };
         let loading = Instant::now();
-        opts.progress
-            .send(Progress::Phase(format!("starting redis-server on port {port}")));
+        opts.progress.send(Progress::Phase(format!(
+            "starting redis-server on port {port}"
+        )));
         let server = RedisServer::start(&opts.target, port, &[], true)?;
         report.port = Some(server.port);
         report.load_secs = Some(loading.elapsed().as_secs_f64());

@@ -18,7 +18,9 @@ pub struct RedisServer {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The redis-server binary: `BULWARK_REDIS_SERVER`, else the one on PATH.
@@ -99,8 +101,7 @@ impl RedisServer {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    let _ = status;
+                if child.try_wait()?.is_some() {
                     self.child = None;
                     return Err(Self::failed(&self.dir, self.port));
                 }

@@ -168,7 +168,9 @@ impl Read for RdbStream {
                     self.framing = Framing::Done;
                     return Ok(0);
                 }
-                let want = out.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let want = out
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 let n = self.r.read(&mut out[..want])?;
                 if n == 0 {
                     return Err(cut_short(&self.who, self.read));

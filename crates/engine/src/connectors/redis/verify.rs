@@ -177,7 +177,9 @@ fn check_key(conn: &mut Conn, s: &Sample, now: i64) -> Result<Option<String>> {
     let key = s.key.as_slice();
     let ty = conn.call(&[b"TYPE", key])?.into_string();
     if s.expire_ms.is_some_and(|t| t < now) {
-        return Ok((ty != "none").then(|| format!("expired at backup time + TTL, but present as {ty}")));
+        return Ok(
+            (ty != "none").then(|| format!("expired at backup time + TTL, but present as {ty}"))
+        );
     }
     let want_ty = match &s.value {
         Value::String(_) => "string",
@@ -290,7 +292,9 @@ fn fields(r: Reply) -> BTreeMap<String, Reply> {
 /// The restored key's value, read the way clients see it, shaped like `like`.
 fn fetch(conn: &mut Conn, key: &[u8], like: &Value) -> Result<Value> {
     Ok(normalize(match like {
-        Value::String(_) => Value::String(conn.call(&[b"GET", key])?.into_bytes().unwrap_or_default()),
+        Value::String(_) => {
+            Value::String(conn.call(&[b"GET", key])?.into_bytes().unwrap_or_default())
+        }
         Value::List(_) => Value::List(bulk_list(conn.call(&[b"LRANGE", key, b"0", b"-1"])?)),
         Value::Set(_) => Value::Set(bulk_list(conn.call(&[b"SMEMBERS", key])?)),
         Value::ZSet(_) => {
@@ -345,7 +349,11 @@ fn fetch_stream(conn: &mut Conn, key: &[u8]) -> Result<StreamValue> {
     )?;
     for g in conn.call(&[b"XINFO", b"GROUPS", key])?.into_array() {
         let g = fields(g);
-        let name = g.get("name").cloned().and_then(Reply::into_bytes).unwrap_or_default();
+        let name = g
+            .get("name")
+            .cloned()
+            .and_then(Reply::into_bytes)
+            .unwrap_or_default();
         let consumers = conn
             .call(&[b"XINFO", b"CONSUMERS", key, &name])?
             .into_array()

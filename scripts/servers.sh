@@ -1,5 +1,5 @@
-# Shell helpers shared by the demo and the PostgreSQL benchmark: a throwaway cluster owned by
-# the postgres user (initdb refuses root), on a free loopback port.
+# Shell helpers shared by the demo and the benchmarks: throwaway PostgreSQL clusters (owned by
+# the postgres user: initdb refuses root) and Redis servers, on free loopback ports.
 
 # free_port FROM: the first port from FROM on that nothing listens on.
 free_port() {
@@ -55,4 +55,27 @@ wait_archived() {
     done
     echo "WAL archiving stalled on port $2" >&2
     return 1
+}
+
+# redis_start DIR PORT [OPTION VALUE]...: a redis-server on DIR (no persistence unless the
+# options say so), daemonized; returns once it answers.
+redis_start() {
+    local dir="$1" port="$2"; shift 2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@"
+    for _ in $(seq 1 100); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    echo "redis-server on port $port did not start; see $dir/redis.log" >&2
+    return 1
+}
+
+# redis_stop PORT...: stops the servers on these ports without saving, ignoring dead ones.
+redis_stop() {
+    local p
+    for p in "$@"; do
+        redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    done
 }

@@ -1,0 +1,37 @@
+# Helpers shared by the datastore benchmarks (postgres.sh, redis.sh). The caller sets WORK (a
+# scratch directory) and RESULTS (a TSV file: phase, tool, wall s, peak RSS KiB, bytes stored).
+
+# measure TOOL PHASE CMD...: wall time and peak RSS of CMD (a program or an exported function).
+measure() {
+    local tool="$1" phase="$2"; shift 2
+    local log="$WORK/log-${tool// /_}-${phase// /_}.txt"
+    /usr/bin/time -f "%e %M" -o "$WORK/time.txt" bash -c '"$@"' _ "$@" > "$log" 2>&1 || {
+        echo "!! $tool $phase failed:"; tail -5 "$log"; exit 1; }
+    read -r wall rss < "$WORK/time.txt"
+    echo -ne "$phase\t$tool\t$wall\t$rss\t" >> "$RESULTS"
+    printf "%-30s %-26s %8ss %8s KiB\n" "$phase" "$tool" "$wall" "$rss"
+}
+
+# stored BYTES: completes the last row with the bytes its run stored (empty: not applicable).
+stored() { echo "$1" >> "$RESULTS"; }
+
+size() { du -sb "$1" | cut -f1; }
+
+# bulwark_added CONFIG SOURCE: bytes the newest snapshot of SOURCE added to the repository.
+bulwark_added() {
+    "$B" --config "$1" --json snapshots --source "$2" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["summary"]["stored_added"])'
+}
+
+# results_table: RESULTS as a markdown table (sizes in KiB below 10 MiB).
+results_table() {
+    echo "| phase | tool | wall s | peak RSS | bytes stored |"
+    echo "|---|---|---:|---:|---:|"
+    while IFS=$'\t' read -r phase tool wall rss bytes; do
+        local shown=""
+        if [ -n "$bytes" ]; then
+            if [ "$bytes" -lt 10485760 ]; then shown="$((bytes / 1024)) KiB"; else shown="$((bytes / 1048576)) MiB"; fi
+        fi
+        echo "| $phase | $tool | $wall | $((rss / 1024)) MiB | $shown |"
+    done < "$RESULTS"
+}
