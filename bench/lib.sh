@@ -1,6 +1,19 @@
 # Helpers shared by the datastore benchmarks (postgres.sh, redis.sh). The caller sets WORK (a
 # scratch directory) and RESULTS (a TSV file: phase, tool, wall s, peak RSS KiB, bytes stored).
 
+# bench_build [PACKAGE...]: the Debian packages the demo needs, GNU time and PACKAGEs (the
+# peers), and a release build of bulwark, whose path goes into B.
+bench_build() {
+    scripts/install-deps.sh --packages-only
+    local missing=() p
+    for p in time "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    cargo build --release --locked -q -p bulwark
+    B="$PWD/target/release/bulwark"
+}
+
 # measure TOOL PHASE CMD...: wall time and peak RSS of CMD (a program or an exported function).
 measure() {
     local tool="$1" phase="$2"; shift 2

@@ -24,11 +24,7 @@ done
 export PATH="$HOME/.cargo/bin:$PATH"
 source scripts/servers.sh
 source bench/lib.sh
-scripts/install-deps.sh --packages-only
-command -v pgbackrest >/dev/null && [ -x /usr/bin/time ] || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest time; }
-cargo build --release --locked -q -p bulwark
-B="$PWD/target/release/bulwark"
+bench_build pgbackrest
 PGBIN=$(newest_pg_bin)
 
 for d in "$WORK"/pg/data "$WORK"/restore-*; do pg_stop "$d"; done

@@ -21,10 +21,7 @@ done
 export PATH="$HOME/.cargo/bin:$PATH"
 source scripts/servers.sh
 source bench/lib.sh
-scripts/install-deps.sh --packages-only
-[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
-cargo build --release --locked -q -p bulwark
-B="$PWD/target/release/bulwark"
+bench_build
 
 PORT=$(free_port 56379)
 DST_PORT=$(free_port $((PORT + 1)))

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::postgres::{free_port, Flavor, PgServer, Restored};
+use common::free_port;
+use common::postgres::{Flavor, PgServer, Restored};
 use common::Env;
 
 /// A repository, a config with one physical postgres source `pg`, and a server archiving into

@@ -8,8 +8,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 
 use common::redis::Redis;
-use common::Env;
-use engine::connectors::redis::server::free_port;
+use common::{free_port, Env};
 
 /// A repository and a bulwark.toml with one redis source named `cache`.
 fn env_for(url: &str, password: Option<&str>, extra: &str) -> Env {
@@ -223,7 +222,7 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
     assert_eq!(loaded.digest(), digest);
 
     // As files started by bulwark, compared with the backup.
-    let port = free_port().expect("port");
+    let port = free_port();
     let started_dir = env.path("started");
     let r = env.run(&[
         "restore",
@@ -415,11 +414,7 @@ fn login_failures_and_missing_permissions_are_explained() {
         r.stderr
     );
 
-    let env = env_for(
-        &format!("redis://127.0.0.1:{}", free_port().expect("port")),
-        None,
-        "",
-    );
+    let env = env_for(&format!("redis://127.0.0.1:{}", free_port()), None, "");
     let r = env.run(&["backup"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);

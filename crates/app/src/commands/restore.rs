@@ -85,6 +85,21 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     Ok(Status::Ok)
 }
 
+/// Prints a restore's report: `{"snapshot", "report"}` as JSON, or as text by `text`.
+pub fn show<T: serde::Serialize>(
+    ctx: &Context,
+    id: &impl serde::Serialize,
+    report: &T,
+    text: impl FnOnce(&T),
+) -> Result<()> {
+    if ctx.json {
+        print_json(&serde_json::json!({ "snapshot": id, "report": report }))?;
+    } else {
+        text(report);
+    }
+    Ok(())
+}
+
 /// `--target`, which clap requires unless `--sandbox` is given.
 pub fn target_arg(args: &RestoreArgs) -> Result<&str> {
     args.target
@@ -149,9 +164,7 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
     let report = engine::connectors::postgres::pitr::restore_pitr(repo, snap, &opts);
     view.finish();
     let report = report?;
-    if ctx.json {
-        print_json(&serde_json::json!({ "snapshot": id, "report": report }))?;
-    } else {
+    show(ctx, &id, &report, |report| {
         println!(
             "base backup {} (started {}) laid out in {}: {} files, {} in {:.1}s",
             id.short(),
@@ -170,7 +183,7 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
                 report.data_dir.display()
             ),
         }
-    }
+    })?;
     Ok(Status::Ok)
 }
 

@@ -10,11 +10,11 @@ use engine::connectors::redis::RedisUrl;
 use engine::repo::Repository;
 use engine::snapshot::Snapshot;
 
-use super::restore::target_arg;
+use super::restore::{show, target_arg};
 use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::exit::{usage, Status};
-use crate::output::{bytes, print_json};
+use crate::output::bytes;
 
 pub fn run(
     ctx: &Context,
@@ -67,32 +67,32 @@ fn live(
     let report = restore::restore_live(repo, snap, &url, &opts);
     view.finish();
     let report = report?;
-    if ctx.json {
-        print_json(&serde_json::json!({ "snapshot": id, "report": report }))?;
-    } else if args.dry_run {
-        println!(
-            "would restore {} key(s) and {} function librar(ies) from snapshot {id} into {}",
-            report.restored, report.functions, report.target
-        );
-    } else {
-        println!(
-            "restored {} key(s) from snapshot {id} into {} in {:.1}s ({:.0} keys/s); {} expired meanwhile, {} kept as they were, {} module value(s) skipped, {} function librar(ies)",
-            report.restored,
-            report.target,
-            report.duration_secs,
-            report.keys_per_sec,
-            report.expired,
-            report.kept_existing,
-            report.skipped_modules,
-            report.functions
-        );
-        for f in &report.failures {
-            println!("  FAILED {f}");
+    show(ctx, &id, &report, |report| {
+        if args.dry_run {
+            println!(
+                "would restore {} key(s) and {} function librar(ies) from snapshot {id} into {}",
+                report.restored, report.functions, report.target
+            );
+        } else {
+            println!(
+                "restored {} key(s) from snapshot {id} into {} in {:.1}s ({:.0} keys/s); {} expired meanwhile, {} kept as they were, {} module value(s) skipped, {} function librar(ies)",
+                report.restored,
+                report.target,
+                report.duration_secs,
+                report.keys_per_sec,
+                report.expired,
+                report.kept_existing,
+                report.skipped_modules,
+                report.functions
+            );
+            for f in &report.failures {
+                println!("  FAILED {f}");
+            }
+            if let Some(v) = &report.verify {
+                print_verify(v);
+            }
         }
-        if let Some(v) = &report.verify {
-            print_verify(v);
-        }
-    }
+    })?;
     let status = verdict(report.verify.as_ref());
     if status != Status::Ok {
         return Ok(status);
@@ -137,9 +137,7 @@ fn dir(
     let report = restore::restore_dir(repo, snap, &opts);
     view.finish();
     let report = report?;
-    if ctx.json {
-        print_json(&serde_json::json!({ "snapshot": id, "report": report }))?;
-    } else {
+    show(ctx, &id, &report, |report| {
         println!(
             "restored snapshot {id} to {}: {} file(s), {} in {:.1}s",
             report.target.display(),
@@ -155,7 +153,7 @@ fn dir(
         if let Some(v) = &report.verify {
             print_verify(v);
         }
-    }
+    })?;
     Ok(verdict(report.verify.as_ref()))
 }
 
@@ -171,9 +169,7 @@ fn sandbox(
     let report = restore::sandbox(repo, snap, &work, args.sample, &view.reporter());
     view.finish();
     let report = report?;
-    if ctx.json {
-        print_json(&serde_json::json!({ "snapshot": id, "report": report }))?;
-    } else {
+    show(ctx, &id, &report, |report| {
         println!(
             "sandbox restore of snapshot {id}: {} key(s), {} laid out in {:.1}s, loaded in {:.1}s, ready after {:.1}s",
             report.keys,
@@ -183,7 +179,7 @@ fn sandbox(
             report.ready_secs
         );
         print_verify(&report.verify);
-    }
+    })?;
     Ok(verdict(Some(&report.verify)))
 }
 

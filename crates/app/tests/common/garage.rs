@@ -1,7 +1,8 @@
 //! A throwaway Garage S3 server on free loopback ports, for tests against real object storage.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+
+use super::free_port;
 use std::time::{Duration, Instant};
 
 pub const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
@@ -12,13 +13,6 @@ pub struct Garage {
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
     pub endpoint: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn garage_binary() -> Option<std::path::PathBuf> {

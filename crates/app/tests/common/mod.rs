@@ -13,6 +13,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    engine::connectors::free_port().expect("free port")
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Env {

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::free_port;
+
 pub const SUPERUSER_PASSWORD: &str = "pg-test-secret";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,13 +22,6 @@ pub struct PgServer {
     pub port: u16,
     pub bin: PathBuf,
     dir: tempfile::TempDir,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn bin_dir(flavor: Flavor) -> Option<PathBuf> {

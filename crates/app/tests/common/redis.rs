@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use engine::connectors::redis::server::{free_port, RedisServer};
+use engine::connectors::redis::server::RedisServer;
+
+use super::free_port;
 
 pub struct Redis {
     pub server: RedisServer,
@@ -40,8 +42,8 @@ impl Redis {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
         let mut args = vec!["--enable-debug-command", "yes"];
         args.extend_from_slice(extra);
-        let server = RedisServer::start(dir.path(), free_port().expect("port"), &args, false)
-            .expect("redis-server starts");
+        let server =
+            RedisServer::start(dir.path(), free_port(), &args, false).expect("redis-server starts");
         Self {
             server,
             dir,

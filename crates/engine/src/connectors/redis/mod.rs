@@ -250,7 +250,6 @@ impl Source for RedisSource {
         if let Some(dir) = self.settings.data_dir.clone() {
             facts.aof = capture_aof(&mut conn, &dir, w)?;
         }
-        w.record_deferred()?;
         w.fact(
             RedisFacts::KEY,
             serde_json::to_value(&facts).map_err(|e| Error::invalid(e.to_string()))?,

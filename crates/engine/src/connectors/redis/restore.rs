@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::rdb::{Entry, RdbReader, Record};
 use super::resp::{Conn, RedisUrl, Reply};
-use super::server::{free_port, RedisServer};
+use super::server::RedisServer;
 use super::verify::{verify, Expected, Sampler, VerifyReport};
 use super::{Census, RedisFacts, RDB_PATH};
+use crate::connectors::free_port;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
@@ -163,10 +164,7 @@ pub fn restore_live(
         "restoring keys into {}",
         target.describe()
     )));
-    let sampler = Sampler::new(
-        if opts.verify { opts.sample } else { 0 },
-        facts.census.keys(),
-    );
+    let sampler = Sampler::new(opts.sample, facts.census.keys());
     let mut expected = Expected::default();
     let reader = RdbReader::new(open_rdb(repo, snap, &opts.progress)?, true)?;
     let rdb_version = reader.version();
@@ -193,7 +191,9 @@ pub fn restore_live(
                 }
                 pending_bytes += send_restore(&mut conn, e, rdb_version, replace)?;
                 pending.push(Pending::Key(e.key.clone()));
-                expected.observe(e, &sampler)?;
+                if opts.verify {
+                    expected.observe(e, &sampler)?;
+                }
             }
             Record::Function(code) => {
                 let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];

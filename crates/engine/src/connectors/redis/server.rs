@@ -1,6 +1,7 @@
 //! Starting a local redis-server on a data directory: for `restore --start`, for sandboxes and
 //! for the test harness. Loopback only, on a port of our choosing.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,19 +9,13 @@ use std::time::{Duration, Instant};
 use super::resp::{Conn, RedisUrl, Reply};
 use crate::error::{Error, ErrorKind, Result};
 
-/// A server we started. Foreground servers are stopped when this is dropped; daemonized
-/// ones (`restore --start`) outlive us.
+/// A server we started. It is stopped when this is dropped, unless it was started to keep
+/// running (`restore --start`) and came up.
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
     child: Option<std::process::Child>,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    keep: bool,
 }
 
 /// The redis-server binary: `BULWARK_REDIS_SERVER`, else the one on PATH.
@@ -34,7 +29,7 @@ impl RedisServer {
     /// Starts redis-server in `dir` (loading `dump.rdb`, or the AOF if `extra` turns
     /// appendonly on) and waits until it has loaded its data and answers. `extra` are
     /// further `--option value` arguments.
-    pub fn start(dir: &Path, port: u16, extra: &[&str], daemonize: bool) -> Result<Self> {
+    pub fn start(dir: &Path, port: u16, extra: &[&str], keep_running: bool) -> Result<Self> {
         let mut cmd = Command::new(binary());
         cmd.arg("--port")
             .arg(port.to_string())
@@ -47,12 +42,11 @@ impl RedisServer {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if daemonize {
-            cmd.args(["--daemonize", "yes", "--pidfile"])
-                .arg(dir.join("redis.pid"));
-        }
-        let mut child = cmd.spawn().map_err(|e| {
+            .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C meant for bulwark does not stop a server that
+            // is to keep running.
+            .process_group(0);
+        let child = cmd.spawn().map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 " (install it: apt-get install redis-server, or set BULWARK_REDIS_SERVER)"
             } else {
@@ -64,19 +58,16 @@ impl RedisServer {
             )
             .with_source(e)
         })?;
-        if daemonize {
-            // The launcher exits once the daemon has forked.
-            let out = child.wait()?;
-            if !out.success() {
-                return Err(Self::failed(dir, port));
-            }
-        }
+        // Watched as our child while it starts, so a server that exits (port taken, bad
+        // files) is reported at once rather than waited for.
         let mut server = Self {
             port,
             dir: dir.to_path_buf(),
-            child: (!daemonize).then_some(child),
+            child: Some(child),
+            keep: false,
         };
         server.wait_ready(Duration::from_secs(600))?;
+        server.keep = keep_running;
         Ok(server)
     }
 
@@ -100,20 +91,25 @@ impl RedisServer {
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait()?.is_some() {
-                    self.child = None;
-                    return Err(Self::failed(&self.dir, self.port));
-                }
+            let Some(child) = self.child.as_mut() else {
+                return Err(Self::failed(&self.dir, self.port));
+            };
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return Err(Self::failed(&self.dir, self.port));
             }
-            if let Ok(mut c) = Conn::open(&self.url()) {
-                if c.send(&[b"PING"]).and_then(|_| c.flush()).is_ok() {
-                    if let Ok(Reply::Status(s)) = c.reply() {
-                        if s == "PONG" {
-                            return Ok(());
-                        }
-                    }
+            let pid = child.id().to_string();
+            if let Some(answering) = self.answering_pid() {
+                if answering == pid {
+                    return Ok(());
                 }
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "port {} is taken by another Redis (process {answering})",
+                        self.port
+                    ),
+                ));
             }
             if Instant::now() > deadline {
                 return Err(Error::new(
@@ -129,14 +125,27 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server without saving.
-    pub fn stop(&mut self) {
-        if let Ok(mut c) = Conn::open(&self.url()) {
-            let _ = c.send(&[b"SHUTDOWN", b"NOSAVE"]);
-            let _ = c.flush();
-            let _ = c.reply();
+    /// The process id of the Redis answering PING on our port, once it has loaded its data.
+    fn answering_pid(&self) -> Option<String> {
+        let mut c = Conn::open(&self.url()).ok()?;
+        c.send(&[b"PING"]).ok()?;
+        c.flush().ok()?;
+        match c.reply().ok()? {
+            Reply::Status(s) if s == "PONG" => c.info_field("server", "process_id").ok()?,
+            _ => None,
         }
-        if let Some(mut child) = self.child.take() {
+    }
+
+    /// Stops the server (without saving, unless `extra` configured saving).
+    pub fn stop(&mut self) {
+        // A signal to our own process, not SHUTDOWN to the port, which may be someone
+        // else's. SIGTERM makes Redis shut down cleanly; with `save ""` it writes no RDB.
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -152,7 +161,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        if !self.keep {
             self.stop();
         }
     }
