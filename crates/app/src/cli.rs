@@ -204,8 +204,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub source: Option<String>,
     /// Where to restore: a directory, or for a PostgreSQL snapshot a server
-    /// (postgres://user@host:port/; password from PGPASSWORD or ~/.pgpass), or for a Redis
-    /// snapshot a server (redis://[user@]host:port; password from REDISCLI_AUTH).
+    /// (postgres://user@host:port/; password from PGPASSWORD or ~/.pgpass), for a Redis
+    /// snapshot a server (redis://[user@]host:port; password from REDISCLI_AUTH), or for a
+    /// Qdrant snapshot a server (http://host:port; API key from QDRANT_API_KEY).
     #[arg(long, required_unless_present = "sandbox")]
     pub target: Option<String>,
     /// Restore into a throwaway server, compare it with the backup, then remove it (Redis).
@@ -238,6 +239,44 @@ pub struct RestoreArgs {
     pub postgres: PgRestoreArgs,
     #[command(flatten)]
     pub redis: RedisRestoreArgs,
+    #[command(flatten)]
+    pub qdrant: QdrantRestoreArgs,
+}
+
+/// Options for restoring a Qdrant snapshot.
+#[derive(Args)]
+pub struct QdrantRestoreArgs {
+    /// Restore only this collection (repeatable; default: every collection in the snapshot).
+    #[arg(long)]
+    pub collection: Vec<String>,
+    /// The name to restore the collection as (default: <name>__restored); with --replace it
+    /// may be the live collection's own name.
+    #[arg(long)]
+    pub target_collection: Option<String>,
+    /// Restore from the server snapshot or the logical points, when both were taken
+    /// (default: the server snapshot).
+    #[arg(long, value_enum)]
+    pub mode: Option<QdrantMode>,
+    /// Snapshot recovery priority (Qdrant's `priority`).
+    #[arg(long, value_enum, default_value = "snapshot")]
+    pub priority: SnapshotPriority,
+    /// Lowest acceptable overlap of each verification search's top-10 with the backup's
+    /// (1.0: exact search must give the same points).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_overlap: f64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum QdrantMode {
+    Logical,
+    Snapshot,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SnapshotPriority {
+    Snapshot,
+    Replica,
+    NoSync,
 }
 
 /// Options for restoring a Redis snapshot into a running server.
@@ -247,7 +286,8 @@ pub struct RedisRestoreArgs {
     /// Empty the databases being restored first.
     #[arg(long)]
     pub flush: bool,
-    /// Overwrite keys the target already has.
+    /// Overwrite what the target already has: Redis keys, or a Qdrant collection of the
+    /// target name.
     #[arg(long)]
     pub replace: bool,
     /// Keep keys the target already has.

@@ -46,6 +46,7 @@ pub enum SourceKind {
     Command,
     Postgres,
     Redis,
+    Qdrant,
 }
 
 impl SourceKind {
@@ -68,6 +69,13 @@ impl SourceKind {
                 "archive_wait_secs",
             ],
             SourceKind::Redis => &["url", "password_file", "password_env", "data_dir"],
+            SourceKind::Qdrant => &[
+                "url",
+                "password_file",
+                "password_env",
+                "collections",
+                "modes",
+            ],
         }
     }
 }
@@ -87,19 +95,23 @@ pub struct SourceSection {
     /// For `kind = "command"`: the file name the stream is stored under.
     pub filename: Option<String>,
     /// For `kind = "postgres"`: postgres://user@host:port/maintenance-db?sslmode=...;
-    /// for `kind = "redis"`: redis://[user@]host:port.
+    /// for `kind = "redis"`: redis://[user@]host:port; for `kind = "qdrant"`: http(s)://host:port.
     pub url: Option<String>,
-    /// For postgres and redis: a file holding the password (postgres: else PGPASSWORD or
-    /// ~/.pgpass).
+    /// For postgres, redis and qdrant: a file holding the password (postgres: else PGPASSWORD
+    /// or ~/.pgpass; qdrant: the API key).
     pub password_file: Option<PathBuf>,
-    /// For postgres and redis: the environment variable holding the password.
+    /// For postgres, redis and qdrant: the environment variable holding the password.
     pub password_env: Option<String>,
     #[serde(default)]
     pub databases: Vec<String>,
     #[serde(default)]
     pub exclude_databases: Vec<String>,
+    /// What to capture: postgres "logical"/"physical", qdrant "logical"/"snapshot".
     #[serde(default)]
-    pub modes: Vec<engine::connectors::postgres::Mode>,
+    pub modes: Vec<String>,
+    /// For `kind = "qdrant"`: the collections to back up (default: all).
+    #[serde(default)]
+    pub collections: Vec<String>,
     /// PostgreSQL client tools to use (default: those matching the server's version).
     pub bin_dir: Option<PathBuf>,
     /// Databases dumped at once.
@@ -131,6 +143,7 @@ impl SourceSection {
             ("databases", !self.databases.is_empty()),
             ("exclude_databases", !self.exclude_databases.is_empty()),
             ("modes", !self.modes.is_empty()),
+            ("collections", !self.collections.is_empty()),
             ("bin_dir", self.bin_dir.is_some()),
             ("jobs", self.jobs.is_some()),
             ("verify", self.verify.is_some()),
@@ -139,6 +152,19 @@ impl SourceSection {
             ("data_dir", self.data_dir.is_some()),
         ];
         set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    }
+}
+
+impl SourceSection {
+    /// `modes` as the source kind's own mode type.
+    pub fn modes_as<M: serde::de::DeserializeOwned>(&self) -> std::result::Result<Vec<M>, String> {
+        self.modes
+            .iter()
+            .map(|m| {
+                serde_json::from_value(serde_json::Value::String(m.clone()))
+                    .map_err(|e| format!("'{m}': {e}"))
+            })
+            .collect()
     }
 }
 
@@ -257,12 +283,22 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
                 if s.jobs == Some(0) {
                     return Err(err("jobs", "must be at least 1".into()));
                 }
+                s.modes_as::<engine::connectors::postgres::Mode>()
+                    .map_err(|e| err("modes", e))?;
             }
             SourceKind::Redis => {
                 let url = s.url.as_deref().unwrap_or("");
                 if let Err(e) = engine::connectors::redis::RedisUrl::parse(url) {
                     return Err(err("url", e.to_string()));
                 }
+            }
+            SourceKind::Qdrant => {
+                let url = s.url.as_deref().unwrap_or("");
+                if let Err(e) = engine::connectors::qdrant::api::Client::new(url, None) {
+                    return Err(err("url", e.to_string()));
+                }
+                s.modes_as::<engine::connectors::qdrant::Mode>()
+                    .map_err(|e| err("modes", e))?;
             }
         }
     }

@@ -2,6 +2,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use engine::backup::{BackupOptions, Source};
 use engine::connectors::files::FilesSource;
 use engine::connectors::postgres::{Mode, PgConn, PgSettings, PostgresSource};
+use engine::connectors::qdrant::{Mode as QdrantMode, QdrantSettings, QdrantSource};
 use engine::connectors::redis::{RedisSettings, RedisSource, RedisUrl};
 use engine::connectors::stream::{StreamInput, StreamSource};
 use engine::id::SetId;
@@ -152,6 +153,7 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
             }
             SourceKind::Postgres => Box::new(postgres_source(name, s)?),
             SourceKind::Redis => Box::new(redis_source(name, s)?),
+            SourceKind::Qdrant => Box::new(qdrant_source(name, s)?),
             SourceKind::Command => {
                 let filename = s.filename.clone().unwrap_or_else(|| format!("{name}.out"));
                 let cmd = s.command.clone().unwrap_or_default();
@@ -198,7 +200,8 @@ pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> 
     let modes = if s.modes.is_empty() {
         vec![Mode::Logical]
     } else {
-        s.modes.clone()
+        s.modes_as()
+            .map_err(|e| anyhow!("source '{name}': modes: {e}"))?
     };
     Ok(PostgresSource::new(
         name,
@@ -223,6 +226,27 @@ fn redis_source(name: &str, s: &SourceSection) -> Result<RedisSource> {
         RedisSettings {
             url,
             data_dir: s.data_dir.clone(),
+        },
+    ))
+}
+
+/// A configured qdrant source.
+fn qdrant_source(name: &str, s: &SourceSection) -> Result<QdrantSource> {
+    let modes = if s.modes.is_empty() {
+        vec![QdrantMode::Logical]
+    } else {
+        s.modes_as()
+            .map_err(|e| anyhow!("source '{name}': modes: {e}"))?
+    };
+    Ok(QdrantSource::new(
+        name,
+        QdrantSettings {
+            url: s.url.clone().unwrap_or_default(),
+            api_key: source_password(name, s)?,
+            collections: s.collections.clone(),
+            modes,
+            samples: 64,
+            queries: 10,
         },
     ))
 }

@@ -11,6 +11,7 @@ mod key;
 mod ls;
 mod prune;
 mod restore;
+mod restore_qdrant;
 mod restore_redis;
 mod snapshots;
 mod stats;

@@ -23,6 +23,9 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     if snap.source.kind == "redis" {
         return super::restore_redis::run(ctx, args, &repo, &id.short(), snap);
     }
+    if snap.source.kind == "qdrant" {
+        return super::restore_qdrant::run(ctx, args, &repo, &id.short(), snap);
+    }
     if args.sandbox {
         return Err(usage(
             "--sandbox restores Redis snapshots (PostgreSQL drills use --pitr --start --no-archive)",

@@ -4,6 +4,7 @@ pub mod config;
 pub mod files;
 pub mod postgres;
 pub mod process;
+pub mod qdrant;
 pub mod redis;
 pub mod stream;
 
@@ -12,4 +13,41 @@ pub fn free_port() -> crate::error::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The receiving end of a channel of byte buffers, as a reader: for data produced on another
+/// thread (a tee of a stream, pages fetched ahead). A closed channel is the end of the data, so
+/// the producer's own result must still be checked.
+pub struct ChannelReader {
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: crossbeam_channel::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::stream::stream_item;
+use crate::connectors::ChannelReader;
 use crate::error::{Error, ErrorKind, Result};
 use crate::snapshot::{Snapshot, SourceInfo};
 pub use resp::RedisUrl;
@@ -371,41 +372,6 @@ impl<R: Read> Read for Tee<'_, R> {
                 self.tx = None;
             }
         }
-        Ok(n)
-    }
-}
-
-/// The receiving end of a `Tee`, as a reader; a closed channel is the end of the data.
-struct ChannelReader {
-    rx: crossbeam_channel::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    fn new(rx: crossbeam_channel::Receiver<Vec<u8>>) -> Self {
-        Self {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
         Ok(n)
     }
 }

@@ -1,0 +1,388 @@
+//! Qdrant: each collection captured through the REST API, as a server snapshot (the exact
+//! files, streamed from Qdrant's snapshot download), logically (every point with all its
+//! vectors and payload, in a binary form that deduplicates day to day), or both. Restored under
+//! a new name by default, then checked against a fingerprint taken at backup time.
+//!
+//! A snapshot of a qdrant source holds, per collection:
+//! ```text
+//! qdrant/<collection>/definition.json    configuration, payload indexes, shard keys, aliases
+//! qdrant/<collection>/fingerprint.json   count, sampled points, exact searches (verify.rs)
+//! qdrant/<collection>/points.bin         logical mode (points.rs)
+//! qdrant/<collection>/collection.snapshot  snapshot mode: the file Qdrant produced
+//! ```
+//! and a `qdrant` fact listing the collections with their counts and modes.
+
+pub mod api;
+pub mod collection;
+pub mod points;
+pub mod restore;
+pub mod verify;
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Digest;
+
+use crate::backup::{SnapshotWriter, Source};
+use crate::connectors::stream::stream_item;
+use crate::connectors::ChannelReader;
+use crate::error::{Error, ErrorKind, Result};
+use crate::snapshot::{Snapshot, SourceInfo};
+use api::{seg, Client};
+use collection::Definition;
+use points::{Point, PointId};
+use verify::Probe;
+
+/// Points asked for per scroll page.
+const PAGE: usize = 256;
+/// Scroll pages fetched ahead of the chunker.
+const PAGES_AHEAD: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every point through the API, stored so unchanged points deduplicate.
+    Logical,
+    /// Qdrant's own collection snapshot file.
+    Snapshot,
+}
+
+#[derive(Debug, Clone)]
+pub struct QdrantSettings {
+    pub url: String,
+    pub api_key: Option<String>,
+    /// Collections to back up (empty: all).
+    pub collections: Vec<String>,
+    pub modes: Vec<Mode>,
+    /// Points sampled and searches recorded for verification.
+    pub samples: usize,
+    pub queries: usize,
+}
+
+/// What a qdrant snapshot records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QdrantFacts {
+    pub server_version: String,
+    pub url: String,
+    pub collections: Vec<CollectionFacts>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectionFacts {
+    pub name: String,
+    pub modes: Vec<Mode>,
+    /// Points written to points.bin (logical mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<u64>,
+    /// Exact counts just before and after the capture.
+    pub count_before: u64,
+    pub count_after: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotFile>,
+    pub vectors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// The name Qdrant gave it.
+    pub name: String,
+    pub bytes: u64,
+    /// SHA-256, as Qdrant computed it and as the download was checked against.
+    pub sha256: String,
+}
+
+impl CollectionFacts {
+    /// How many points a restore in `mode` must produce, as a range (a server snapshot is
+    /// taken between the two counts).
+    pub fn expected_points(&self, mode: Mode) -> (u64, u64) {
+        match (mode, self.points) {
+            (Mode::Logical, Some(n)) => (n, n),
+            _ => (
+                self.count_before.min(self.count_after),
+                self.count_before.max(self.count_after),
+            ),
+        }
+    }
+}
+
+impl QdrantFacts {
+    pub const KEY: &'static str = "qdrant";
+
+    pub fn of(snap: &Snapshot) -> Result<Self> {
+        let v = snap.facts.get(Self::KEY).ok_or_else(|| {
+            Error::invalid(format!(
+                "snapshot of '{}' ({}) is not a Qdrant backup",
+                snap.source.name, snap.source.kind
+            ))
+        })?;
+        serde_json::from_value(v.clone())
+            .map_err(|e| Error::corrupt(format!("snapshot's qdrant facts are unreadable: {e}")))
+    }
+}
+
+/// Item paths of one collection's parts.
+pub fn item_path(collection: &str, part: &str) -> String {
+    format!("qdrant/{collection}/{part}")
+}
+pub const DEFINITION: &str = "definition.json";
+pub const FINGERPRINT: &str = "fingerprint.json";
+pub const POINTS: &str = "points.bin";
+pub const SNAPSHOT_FILE: &str = "collection.snapshot";
+
+pub struct QdrantSource {
+    name: String,
+    settings: QdrantSettings,
+}
+
+impl QdrantSource {
+    pub fn new(name: &str, settings: QdrantSettings) -> Self {
+        Self {
+            name: name.to_string(),
+            settings,
+        }
+    }
+}
+
+impl Source for QdrantSource {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            name: self.name.clone(),
+            kind: "qdrant".into(),
+        }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        vec![self.settings.url.clone()]
+    }
+
+    fn run(&mut self, w: &mut SnapshotWriter) -> Result<()> {
+        let s = &self.settings;
+        let client = Client::new(&s.url, s.api_key.clone())?;
+        let server_version = client.version()?;
+        let present = collection::list(&client)?;
+        let names = if s.collections.is_empty() {
+            present
+        } else {
+            if let Some(missing) = s.collections.iter().find(|c| !present.contains(c)) {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "collection '{missing}' does not exist on {} (it has: {})",
+                        client.describe(),
+                        present.join(", ")
+                    ),
+                ));
+            }
+            s.collections.clone()
+        };
+        if s.modes.contains(&Mode::Snapshot) {
+            warn_if_cluster(&client, w)?;
+        }
+        let mut facts = QdrantFacts {
+            server_version,
+            url: client.describe().to_string(),
+            collections: Vec::new(),
+        };
+        for name in names {
+            if name.contains('/') || name == "." || name == ".." {
+                return Err(Error::invalid(format!(
+                    "collection name '{name}' cannot be stored as a path"
+                )));
+            }
+            let f = backup_collection(&client, &name, s, w)
+                .map_err(|e| e.context(format!("collection '{name}'")))?;
+            facts.collections.push(f);
+        }
+        w.fact(
+            QdrantFacts::KEY,
+            serde_json::to_value(&facts).map_err(|e| Error::invalid(e.to_string()))?,
+        );
+        Ok(())
+    }
+}
+
+/// Snapshots are per node: on a cluster, snapshot mode holds only this node's shards.
+fn warn_if_cluster(client: &Client, w: &mut SnapshotWriter) -> Result<()> {
+    let cluster = client.get("/cluster")?;
+    let peers = cluster["peers"].as_object().map_or(0, |p| p.len());
+    if cluster["status"] == "enabled" && peers > 1 {
+        w.warn(
+            "qdrant",
+            format!(
+                "{} is one of {peers} cluster peers: snapshot mode captures only the shards on this node; use logical mode for the whole collection",
+                client.describe()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn backup_collection(
+    client: &Client,
+    name: &str,
+    s: &QdrantSettings,
+    w: &mut SnapshotWriter,
+) -> Result<CollectionFacts> {
+    let def = Definition::read(client, name)?;
+    w.phase(format!("sampling '{name}' for verification"));
+    let probe = Probe::before(client, &def, s.samples, s.queries)?;
+    let mut facts = CollectionFacts {
+        name: name.to_string(),
+        modes: s.modes.clone(),
+        points: None,
+        count_before: 0,
+        count_after: 0,
+        snapshot: None,
+        vectors: def.vector_names(),
+    };
+    for mode in &s.modes {
+        match mode {
+            Mode::Logical => {
+                w.phase(format!("reading the points of '{name}'"));
+                facts.points = Some(capture_points(client, name, w)?);
+            }
+            Mode::Snapshot => {
+                w.phase(format!("Qdrant is writing a snapshot of '{name}'"));
+                facts.snapshot = Some(capture_snapshot(client, name, w)?);
+            }
+        }
+    }
+    let fp = probe.finish(client)?;
+    facts.count_before = fp.count_before;
+    facts.count_after = fp.count_after;
+    for (part, doc) in [(DEFINITION, to_json(&def)?), (FINGERPRINT, to_json(&fp)?)] {
+        w.put_deferred(stream_item(&item_path(name, part)), Some(doc.as_slice()))?;
+    }
+    Ok(facts)
+}
+
+fn to_json(v: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::invalid(e.to_string()))
+}
+
+/// Scrolls every point into `points.bin`: pages are fetched and encoded on a helper thread
+/// while the writer chunks the previous ones. Returns the number of points.
+fn capture_points(client: &Client, name: &str, w: &mut SnapshotWriter) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Page {
+        points: Vec<Point>,
+        next_page_offset: Option<PointId>,
+    }
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(PAGES_AHEAD);
+    let path = format!("/collections/{}/points/scroll", seg(name));
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> Result<u64> {
+            let mut offset: Option<PointId> = None;
+            let mut count = 0u64;
+            let mut buf = points::MAGIC.to_vec();
+            loop {
+                let mut body = json!({ "limit": PAGE, "with_payload": true, "with_vector": true });
+                if let Some(o) = &offset {
+                    body["offset"] = json!(o);
+                }
+                let page: Page = client.call_as(reqwest::Method::POST, &path, Some(&body))?;
+                for p in &page.points {
+                    points::encode(p, &mut buf)?;
+                }
+                count += page.points.len() as u64;
+                offset = page.next_page_offset;
+                if offset.is_none() {
+                    points::encode_end(count, &mut buf);
+                }
+                if tx.send(std::mem::take(&mut buf)).is_err() {
+                    // The writer stopped reading; its error is the one to report.
+                    return Ok(count);
+                }
+                if offset.is_none() {
+                    return Ok(count);
+                }
+            }
+        });
+        let stored = w.put_deferred(
+            stream_item(&item_path(name, POINTS)),
+            Some(ChannelReader::new(rx)),
+        );
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "the scroll reader panicked")));
+        // A failed scroll ends the stream early: its error wins over whatever was chunked.
+        let count = produced?;
+        stored.map(|_| count)
+    })
+}
+
+/// Asks Qdrant for a collection snapshot, streams it into the repository checking its size
+/// and SHA-256, and deletes it from the server whatever happens.
+fn capture_snapshot(client: &Client, name: &str, w: &mut SnapshotWriter) -> Result<SnapshotFile> {
+    #[derive(Deserialize)]
+    struct Created {
+        name: String,
+        size: u64,
+        checksum: Option<String>,
+    }
+    let created: Created = client.call_as(
+        reqwest::Method::POST,
+        &format!("/collections/{}/snapshots?wait=true", seg(name)),
+        None,
+    )?;
+    let path = format!(
+        "/collections/{}/snapshots/{}",
+        seg(name),
+        seg(&created.name)
+    );
+    let result = (|| {
+        w.phase(format!("downloading the snapshot of '{name}'"));
+        let mut reader = Hashing {
+            inner: client.download(&path)?,
+            hasher: sha2::Sha256::new(),
+            bytes: 0,
+        };
+        w.put_deferred(
+            stream_item(&item_path(name, SNAPSHOT_FILE)),
+            Some(&mut reader),
+        )?;
+        let sha256 = hex::encode(reader.hasher.finalize());
+        let short = reader.bytes != created.size;
+        let altered = created.checksum.as_ref().is_some_and(|c| *c != sha256);
+        if short || altered {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!(
+                    "the snapshot download does not match what Qdrant announced ({} of {} bytes{}); the backup is discarded",
+                    reader.bytes,
+                    created.size,
+                    if altered { ", checksum differs" } else { "" }
+                ),
+            ));
+        }
+        Ok(SnapshotFile {
+            name: created.name.clone(),
+            bytes: reader.bytes,
+            sha256,
+        })
+    })();
+    if let Err(e) = client.delete(&path) {
+        w.warn(
+            &item_path(name, SNAPSHOT_FILE),
+            format!("could not delete {} from the server: {e}", created.name),
+        );
+    }
+    result
+}
+
+/// Hashes and counts what passes through.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.hasher.update(&out[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
