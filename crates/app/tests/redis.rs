@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 
 use common::redis::Redis;
-use common::{free_port, Env};
+use common::{cutting_proxy, free_port, Env};
 
 /// A repository and a bulwark.toml with one redis source named `cache`.
 fn env_for(url: &str, password: Option<&str>, extra: &str) -> Env {
@@ -245,47 +243,6 @@ fn every_type_and_encoding_round_trips_live_into_a_directory_and_a_sandbox() {
         .json();
     assert_verified(&r["report"], total);
     assert_eq!(r["report"]["keys"].as_u64(), Some(total));
-}
-
-/// Forwards connections to `upstream`, cutting each after `budget` bytes from the server.
-fn cutting_proxy(upstream: u16, budget: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                return;
-            };
-            let (mut c_read, mut s_write) = (
-                client.try_clone().expect("clone"),
-                server.try_clone().expect("clone"),
-            );
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_read, &mut s_write);
-            });
-            std::thread::spawn(move || {
-                let (mut server, mut client) = (server, client);
-                let mut sent = 0;
-                let mut buf = [0u8; 16384];
-                while sent < budget {
-                    match server.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let n = n.min(budget - sent);
-                            if client.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            sent += n;
-                        }
-                    }
-                }
-                let _ = client.shutdown(Shutdown::Both);
-                let _ = server.shutdown(Shutdown::Both);
-            });
-        }
-    });
-    port
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::chunker::Splitter;
+use crate::chunker::{Chunker, Splitter};
 use crate::codec::Encoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SetId, SnapshotId};
@@ -261,7 +261,12 @@ impl SnapshotWriter {
                 assembler(shared, asm_rx, blob_tx, chunker, level)
             })?
         };
-        let sink = StreamSink::new(shared.clone(), job_tx, opts.progress.clone());
+        let sink = StreamSink::new(
+            shared.clone(),
+            job_tx,
+            opts.progress.clone(),
+            repo.data_chunker(),
+        );
         Ok(Self {
             shared,
             info,
@@ -405,8 +410,9 @@ impl SnapshotWriter {
         }
     }
 
-    /// Another sink feeding the same workers, for a stream read on another thread.
-    fn new_sink(&self) -> Result<StreamSink> {
+    /// Another sink feeding the same workers (for a stream read on another thread, or cut
+    /// with other chunk sizes).
+    fn new_sink(&self, chunker: Chunker) -> Result<StreamSink> {
         let sink = self
             .sink
             .as_ref()
@@ -415,6 +421,7 @@ impl SnapshotWriter {
             self.shared.clone(),
             sink.jobs.clone(),
             self.opts.progress.clone(),
+            chunker,
         ))
     }
 
@@ -434,7 +441,7 @@ impl SnapshotWriter {
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let lanes = parallel.max(1);
         let sinks = (0..lanes)
-            .map(|_| self.new_sink())
+            .map(|_| self.new_sink(self.shared.repo.data_chunker()))
             .collect::<Result<Vec<_>>>()?;
         std::thread::scope(|scope| {
             for mut sink in sinks {
@@ -486,17 +493,25 @@ impl SnapshotWriter {
         self.check()?;
         let (chunks, size) = match data {
             Some(reader) => {
-                self.opts.progress.send(Progress::Item(item.path.clone()));
                 let sink = self
                     .sink
                     .as_mut()
                     .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
-                sink.copy_from(reader)
-                    .map_err(|e| e.context(item.path.clone()))?;
-                sink.take()
+                chunk_all(sink, &item, reader)?
             }
             None => (Vec::new(), 0),
         };
+        self.deferred.push(Deferred { item, chunks, size });
+        Ok(())
+    }
+
+    /// `put_deferred` for a stream of small records that change independently (vector points):
+    /// cut into the small chunks of the item stream, so one changed record re-stores tens of
+    /// kilobytes rather than a megabyte.
+    pub fn put_deferred_records<R: Read>(&mut self, item: Item, reader: R) -> Result<()> {
+        self.check()?;
+        let mut sink = self.new_sink(self.shared.repo.tree_chunker())?;
+        let (chunks, size) = chunk_all(&mut sink, &item, reader)?;
         self.deferred.push(Deferred { item, chunks, size });
         Ok(())
     }
@@ -632,8 +647,8 @@ pub struct StreamSink {
 }
 
 impl StreamSink {
-    fn new(shared: Arc<Shared>, jobs: Sender<Job>, progress: Reporter) -> Self {
-        let splitter = Splitter::new(shared.repo.data_chunker());
+    fn new(shared: Arc<Shared>, jobs: Sender<Job>, progress: Reporter, chunker: Chunker) -> Self {
+        let splitter = Splitter::new(chunker);
         Self {
             shared,
             jobs,
@@ -678,6 +693,18 @@ impl StreamSink {
             std::mem::take(&mut self.size),
         )
     }
+}
+
+/// Chunks a whole stream into `sink`; its chunks and size.
+fn chunk_all<R: Read>(
+    sink: &mut StreamSink,
+    item: &Item,
+    reader: R,
+) -> Result<(Vec<ChunkReply>, u64)> {
+    sink.progress.send(Progress::Item(item.path.clone()));
+    sink.copy_from(reader)
+        .map_err(|e| e.context(item.path.clone()))?;
+    Ok(sink.take())
 }
 
 fn spawn<T: Send + 'static>(

@@ -5,10 +5,13 @@
 
 pub mod garage;
 pub mod postgres;
+pub mod qdrant;
 pub mod redis;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -204,4 +207,45 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
 /// Where a restore of `source` (an absolute path) lands under `target`.
 pub fn restored(target: &Path, source: &Path) -> PathBuf {
     target.join(source.strip_prefix("/").expect("absolute"))
+}
+
+/// Forwards connections to `upstream`, cutting each after `budget` bytes from the server.
+pub fn cutting_proxy(upstream: u16, budget: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            let (mut c_read, mut s_write) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+            });
+            std::thread::spawn(move || {
+                let (mut server, mut client) = (server, client);
+                let mut sent = 0;
+                let mut buf = [0u8; 16384];
+                while sent < budget {
+                    match server.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let n = n.min(budget - sent);
+                            if client.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            sent += n;
+                        }
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use reqwest::blocking::{multipart, Client as Http, RequestBuilder, Response};
-use reqwest::Method;
+pub use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};

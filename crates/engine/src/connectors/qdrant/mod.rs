@@ -299,9 +299,9 @@ fn capture_points(client: &Client, name: &str, w: &mut SnapshotWriter) -> Result
                 }
             }
         });
-        let stored = w.put_deferred(
+        let stored = w.put_deferred_records(
             stream_item(&item_path(name, POINTS)),
-            Some(ChannelReader::new(rx)),
+            ChannelReader::new(rx),
         );
         let produced = producer
             .join()
