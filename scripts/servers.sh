@@ -79,3 +79,41 @@ redis_stop() {
         redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
     done
 }
+
+# qdrant_bin: the qdrant binary to run ($QDRANT_BIN, else `qdrant` on PATH); fails quietly
+# when there is none (no package registry ships Qdrant).
+qdrant_bin() {
+    if [ -n "${QDRANT_BIN:-}" ]; then echo "$QDRANT_BIN"; else command -v qdrant; fi
+}
+
+# qdrant_start DIR PORT: a qdrant server keeping its files in DIR, on PORT (HTTP) and a free
+# gRPC port, loopback only, no telemetry; returns once it answers. Its pid goes to DIR/qdrant.pid.
+qdrant_start() {
+    local dir="$1" port="$2" bin
+    bin=$(qdrant_bin) || { echo "no qdrant binary (set QDRANT_BIN or put qdrant on PATH)" >&2; return 1; }
+    mkdir -p "$dir"
+    (cd "$dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$port" \
+        QDRANT__SERVICE__GRPC_PORT="$(free_port $((port + 1000)))" \
+        QDRANT__STORAGE__STORAGE_PATH="$dir/storage" QDRANT__STORAGE__SNAPSHOTS_PATH="$dir/snapshots" \
+        QDRANT__TELEMETRY_DISABLED=true QDRANT__LOG_LEVEL=WARN \
+        setsid "$bin" > "$dir/qdrant.log" 2>&1 < /dev/null & echo $! > "$dir/qdrant.pid")
+    for _ in $(seq 1 300); do
+        curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "qdrant on port $port did not start; see $dir/qdrant.log" >&2
+    return 1
+}
+
+# qdrant_stop DIR...: stops the servers started with these directories.
+qdrant_stop() {
+    local d pid
+    for d in "$@"; do
+        [ -f "$d/qdrant.pid" ] || continue
+        pid=$(cat "$d/qdrant.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$d/qdrant.pid"
+    done
+}

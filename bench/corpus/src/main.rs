@@ -1,5 +1,8 @@
 //! `bulwark-corpus generate DIR [--scale GB]` writes a deterministic corpus shaped like an AI
-//! platform's data; `bulwark-corpus mutate DIR` applies a "next day" of changes to it.
+//! platform's data; `bulwark-corpus mutate DIR` applies a "next day" of changes to it;
+//! `bulwark-corpus qdrant-points COUNT DIM [--every K] [--seed S]` prints Qdrant upsert bodies
+//! (one JSON line per 500 points) for points with ids 0, K, 2K, ... (embeddings of document
+//! chunks with a small payload).
 //!
 //! Shares (of the total): SQL dump text 30%, float32 embeddings 25%, uploads 27% (half random
 //! like images, half text documents), logs 12%, duplicate uploads 5%, small JSON/YAML configs.
@@ -301,9 +304,65 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Upsert bodies for the Qdrant benchmark, one line each.
+fn qdrant_points(count: u64, dim: usize, every: u64, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut line = String::new();
+    for batch in (0..count).collect::<Vec<_>>().chunks(500) {
+        line.clear();
+        line.push_str("{\"points\":[");
+        for (n, i) in batch.iter().enumerate() {
+            if n > 0 {
+                line.push(',');
+            }
+            let id = i * every;
+            line.push_str(&format!("{{\"id\":{id},\"vector\":["));
+            for d in 0..dim {
+                if d > 0 {
+                    line.push(',');
+                }
+                let x = (rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+                line.push_str(&format!("{x}"));
+            }
+            let words: Vec<&str> = (0..24)
+                .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+                .collect();
+            line.push_str(&format!(
+                "],\"payload\":{{\"doc\":\"doc-{}\",\"chunk\":{},\"text\":\"{}\"}}}}",
+                id / 20,
+                id % 20,
+                words.join(" ")
+            ));
+        }
+        line.push_str("]}\n");
+        if out.write_all(line.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: bulwark-corpus generate DIR [--scale GB] | mutate DIR";
+    let flag = |name: &str, default: u64| -> u64 {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    if args.get(1).map(String::as_str) == Some("qdrant-points") {
+        let (Some(count), Some(dim)) = (
+            args.get(2).and_then(|s| s.parse().ok()),
+            args.get(3).and_then(|s| s.parse().ok()),
+        ) else {
+            eprintln!("usage: bulwark-corpus qdrant-points COUNT DIM [--every K] [--seed S]");
+            std::process::exit(2);
+        };
+        qdrant_points(count, dim, flag("--every", 1), flag("--seed", 1));
+        return;
+    }
+    let usage = "usage: bulwark-corpus generate DIR [--scale GB] | mutate DIR | qdrant-points COUNT DIM";
     let (Some(cmd), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);
