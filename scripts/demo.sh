@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build Bulwark, start a sample PostgreSQL and Redis, back up
-# sample AI-platform data, the database (logical dumps, a base backup, continuous WAL
-# archiving) and the cache into a local encrypted repository as one backup set, restore the
-# files and verify them byte for byte, restore the lost cache and compare it, then recover
-# the database to a point in time just before an accident.
+# The main job on a fresh machine: build Bulwark, start a sample PostgreSQL and Redis (and
+# Qdrant, when QDRANT_URL names a server or a qdrant binary is at QDRANT_BIN or on PATH), back
+# up sample AI-platform data, the database (logical dumps, a base backup, continuous WAL
+# archiving), the cache and the vector collection into a local encrypted repository as one
+# backup set, restore the files and verify them byte for byte, restore the lost cache and the
+# lost collection and compare them, then recover the database to a point in time just before
+# an accident.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -37,7 +39,7 @@ pg_cluster "$PGBIN" "$DEMO/pg" "$PGPORT" "$DEMO/pg-password" "wal_level = replic
 archive_mode = on
 archive_command = '$B --config $DEMO/bulwark.toml wal-push %p'"
 REDIS_PORT=$(free_port 56379)
-trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"; redis_stop "$REDIS_PORT"' EXIT
+trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"; redis_stop "$REDIS_PORT"; qdrant_stop "$DEMO/qdrant"' EXIT
 psql() { PGPASSWORD=pg-demo-secret "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -p "${PORT:-$PGPORT}" "$@"; }
 echo "== sample PostgreSQL $("$PGBIN/pg_ctl" --version | awk '{print $3}') on port $PGPORT: agent memories and conversations"
 psql -d postgres -c "CREATE DATABASE agents"
@@ -57,6 +59,43 @@ redis-cli -p "$REDIS_PORT" EVAL 'for i = 1, 5000 do
   if i % 25 == 0 then redis.call("XADD", "events", "*", "agent", i % 50, "action", "answered") end
 end return 1' 0 >/dev/null
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+
+# Qdrant, when there is one: no package registry ships it, so it is optional here.
+QDRANT="${QDRANT_URL:-}"
+if [ -z "$QDRANT" ] && qdrant_bin >/dev/null; then
+    QDRANT_PORT=$(free_port 56333)
+    qdrant_start "$DEMO/qdrant" "$QDRANT_PORT"
+    QDRANT="http://127.0.0.1:$QDRANT_PORT"
+fi
+# qapi METHOD PATH [JSON]: a Qdrant REST call (API key from QDRANT_API_KEY, if set).
+qapi() {
+    curl -sf -X "$1" "$QDRANT$2" -H 'content-type: application/json' \
+        ${QDRANT_API_KEY:+-H "api-key: $QDRANT_API_KEY"} ${3:+--data-binary "$3"}
+}
+# qdigest: point count and a hash of every point (id, vector rounded, payload) of agent_memory.
+qdigest() {
+    qapi POST /collections/agent_memory/points/scroll \
+        '{"limit": 10000, "with_payload": true, "with_vector": true}' | python3 -c '
+import hashlib, json, sys
+pts = sorted(json.load(sys.stdin)["result"]["points"], key=lambda p: str(p["id"]))
+h = hashlib.sha256(json.dumps([[p["id"], [round(x, 5) for x in p["vector"]], p["payload"]] for p in pts], sort_keys=True).encode())
+print(len(pts), "points, digest", h.hexdigest()[:16])'
+}
+if [ -n "$QDRANT" ]; then
+    echo "== sample Qdrant at $QDRANT: agent_memory, 2000 embeddings of 64 dimensions"
+    qapi DELETE /collections/agent_memory >/dev/null || true
+    qapi PUT /collections/agent_memory '{"vectors": {"size": 64, "distance": "Cosine"}}' >/dev/null
+    qapi PUT /collections/agent_memory/index '{"field_name": "agent", "field_schema": "keyword"}' >/dev/null
+    python3 -c '
+import json, random
+random.seed(7)
+pts = [{"id": i, "vector": [random.uniform(-1, 1) for _ in range(64)],
+        "payload": {"agent": "agent-%d" % (i % 7), "text": "memory %d" % i}} for i in range(2000)]
+print(json.dumps({"points": pts}))' > "$DEMO/points.json"
+    qapi PUT "/collections/agent_memory/points?wait=true" "@$DEMO/points.json" >/dev/null
+else
+    echo "== Qdrant: skipped (no server: set QDRANT_URL, or QDRANT_BIN / put qdrant on PATH)"
+fi
 
 cat > "$DEMO/bulwark.toml" <<TOML
 [repositories.local]
@@ -86,6 +125,8 @@ wal_spool_dir = "$DEMO/wal-spool"
 [sources.cache]
 kind = "redis"
 url = "redis://127.0.0.1:$REDIS_PORT"
+
+$([ -n "$QDRANT" ] && printf '[sources.vectors]\nkind = "qdrant"\nurl = "%s"\ncollections = ["agent_memory"]\nmodes = ["logical", "snapshot"]\n%s' "$QDRANT" "${QDRANT_API_KEY:+password_env = \"QDRANT_API_KEY\"}")
 
 [retention]
 keep_daily = 7
@@ -135,6 +176,21 @@ echo "== bulwark restore --source cache --target redis://127.0.0.1:$REDIS_PORT (
 "$B" restore --source cache --target "redis://127.0.0.1:$REDIS_PORT"
 [ "$(rcli DEBUG DIGEST)" = "$DIGEST" ] || { echo "the restored Redis differs from the original" >&2; exit 1; }
 echo "restored: $(rcli DBSIZE) keys; Redis's own digest matches the original"
+
+if [ -n "$QDRANT" ]; then
+    echo "== Qdrant: a drill, then the collection is deleted by mistake"
+    QDIGEST=$(qdigest)
+    echo "before: $QDIGEST"
+    echo "== bulwark restore --source vectors --target $QDRANT (as agent_memory__restored, compared)"
+    "$B" restore --source vectors --target "$QDRANT"
+    qapi DELETE /collections/agent_memory__restored >/dev/null
+    qapi DELETE /collections/agent_memory >/dev/null
+    echo "== bulwark restore --source vectors --collection agent_memory --target-collection agent_memory --mode logical"
+    "$B" restore --source vectors --target "$QDRANT" --collection agent_memory \
+        --target-collection agent_memory --mode logical
+    [ "$(qdigest)" = "$QDIGEST" ] || { echo "the restored collection differs from the original" >&2; exit 1; }
+    echo "restored: $(qdigest); every point matches the original"
+fi
 
 echo "== PostgreSQL keeps working; then an accident"
 psql -d agents -c "INSERT INTO memories SELECT i, 'agent-late', md5(i::text) FROM generate_series(50001, 60000) i"

@@ -362,7 +362,8 @@ fn main() {
         qdrant_points(count, dim, flag("--every", 1), flag("--seed", 1));
         return;
     }
-    let usage = "usage: bulwark-corpus generate DIR [--scale GB] | mutate DIR | qdrant-points COUNT DIM";
+    let usage =
+        "usage: bulwark-corpus generate DIR [--scale GB] | mutate DIR | qdrant-points COUNT DIM";
     let (Some(cmd), Some(dir)) = (args.get(1), args.get(2)) else {
         eprintln!("{usage}");
         std::process::exit(2);

@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Longest an ordinary request (a scroll page, an upsert batch) may take: a hung server must
+/// not hang a backup forever. Snapshot transfers and creation are not bounded.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Qdrant's parameters for an exact search that ignores quantized copies: the reference
 /// answer a restored collection must give.
 pub fn exact_params() -> Value {
@@ -45,7 +49,7 @@ impl Client {
         }
         let http = Http::builder()
             .connect_timeout(Duration::from_secs(10))
-            // Snapshots of large collections take minutes to create, upload and recover.
+            // Per request instead: snapshots of large collections take long to transfer.
             .timeout(None)
             .build()
             .map_err(|e| Error::invalid(format!("HTTP client: {e}")))?;
@@ -134,8 +138,26 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T> {
+        self.call_within(method, path, body, Some(REQUEST_TIMEOUT))
+    }
+
+    /// A call that may legitimately take very long (writing a snapshot of a huge collection).
+    pub fn call_unbounded<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
+        self.call_within(method, path, None, None)
+    }
+
+    fn call_within<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
         let what = format!("{method} {path}");
         let mut r = self.request(method, path);
+        if let Some(t) = timeout {
+            r = r.timeout(t);
+        }
         if let Some(b) = body {
             r = r
                 .header("content-type", "application/json")
@@ -149,6 +171,7 @@ impl Client {
         let what = format!("{method} {path}");
         let r = self
             .request(method, path)
+            .timeout(REQUEST_TIMEOUT)
             .header("content-type", "application/json")
             .body(body);
         self.result(&what, r)

@@ -321,10 +321,9 @@ fn capture_snapshot(client: &Client, name: &str, w: &mut SnapshotWriter) -> Resu
         size: u64,
         checksum: Option<String>,
     }
-    let created: Created = client.call_as(
+    let created: Created = client.call_unbounded(
         reqwest::Method::POST,
         &format!("/collections/{}/snapshots?wait=true", seg(name)),
-        None,
     )?;
     let path = format!(
         "/collections/{}/snapshots/{}",
@@ -341,7 +340,14 @@ fn capture_snapshot(client: &Client, name: &str, w: &mut SnapshotWriter) -> Resu
         w.put_deferred(
             stream_item(&item_path(name, SNAPSHOT_FILE)),
             Some(&mut reader),
-        )?;
+        )
+        .map_err(|e| {
+            e.context(format!(
+                "Qdrant at {}: downloading snapshot {}",
+                client.describe(),
+                created.name
+            ))
+        })?;
         let sha256 = hex::encode(reader.hasher.finalize());
         let short = reader.bytes != created.size;
         let altered = created.checksum.as_ref().is_some_and(|c| *c != sha256);
