@@ -92,12 +92,15 @@ qdrant_start() {
     local dir="$1" port="$2" bin
     bin=$(qdrant_bin) || { echo "no qdrant binary (set QDRANT_BIN or put qdrant on PATH)" >&2; return 1; }
     mkdir -p "$dir"
-    (cd "$dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$port" \
+    (cd "$dir" && exec env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$port" \
         QDRANT__SERVICE__GRPC_PORT="$(free_port $((port + 1000)))" \
         QDRANT__STORAGE__STORAGE_PATH="$dir/storage" QDRANT__STORAGE__SNAPSHOTS_PATH="$dir/snapshots" \
         QDRANT__TELEMETRY_DISABLED=true QDRANT__LOG_LEVEL=WARN \
-        setsid "$bin" > "$dir/qdrant.log" 2>&1 < /dev/null & echo $! > "$dir/qdrant.pid")
+        "$bin" > "$dir/qdrant.log" 2>&1 < /dev/null) &
+    echo $! > "$dir/qdrant.pid"
     for _ in $(seq 1 300); do
+        # Ours, not another server that already had the port.
+        kill -0 "$(cat "$dir/qdrant.pid")" 2>/dev/null || break
         curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
         sleep 0.1
     done

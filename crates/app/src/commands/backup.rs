@@ -2,7 +2,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use engine::backup::{BackupOptions, Source};
 use engine::connectors::files::FilesSource;
 use engine::connectors::postgres::{Mode, PgConn, PgSettings, PostgresSource};
-use engine::connectors::qdrant::{Mode as QdrantMode, QdrantSettings, QdrantSource};
+use engine::connectors::qdrant::{verify, Mode as QdrantMode, QdrantSettings, QdrantSource};
 use engine::connectors::redis::{RedisSettings, RedisSource, RedisUrl};
 use engine::connectors::stream::{StreamInput, StreamSource};
 use engine::id::SetId;
@@ -245,8 +245,8 @@ fn qdrant_source(name: &str, s: &SourceSection) -> Result<QdrantSource> {
             api_key: source_password(name, s)?,
             collections: s.collections.clone(),
             modes,
-            samples: 64,
-            queries: 10,
+            samples: verify::SAMPLE_POINTS,
+            queries: verify::SAMPLE_QUERIES,
         },
     ))
 }

@@ -178,19 +178,36 @@ impl Client {
     }
 
     fn result<T: DeserializeOwned>(&self, what: &str, r: RequestBuilder) -> Result<T> {
+        let resp = self.send(what, r)?;
+        let bytes = resp.bytes().map_err(|e| self.transport(what, &e))?;
+        self.parse(what, &bytes)
+    }
+
+    /// The `result` of an answer read earlier with `call_bytes`.
+    pub fn parse<T: DeserializeOwned>(&self, what: &str, answer: &[u8]) -> Result<T> {
         #[derive(Deserialize)]
         struct Envelope<T> {
             result: T,
         }
-        let resp = self.send(what, r)?;
-        let bytes = resp.bytes().map_err(|e| self.transport(what, &e))?;
-        let v: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| {
+        let v: Envelope<T> = serde_json::from_slice(answer).map_err(|e| {
             Error::new(
                 ErrorKind::Source,
                 format!("Qdrant at {}: {what}: unreadable answer: {e}", self.base),
             )
         })?;
         Ok(v.result)
+    }
+
+    /// A JSON call whose answer is returned unparsed, to be parsed on another thread.
+    pub fn call_bytes(&self, method: Method, path: &str, body: &Value) -> Result<bytes::Bytes> {
+        let what = format!("{method} {path}");
+        let r = self
+            .request(method, path)
+            .timeout(REQUEST_TIMEOUT)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).map_err(|e| Error::invalid(e.to_string()))?);
+        let resp = self.send(&what, r)?;
+        resp.bytes().map_err(|e| self.transport(&what, &e))
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {

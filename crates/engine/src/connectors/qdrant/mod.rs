@@ -39,7 +39,7 @@ const PAGE: usize = 256;
 /// Scroll pages fetched ahead of the chunker.
 const PAGES_AHEAD: usize = 4;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Every point through the API, stored so unchanged points deduplicate.
@@ -261,55 +261,92 @@ fn to_json(v: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::invalid(e.to_string()))
 }
 
-/// Scrolls every point into `points.bin`: pages are fetched and encoded on a helper thread
-/// while the writer chunks the previous ones. Returns the number of points.
+/// Scrolls every point into `points.bin`, three stages deep so neither side waits for the
+/// other: one thread fetches pages, one parses and encodes them, and the writer chunks.
+/// Returns the number of points.
 fn capture_points(client: &Client, name: &str, w: &mut SnapshotWriter) -> Result<u64> {
     #[derive(Deserialize)]
     struct Page {
         points: Vec<Point>,
         next_page_offset: Option<PointId>,
     }
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(PAGES_AHEAD);
     let path = format!("/collections/{}/points/scroll", seg(name));
+    let what = format!("POST {path}");
+    // (page, the next offset as the fetcher read it)
+    type Fetched = (bytes::Bytes, Option<PointId>);
+    let (raw_tx, raw_rx) = crossbeam_channel::bounded::<Fetched>(PAGES_AHEAD);
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(PAGES_AHEAD);
+    let (path, what) = (&path, &what);
     std::thread::scope(|scope| {
-        let producer = scope.spawn(move || -> Result<u64> {
+        let fetcher = scope.spawn(move || -> Result<()> {
             let mut offset: Option<PointId> = None;
-            let mut count = 0u64;
-            let mut buf = points::MAGIC.to_vec();
             loop {
                 let mut body = json!({ "limit": PAGE, "with_payload": true, "with_vector": true });
                 if let Some(o) = &offset {
                     body["offset"] = json!(o);
                 }
-                let page: Page = client.call_as(reqwest::Method::POST, &path, Some(&body))?;
+                let raw = client.call_bytes(reqwest::Method::POST, path, &body)?;
+                offset = next_offset(&raw).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Source,
+                        format!("{what}: the answer has no next_page_offset"),
+                    )
+                })?;
+                // A closed channel: the parser stopped, and its error is the one to report.
+                if raw_tx.send((raw, offset.clone())).is_err() || offset.is_none() {
+                    return Ok(());
+                }
+            }
+        });
+        let parser = scope.spawn(move || -> Result<u64> {
+            let mut count = 0u64;
+            let mut buf = points::MAGIC.to_vec();
+            for (raw, next) in raw_rx {
+                let page: Page = client.parse(what, &raw)?;
+                if page.next_page_offset != next {
+                    return Err(Error::new(
+                        ErrorKind::Source,
+                        format!("{what}: the page's next offset was misread; nothing is recorded"),
+                    ));
+                }
                 for p in &page.points {
                     points::encode(p, &mut buf)?;
                 }
                 count += page.points.len() as u64;
-                offset = page.next_page_offset;
-                if offset.is_none() {
+                if next.is_none() {
                     points::encode_end(count, &mut buf);
                 }
                 if tx.send(std::mem::take(&mut buf)).is_err() {
-                    // The writer stopped reading; its error is the one to report.
-                    return Ok(count);
-                }
-                if offset.is_none() {
-                    return Ok(count);
+                    break;
                 }
             }
+            Ok(count)
         });
         let stored = w.put_deferred_records(
             stream_item(&item_path(name, POINTS)),
             ChannelReader::new(rx),
         );
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "the scroll reader panicked")));
+        fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "a scroll thread panicked")))
+        }
         // A failed scroll ends the stream early: its error wins over whatever was chunked.
-        let count = produced?;
+        let fetched = joined(fetcher);
+        let count = joined(parser)?;
+        fetched?;
         stored.map(|_| count)
     })
+}
+
+/// The `next_page_offset` of a scroll answer, found from its end without parsing the points
+/// before it (they are parsed on another thread, which checks this reading). None if absent.
+fn next_offset(raw: &[u8]) -> Option<Option<PointId>> {
+    const KEY: &[u8] = b"\"next_page_offset\":";
+    let at = raw.windows(KEY.len()).rposition(|w| w == KEY)?;
+    serde_json::Deserializer::from_slice(&raw[at + KEY.len()..])
+        .into_iter::<Option<PointId>>()
+        .next()?
+        .ok()
 }
 
 /// Asks Qdrant for a collection snapshot, streams it into the repository checking its size
@@ -390,5 +427,33 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.update(&out[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_offset_is_read_from_the_end() {
+        let page = br#"{"result":{"points":[{"id":1,"payload":{"next_page_offset":99}}],"next_page_offset":"5c56c793-69f3-4fbf-87e6-c4bf54c28c26"},"status":"ok","time":0.1}"#;
+        assert_eq!(
+            next_offset(page),
+            Some(Some(PointId::Uuid(
+                "5c56c793-69f3-4fbf-87e6-c4bf54c28c26".into()
+            )))
+        );
+        let last = br#"{"result":{"points":[],"next_page_offset":null},"status":"ok"}"#;
+        assert_eq!(next_offset(last), Some(None));
+        let spaced = br#"{"result":{"points":[], "next_page_offset" : 42},"status":"ok"}"#;
+        assert_eq!(
+            next_offset(spaced),
+            None,
+            "not Qdrant's compact form: no guess"
+        );
+        assert_eq!(
+            next_offset(br#"{"result":{"next_page_offset":42,"points":[]}}"#),
+            Some(Some(PointId::Num(42)))
+        );
     }
 }

@@ -20,6 +20,9 @@ use crate::error::Result;
 
 /// Results per search, as in the "top-10".
 pub const TOP_K: usize = 10;
+/// Points sampled, and searches recorded, per collection by default.
+pub const SAMPLE_POINTS: usize = 64;
+pub const SAMPLE_QUERIES: usize = 10;
 /// How long a restored collection may take to show all its points.
 const VISIBILITY_WAIT: Duration = Duration::from_secs(30);
 
