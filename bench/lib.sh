@@ -25,6 +25,14 @@ measure() {
     printf "%-30s %-26s %8ss %8s KiB\n" "$phase" "$tool" "$wall" "$rss"
 }
 
+# bench_config: starts $WORK/bulwark.toml with a repository in $WORK/repo (password "bench")
+# and sets CONF to it; the caller appends its sources.
+bench_config() {
+    echo bench > "$WORK/password"
+    CONF="$WORK/bulwark.toml"
+    printf '[repositories.main]\nurl = "%s"\npassword_file = "%s"\n\n' "$WORK/repo" "$WORK/password" > "$CONF"
+}
+
 # stored BYTES: completes the last row with the bytes its run stored (empty: not applicable).
 stored() { echo "$1" >> "$RESULTS"; }
 

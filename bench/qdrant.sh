@@ -39,13 +39,8 @@ URL="http://127.0.0.1:$PORT"
 trap 'qdrant_stop "$WORK/qdrant"' EXIT
 qdrant_start "$WORK/qdrant" "$PORT"
 
-echo bench > "$WORK/password"
-CONF="$WORK/bulwark.toml"
-cat > "$CONF" <<TOML
-[repositories.main]
-url = "$WORK/repo"
-password_file = "$WORK/password"
-
+bench_config
+cat >> "$CONF" <<TOML
 [sources.snap]
 kind = "qdrant"
 url = "$URL"

@@ -30,13 +30,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
-echo bench > "$WORK/password"
-CONF="$WORK/bulwark.toml"
-cat > "$CONF" <<TOML
-[repositories.main]
-url = "$WORK/repo"
-password_file = "$WORK/password"
-
+bench_config
+cat >> "$CONF" <<TOML
 [sources.cache]
 kind = "redis"
 url = "redis://127.0.0.1:$PORT"

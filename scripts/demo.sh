@@ -140,7 +140,7 @@ echo "== bulwark init"
 "$B" init
 # PostgreSQL's archive_command (wal-push) runs as the postgres user and writes the repository.
 [ "$(id -u)" = 0 ] && chown -R postgres "$DEMO"
-echo "== bulwark backup (every configured source, one backup set: files, config, PostgreSQL dumps and base backup, Redis)"
+echo "== bulwark backup (every configured source, one backup set: files, config, PostgreSQL dumps and base backup, Redis, Qdrant when present)"
 "$B" backup
 echo "== next day: a log grows, a config changes"
 echo "2026-11-22T10:00:00Z INFO new day" >> "$DEMO/var/log/app/app.log"
