@@ -151,9 +151,10 @@ fn assert_verified(report: &Value) {
     {
         let v = &c["verify"];
         assert_eq!(v["count_ok"], true, "{c:#}");
-        assert!(v["sampled"].as_u64().expect("sampled") > 0, "{c:#}");
+        let some = v["points"].as_u64().expect("points") > 0;
+        assert_eq!(v["sampled"].as_u64().expect("sampled") > 0, some, "{c:#}");
         assert_eq!(v["mismatches"], json!([]), "{c:#}");
-        assert!(v["queries"].as_u64().expect("queries") > 0, "{c:#}");
+        assert_eq!(v["queries"].as_u64().expect("queries") > 0, some, "{c:#}");
         assert_eq!(v["min_overlap"].as_f64(), Some(1.0), "{c:#}");
     }
 }
@@ -182,13 +183,14 @@ fn both_modes_restore_every_kind_of_vector_with_settings_indexes_and_aliases() {
     let Some(q) = Qdrant::start() else { return };
     let docs = create_docs(&q, 3000);
     let plain = create_plain(&q, "plain", 500, 16);
+    let empty = create_plain(&q, "empty", 0, 4);
     let env = env_for(
         &q.url,
         &[(
             "vectors",
             &format!(
                 "modes = [\"logical\", \"snapshot\"]\n{}",
-                list(&[&docs, &plain])
+                list(&[&docs, &plain, &empty])
             ),
         )],
     );
@@ -203,7 +205,7 @@ fn both_modes_restore_every_kind_of_vector_with_settings_indexes_and_aliases() {
     // Default: every collection, from the server snapshot, as <name>__restored.
     let r = env.ok(&["--json", "restore", "--target", &q.url]).json();
     assert_verified(&r);
-    for name in [&docs, &plain] {
+    for name in [&docs, &plain, &empty] {
         let copy = format!("{name}__restored");
         assert_same_points(&q.all_points(name), &q.all_points(&copy));
     }
