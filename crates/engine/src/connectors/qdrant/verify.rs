@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::api::{exact_params, seg, Client};
 use super::collection::{self, Definition};
 use super::points::{Point, PointId, Vector};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Results per search, as in the "top-10".
 pub const TOP_K: usize = 10;
@@ -105,6 +105,31 @@ fn search(client: &Client, name: &str, using: &str, vector: &Vector, k: usize) -
     Ok(found.points)
 }
 
+/// Runs searches at once (Qdrant answers them on all its cores); answers in the same order.
+fn search_all(client: &Client, name: &str, asked: &[(&str, &Vector)]) -> Vec<Result<Vec<Hit>>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = asked
+            .iter()
+            .map(|(using, vector)| scope.spawn(move || search(client, name, using, vector, TOP_K)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::new(ErrorKind::Source, "a search thread panicked"))
+                })
+            })
+            .collect()
+    })
+}
+
+fn as_asked(queries: &[Query]) -> Vec<(&str, &Vector)> {
+    queries
+        .iter()
+        .map(|q| (q.using.as_str(), &q.vector))
+        .collect()
+}
+
 impl Probe {
     /// Counts, samples `samples` points at random and searches with `queries` of them.
     pub fn before(
@@ -137,27 +162,29 @@ impl Probe {
             no_queries: None,
         };
         let names = def.vector_names();
+        let mut chosen = Vec::new();
         for (i, p) in probe.samples.iter().take(queries).enumerate() {
             // Take turns over the vector names, so each kind of vector gets searched.
             let wanted = names.get(i % names.len().max(1)).map(String::as_str);
-            let Some((using, vector)) = wanted
+            if let Some((using, vector)) = wanted
                 .and_then(|n| p.vectors.get(n).map(|v| (n, v)))
                 .or_else(|| p.vectors.iter().next())
-            else {
-                continue;
-            };
-            match search(client, name, using, vector, TOP_K) {
+            {
+                chosen.push((p.id.clone(), using.to_string(), vector.clone()));
+            }
+        }
+        let asked: Vec<(&str, &Vector)> = chosen.iter().map(|(_, u, v)| (u.as_str(), v)).collect();
+        let answers = search_all(client, name, &asked);
+        for ((point, using, vector), answer) in chosen.into_iter().zip(answers) {
+            match answer {
                 Ok(expected) => probe.queries.push(Query {
-                    point: p.id.clone(),
-                    using: using.to_string(),
-                    vector: vector.clone(),
+                    point,
+                    using,
+                    vector,
                     expected,
                 }),
-                Err(e) => {
-                    // Strict mode may forbid exact search; the rest of the check still holds.
-                    probe.no_queries = Some(e.to_string());
-                    break;
-                }
+                // Strict mode may forbid exact search; the rest of the check still holds.
+                Err(e) => probe.no_queries = Some(e.to_string()),
             }
         }
         probe.samples.truncate(samples);
@@ -177,10 +204,11 @@ impl Probe {
         };
         let total = self.samples.len();
         let samples: Vec<Point> = self.samples.into_iter().filter(same).collect();
-        let mut queries = Vec::new();
         let asked = self.queries.len();
-        for q in self.queries {
-            if search(client, name, &q.using, &q.vector, TOP_K)? == q.expected {
+        let again = search_all(client, name, &as_asked(&self.queries));
+        let mut queries = Vec::new();
+        for (q, answer) in self.queries.into_iter().zip(again) {
+            if answer? == q.expected {
                 queries.push(q);
             }
         }
@@ -326,8 +354,9 @@ pub fn verify(
         }
     }
     let mut sum = 0.0;
-    for q in &fp.queries {
-        let got = search(client, name, &q.using, &q.vector, TOP_K)?;
+    let answers = search_all(client, name, &as_asked(&fp.queries));
+    for (q, got) in fp.queries.iter().zip(answers) {
+        let got = got?;
         let o = overlap(&q.expected, &got);
         report.queries += 1;
         sum += o;
