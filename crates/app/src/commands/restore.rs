@@ -103,6 +103,16 @@ pub fn show<T: serde::Serialize>(
     Ok(())
 }
 
+/// The status of a restore that was compared with the backup: a difference is exit 7.
+pub fn verdict(matches: bool) -> Status {
+    if matches {
+        Status::Ok
+    } else {
+        eprintln!("the restored data differs from the backup");
+        Status::Mismatch
+    }
+}
+
 /// `--target`, which clap requires unless `--sandbox` is given.
 pub fn target_arg(args: &RestoreArgs) -> Result<&str> {
     args.target

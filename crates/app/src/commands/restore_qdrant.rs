@@ -8,7 +8,7 @@ use engine::connectors::qdrant::Mode;
 use engine::repo::Repository;
 use engine::snapshot::Snapshot;
 
-use super::restore::{show, target_arg};
+use super::restore::{show, target_arg, verdict};
 use crate::cli::{QdrantMode, RestoreArgs, SnapshotPriority};
 use crate::context::Context;
 use crate::exit::{usage, Status};
@@ -128,9 +128,5 @@ pub fn run(
             }
         }
     })?;
-    if !report.verified_ok() {
-        eprintln!("the restored data differs from the backup");
-        return Ok(Status::Mismatch);
-    }
-    Ok(Status::Ok)
+    Ok(verdict(report.verified_ok()))
 }

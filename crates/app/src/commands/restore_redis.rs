@@ -10,7 +10,7 @@ use engine::connectors::redis::RedisUrl;
 use engine::repo::Repository;
 use engine::snapshot::Snapshot;
 
-use super::restore::{show, target_arg};
+use super::restore::{show, target_arg, verdict};
 use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::exit::{usage, Status};
@@ -93,7 +93,7 @@ fn live(
             }
         }
     })?;
-    let status = verdict(report.verify.as_ref());
+    let status = checked(report.verify.as_ref());
     if status != Status::Ok {
         return Ok(status);
     }
@@ -154,7 +154,7 @@ fn dir(
             print_verify(v);
         }
     })?;
-    Ok(verdict(report.verify.as_ref()))
+    Ok(checked(report.verify.as_ref()))
 }
 
 fn sandbox(
@@ -180,16 +180,12 @@ fn sandbox(
         );
         print_verify(&report.verify);
     })?;
-    Ok(verdict(Some(&report.verify)))
+    Ok(checked(Some(&report.verify)))
 }
 
-fn verdict(v: Option<&VerifyReport>) -> Status {
-    if v.is_some_and(|v| !v.ok()) {
-        eprintln!("the restored data differs from the backup");
-        Status::Mismatch
-    } else {
-        Status::Ok
-    }
+/// Exit 7 when a verification ran and found a difference.
+fn checked(v: Option<&VerifyReport>) -> Status {
+    verdict(v.is_none_or(VerifyReport::ok))
 }
 
 fn print_verify(v: &VerifyReport) {

@@ -382,6 +382,10 @@ fn upsert_all(client: &Client, target: &str, stream: impl Read) -> Result<u64> {
             let (rx, path, failure) = (rx.clone(), &path, &failure);
             scope.spawn(move || {
                 for body in rx {
+                    // One failure ends the restore: the others stop rather than send the rest.
+                    if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                        return;
+                    }
                     if let Err(e) = client.call_raw(reqwest::Method::PUT, path, body) {
                         failure
                             .lock()
