@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use engine::connectors::postgres::pitr::{PitrOptions, RecoveryTarget};
+use engine::connectors::postgres::verify::TableStats;
 use engine::connectors::postgres::{logical, PgConn, PgFacts};
 use engine::repo::Repository;
 use engine::restore::RestoreOptions;
@@ -261,9 +262,15 @@ fn postgres(
                 d.mismatches.len()
             );
             for m in &d.mismatches {
+                let show = |s: &Option<_>| {
+                    s.as_ref()
+                        .map_or("missing".to_string(), |s: &TableStats| s.to_string())
+                };
                 println!(
-                    "  MISMATCH {}: backup {:?}, restored {:?}",
-                    m.table, m.expected, m.actual
+                    "  MISMATCH {}: backup {}, restored {}",
+                    m.table,
+                    show(&m.expected),
+                    show(&m.actual)
                 );
             }
         }

@@ -51,3 +51,36 @@ impl std::io::Read for ChannelReader {
         Ok(n)
     }
 }
+
+/// Passes bytes through while sending a copy down a channel (to a [`ChannelReader`] on another
+/// thread) and counting them; a receiver that has gone away stops the copying, not the reading.
+pub struct Tee<'a, R> {
+    inner: R,
+    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    bytes: &'a mut u64,
+}
+
+impl<'a, R> Tee<'a, R> {
+    pub fn new(inner: R, tx: crossbeam_channel::Sender<Vec<u8>>, bytes: &'a mut u64) -> Self {
+        Self {
+            inner,
+            tx: Some(tx),
+            bytes,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        *self.bytes += n as u64;
+        if n == 0 {
+            self.tx = None;
+        } else if let Some(tx) = &self.tx {
+            if tx.send(out[..n].to_vec()).is_err() {
+                self.tx = None;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -3,8 +3,9 @@
 //! plain COPY text, so unchanged rows deduplicate from one day to the next while pg_restore can
 //! still restore selectively and in parallel.
 //!
-//! Each dump runs in a snapshot exported by a helper session, and the table checksums are
-//! computed in that same snapshot: the figures describe exactly the data in the dump.
+//! Each dump runs in a snapshot exported by a helper session. Every table's row count and
+//! checksum are taken from the dump's own COPY text as it streams past (`archive`), so they
+//! describe exactly the data in the dump at no extra read of the tables.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -13,14 +14,16 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::archive;
 use super::conn::{debian_bin_dir, PgConn};
-use super::verify::{self, Mismatch};
+use super::verify::{self, Mismatch, TextSettings};
 use super::{DatabaseFacts, PgFacts, PgSettings, ServerInfo, Verify};
 use crate::backup::{SnapshotWriter, StreamSink};
 use crate::connectors::process::Child;
 use crate::connectors::stream::stream_item;
+use crate::connectors::{ChannelReader, Tee};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::items::Item;
 use crate::progress::{Progress, Reporter};
@@ -94,7 +97,12 @@ pub(super) fn backup(
             .insert(db, f);
         Ok(())
     })?;
-    facts.databases = dumped.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (db, (f, warning)) in dumped.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(warning) = warning {
+            w.warn(&f.dump, warning);
+        }
+        facts.databases.insert(db, f);
+    }
 
     let mut cmd = conn.tool("pg_dumpall");
     cmd.args(["--globals-only", "-d"])
@@ -116,6 +124,16 @@ struct ExportedSnapshot {
     child: Child,
     stdin: ChildStdin,
     name: String,
+    /// The session's text settings, which pg_dump's session shares (same role, database and
+    /// environment).
+    text: TextSettings,
+}
+
+#[derive(Deserialize)]
+struct Exported {
+    snapshot: String,
+    timezone: String,
+    bytea_output: String,
 }
 
 impl ExportedSnapshot {
@@ -128,20 +146,34 @@ impl ExportedSnapshot {
         let mut line = String::new();
         let asked = stdin
             .write_all(
-                b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n",
+                b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n\
+                  SELECT json_build_object('snapshot', pg_export_snapshot(), \
+                  'timezone', current_setting('TimeZone'), \
+                  'bytea_output', current_setting('bytea_output'));\n",
             )
             .and_then(|_| stdin.flush())
             .and_then(|_| BufReader::new(stdout).read_line(&mut line));
-        let name = line.trim().to_string();
-        if asked.is_err() || name.is_empty() {
+        let exported = asked
+            .ok()
+            .and_then(|_| serde_json::from_str::<Exported>(line.trim()).ok());
+        let Some(exported) = exported else {
             drop(stdin);
             child.wait().map_err(|e| conn.explain(e))?;
             return Err(Error::new(
                 ErrorKind::Source,
                 format!("could not export a snapshot of database {db}"),
             ));
-        }
-        Ok(Self { child, stdin, name })
+        };
+        Ok(Self {
+            child,
+            stdin,
+            name: exported.snapshot,
+            text: TextSettings {
+                timezone: exported.timezone,
+                bytea_output: exported.bytea_output,
+                encoding: None,
+            },
+        })
     }
 
     fn finish(mut self) -> Result<()> {
@@ -151,7 +183,12 @@ impl ExportedSnapshot {
     }
 }
 
-fn dump_database(settings: &PgSettings, db: &str, sink: &mut StreamSink) -> Result<DatabaseFacts> {
+/// Dumps one database into `sink`; the warning says why its table figures are missing.
+fn dump_database(
+    settings: &PgSettings,
+    db: &str,
+    sink: &mut StreamSink,
+) -> Result<(DatabaseFacts, Option<String>)> {
     let conn = &settings.conn;
     let snapshot = ExportedSnapshot::start(conn, db)?;
     let mut cmd = conn.tool("pg_dump");
@@ -161,35 +198,56 @@ fn dump_database(settings: &PgSettings, db: &str, sink: &mut StreamSink) -> Resu
         .stdout(Stdio::piped());
     let mut child = Child::spawn(cmd, format!("pg_dump of database {db}"))?;
     let stdout = child.take_stdout()?;
-    let (copied, tables) = std::thread::scope(|s| {
-        let stats = (settings.verify != Verify::None).then(|| {
-            s.spawn(|| {
-                verify::collect(
-                    conn,
-                    db,
-                    Some(&snapshot.name),
-                    settings.verify == Verify::Checksums,
-                )
-            })
-        });
-        // Dropping stdout when the copy ends also stops a pg_dump whose output we refused.
-        let copied = sink.copy_from(stdout);
-        let tables = stats.map(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "checksum thread panicked")))
-        });
-        (copied, tables)
-    });
+    let mut verify = settings.verify;
+    // The dump goes to the repository and, through a channel, to a reader that takes each
+    // table's figures from it.
+    let (copied, summary) = if verify == Verify::None {
+        (sink.copy_from(stdout), None)
+    } else {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(16);
+        let checksums = verify == Verify::Checksums;
+        let mut teed = 0;
+        std::thread::scope(|s| {
+            let reader = s.spawn(move || archive::summarize(ChannelReader::new(rx), checksums));
+            // Dropping stdout when the copy ends also stops a pg_dump whose output we refused.
+            let copied = sink.copy_from(Tee::new(stdout, tx, &mut teed));
+            let summary = reader
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Source, "the dump reader panicked")));
+            (copied, Some(summary))
+        })
+    };
     let dumped = child.finish(copied).map_err(|e| conn.explain(e));
+    let mut text = Some(snapshot.text.clone());
     let closed = snapshot.finish();
     let bytes = dumped?;
     closed?;
-    Ok(DatabaseFacts {
+    let mut warning = None;
+    let tables = match summary {
+        None => Default::default(),
+        Some(Ok(summary)) => {
+            if let Some(t) = &mut text {
+                t.encoding = summary.encoding;
+            }
+            summary.tables
+        }
+        Some(Err(e)) => {
+            verify = Verify::None;
+            text = None;
+            warning = Some(format!(
+                "no table figures recorded, so restores of it cannot be verified: {e}"
+            ));
+            Default::default()
+        }
+    };
+    let facts = DatabaseFacts {
         dump: dump_path(db),
         bytes,
-        verify: settings.verify,
-        tables: tables.transpose()?.unwrap_or_default(),
-    })
+        verify,
+        tables,
+        text,
+    };
+    Ok((facts, warning))
 }
 
 #[derive(Clone, Default)]
@@ -364,7 +422,8 @@ pub fn restore(
         if opts.verify && f.verify != Verify::None {
             opts.progress
                 .send(Progress::Phase(format!("verifying database {db}")));
-            let actual = verify::collect(&target, db, None, f.verify == Verify::Checksums)?;
+            let text = f.text.clone().unwrap_or_default();
+            let actual = verify::measure(&target, db, &f.tables, &text)?;
             r.tables_verified = f.tables.len();
             r.mismatches = verify::compare(&f.tables, &actual);
         }

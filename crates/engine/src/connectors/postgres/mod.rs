@@ -11,6 +11,7 @@
 //! The WAL lives beside snapshots, in the repository's WAL archive (see `wal`).
 //! and a `postgres` fact with the server version and, per database, its item path and tables.
 
+mod archive;
 pub mod conn;
 pub mod logical;
 pub mod physical;
@@ -40,7 +41,8 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verify {
-    /// Row counts and content checksums per table (a full read of every table).
+    /// Row counts and content checksums per table, taken from the dump as it passes (a
+    /// restore reads every table back to compare).
     #[default]
     Checksums,
     /// Row counts only.
@@ -86,6 +88,9 @@ pub struct DatabaseFacts {
     pub verify: Verify,
     #[serde(default)]
     pub tables: verify::DatabaseStats,
+    /// The session settings the dump's rows were printed in, for re-reading them alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<verify::TextSettings>,
 }
 
 impl PgFacts {

@@ -1,9 +1,11 @@
 //! Per-table figures that prove a restore: the row count and an order-independent content
-//! checksum (the sum of a 64-bit hash of each row's text). Recorded at backup time inside the
-//! dump's own snapshot, recomputed after a restore, and compared.
+//! checksum (the wrapping sum of the XXH3-64 of every row's COPY text line). At backup time
+//! they are taken from the dump as it streams past (see `archive`); after a restore every
+//! table is read back with COPY, in the same text settings as pg_dump's session, and the
+//! figures are compared.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
@@ -12,109 +14,233 @@ use super::conn::PgConn;
 use crate::connectors::process::Child;
 use crate::error::{Error, ErrorKind, Result};
 
+const CHECKSUM_PREFIX: &str = "xxh3:";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableStats {
     pub rows: u64,
-    /// Decimal sum of `hashtextextended(row::text, 0)` over all rows; `-` when only rows
-    /// were counted.
+    /// `xxh3:` and the hexadecimal row-hash sum; `-` when only rows were counted. Snapshots
+    /// from before this scheme hold a decimal server-side sum, which is not compared.
     pub checksum: String,
+    /// What follows `COPY` in pg_dump's statement for this table: its qualified name and the
+    /// columns dumped (generated columns are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+}
+
+impl TableStats {
+    fn has_checksum(&self) -> bool {
+        self.checksum.starts_with(CHECKSUM_PREFIX)
+    }
+
+    /// The table's qualified name as SQL text.
+    fn name(&self, key: &str) -> String {
+        match &self.copy {
+            Some(copy) => qualified_name(copy).to_string(),
+            // Older snapshots keyed tables by `schema.table` without quoting.
+            None => {
+                let (schema, table) = key.split_once('.').unwrap_or(("public", key));
+                format!("{}.{}", ident(schema), ident(table))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TableStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows", self.rows)?;
+        if self.checksum != "-" {
+            write!(f, ", checksum {}", self.checksum)?;
+        }
+        Ok(())
+    }
 }
 
 /// Keyed by `schema.table`.
 pub type DatabaseStats = BTreeMap<String, TableStats>;
 
-/// Session settings that make a row's text form the same on every server and session.
-const STABLE_TEXT: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
-    SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; \
-    SET LOCAL bytea_output = 'hex';";
+/// Row count and checksum of a table, fed one COPY text line (without its newline) at a time.
+#[derive(Debug, Default)]
+pub struct RowDigest {
+    rows: u64,
+    sum: u64,
+}
 
-/// Ordinary tables whose data a dump carries: not catalogs, not owned by an extension.
-const TABLES: &str = "SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname) \
-    ORDER BY n.nspname, c.relname), '[]') FROM pg_class c \
-    JOIN pg_namespace n ON n.oid = c.relnamespace \
-    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
-    AND d.objid = c.oid AND d.deptype = 'e')";
+impl RowDigest {
+    pub fn add(&mut self, row: &[u8]) {
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(xxhash_rust::xxh3::xxh3_64(row));
+    }
+
+    pub fn stats(&self, checksum: bool, copy: Option<String>) -> TableStats {
+        TableStats {
+            rows: self.rows,
+            checksum: if checksum {
+                format!("{CHECKSUM_PREFIX}{:016x}", self.sum)
+            } else {
+                "-".into()
+            },
+            copy,
+        }
+    }
+}
+
+/// Settings that shape a row's text which pg_dump leaves at the session's defaults (it fixes
+/// DateStyle, IntervalStyle, extra_float_digits, search_path and row_security itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextSettings {
+    pub timezone: String,
+    pub bytea_output: String,
+    /// The dump's client encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+impl TextSettings {
+    /// SQL that makes a session print rows exactly as pg_dump did.
+    fn set_local(&self) -> String {
+        let mut sql = String::from(
+            "SET LOCAL DateStyle = ISO; SET LOCAL IntervalStyle = postgres; \
+             SET LOCAL extra_float_digits = 3; SET LOCAL search_path = ''; \
+             SET LOCAL row_security = off;\n",
+        );
+        let mut set = |name: &str, value: &str| {
+            sql.push_str(&format!("SET LOCAL {name} = {};\n", literal(value)));
+        };
+        if !self.timezone.is_empty() {
+            set("TimeZone", &self.timezone);
+        }
+        if !self.bytea_output.is_empty() {
+            set("bytea_output", &self.bytea_output);
+        }
+        if let Some(e) = &self.encoding {
+            set("client_encoding", e);
+        }
+        sql
+    }
+}
 
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Counts (and with `checksums`, checksums) every table of `db`, inside exported snapshot
-/// `snapshot` when given, so the figures match a dump taken in that snapshot exactly.
-pub fn collect(
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The leading `schema.table` of a COPY target such as `public."my (t)" (a, "b c")`: dotted
+/// identifiers, each bare or double-quoted, up to the first space outside quotes.
+fn qualified_name(copy: &str) -> &str {
+    let bytes = copy.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' if quoted && bytes.get(i + 1) == Some(&b'"') => i += 1,
+            b'"' => quoted = !quoted,
+            b' ' if !quoted => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    &copy[..i]
+}
+
+/// A line no COPY text row can be (COPY escapes every backslash as `\\`).
+const END_MARK: &[u8] = b"\\.";
+const MISSING_MARK: &[u8] = b"\\.missing";
+
+/// Recomputes the figures `expected` lists for database `db`: row counts, and checksums where
+/// the backup recorded them. Tables the database lacks are absent from the result.
+pub fn measure(
     conn: &PgConn,
     db: &str,
-    snapshot: Option<&str>,
-    checksums: bool,
+    expected: &DatabaseStats,
+    text: &TextSettings,
 ) -> Result<DatabaseStats> {
-    let tables: Vec<(String, String)> = conn.query(db, TABLES)?;
-    if tables.is_empty() {
+    if expected.is_empty() {
         return Ok(DatabaseStats::new());
     }
     let mut script = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n");
-    if let Some(s) = snapshot {
+    script.push_str(&text.set_local());
+    for (key, stats) in expected {
+        let name = stats.name(key);
+        let read = match (&stats.copy, stats.has_checksum()) {
+            (Some(copy), true) => format!("COPY {copy} TO STDOUT;"),
+            _ => format!("SELECT count(*) FROM {name};"),
+        };
         script.push_str(&format!(
-            "SET TRANSACTION SNAPSHOT '{}';\n",
-            s.replace('\'', "")
-        ));
-    }
-    script.push_str(STABLE_TEXT);
-    script.push('\n');
-    let checksum = if checksums {
-        "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)"
-    } else {
-        "'-'"
-    };
-    for (schema, table) in &tables {
-        script.push_str(&format!(
-            "SELECT count(*) || ' ' || {checksum} FROM {}.{} t;\n",
-            ident(schema),
-            ident(table)
+            "SELECT to_regclass({}) IS NULL AS bulwark_missing \\gset\n\
+             \\if :bulwark_missing\nSELECT E'\\\\.missing';\n\\else\n{read}\n\\endif\n\
+             SELECT E'\\\\.';\n",
+            literal(&name)
         ));
     }
     script.push_str("COMMIT;\n");
+
     let mut cmd = conn.psql(db);
     cmd.args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
     let mut child = Child::spawn(cmd, format!("table checksums of database {db}"))?;
     let mut stdin = child.take_stdin()?;
-    let mut stdout = child.take_stdout()?;
+    let stdout = BufReader::with_capacity(256 * 1024, child.take_stdout()?);
     // Feed the script on a thread: a large script and a large answer would otherwise deadlock.
     let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-    let mut out = String::new();
-    let read = std::io::Read::read_to_string(&mut stdout, &mut out);
+    let read = read_figures(stdout, expected);
     let fed = feeder.join();
     child.wait().map_err(|e| conn.explain(e))?;
-    read.map_err(|e| Error::new(ErrorKind::Source, "reading checksums").with_source(e))?;
+    let actual = read?;
     if !matches!(fed, Ok(Ok(()))) {
         return Err(Error::new(
             ErrorKind::Source,
             "psql stopped reading the checksum script",
         ));
     }
-    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() != tables.len() {
-        return Err(Error::new(
-            ErrorKind::Source,
-            format!(
-                "expected {} checksum lines from psql, got {}",
-                tables.len(),
-                lines.len()
-            ),
-        ));
+    Ok(actual)
+}
+
+/// Parses psql's answer to `measure`'s script: per table, its rows (or its count) and then
+/// the end mark, or the missing mark instead.
+fn read_figures(mut out: impl BufRead, expected: &DatabaseStats) -> Result<DatabaseStats> {
+    let bad = |what: String| Error::new(ErrorKind::Source, format!("reading checksums: {what}"));
+    let mut actual = DatabaseStats::new();
+    let mut line = Vec::new();
+    for (key, stats) in expected {
+        let mut digest = RowDigest::default();
+        let mut count: Option<u64> = None;
+        let mut missing = false;
+        loop {
+            line.clear();
+            if out.read_until(b'\n', &mut line)? == 0 {
+                return Err(bad(format!("psql's answer ends before table {key}")));
+            }
+            let row = line.strip_suffix(b"\n").unwrap_or(&line);
+            if row == END_MARK {
+                break;
+            }
+            if row == MISSING_MARK {
+                missing = true;
+            } else if stats.has_checksum() && stats.copy.is_some() {
+                digest.add(row);
+            } else {
+                let text = String::from_utf8_lossy(row);
+                count =
+                    Some(text.trim().parse().map_err(|_| {
+                        bad(format!("'{text}' is not a row count for table {key}"))
+                    })?);
+            }
+        }
+        if missing {
+            continue;
+        }
+        let mut figures = digest.stats(stats.has_checksum(), stats.copy.clone());
+        if let Some(n) = count {
+            figures.rows = n;
+        }
+        actual.insert(key.clone(), figures);
     }
-    let mut stats = DatabaseStats::new();
-    for ((schema, table), line) in tables.iter().zip(lines) {
-        let (rows, checksum) = line
-            .split_once(' ')
-            .and_then(|(r, c)| Some((r.parse::<u64>().ok()?, c.to_string())))
-            .ok_or_else(|| Error::new(ErrorKind::Source, format!("bad checksum line '{line}'")))?;
-        stats.insert(format!("{schema}.{table}"), TableStats { rows, checksum });
-    }
-    Ok(stats)
+    Ok(actual)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -130,11 +256,80 @@ pub struct Mismatch {
 pub fn compare(expected: &DatabaseStats, actual: &DatabaseStats) -> Vec<Mismatch> {
     expected
         .iter()
-        .filter(|(t, e)| actual.get(*t) != Some(e))
+        .filter(|(t, e)| match actual.get(*t) {
+            None => true,
+            Some(a) => a.rows != e.rows || (e.has_checksum() && a.checksum != e.checksum),
+        })
         .map(|(t, e)| Mismatch {
             table: t.clone(),
             expected: Some(e.clone()),
             actual: actual.get(t).cloned(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified_names_end_at_the_column_list() {
+        assert_eq!(qualified_name("public.t (a, b)"), "public.t");
+        assert_eq!(
+            qualified_name("\"my schema\".\"t (x)\" (a)"),
+            "\"my schema\".\"t (x)\""
+        );
+        assert_eq!(qualified_name("s.\"a\"\" b\" (c)"), "s.\"a\"\" b\"");
+        assert_eq!(qualified_name("public.t"), "public.t");
+    }
+
+    #[test]
+    fn digests_ignore_row_order() {
+        let mut a = RowDigest::default();
+        let mut b = RowDigest::default();
+        for r in [&b"1\tx"[..], b"2\ty", b"3\tz"] {
+            a.add(r);
+        }
+        for r in [&b"3\tz"[..], b"1\tx", b"2\ty"] {
+            b.add(r);
+        }
+        assert_eq!(a.stats(true, None), b.stats(true, None));
+        let mut c = RowDigest::default();
+        for r in [&b"1\tx"[..], b"2\ty", b"3\tZ"] {
+            c.add(r);
+        }
+        assert_ne!(a.stats(true, None).checksum, c.stats(true, None).checksum);
+        assert_eq!(a.stats(false, None).checksum, "-");
+    }
+
+    #[test]
+    fn answers_are_split_per_table() {
+        let copy = |t: &str| RowDigest::default().stats(true, Some(format!("public.{t} (a)")));
+        let legacy = TableStats {
+            rows: 2,
+            checksum: "12345".into(),
+            copy: None,
+        };
+        let expected: DatabaseStats = [
+            ("public.a".to_string(), copy("a")),
+            ("public.b".to_string(), legacy),
+            ("public.c".to_string(), copy("c")),
+            ("public.d".to_string(), copy("d")),
+        ]
+        .into();
+        let answer = b"r1\nr2\n\\.\n7\n\\.\n\\.missing\n\\.\n\\.\n";
+        let actual = read_figures(&answer[..], &expected).expect("parses");
+        assert_eq!(actual["public.a"].rows, 2);
+        assert!(actual["public.a"].has_checksum());
+        assert_eq!(actual["public.b"].rows, 7);
+        assert!(!actual.contains_key("public.c"));
+        assert_eq!(actual["public.d"].rows, 0);
+        let mismatched: Vec<String> = compare(&expected, &actual)
+            .into_iter()
+            .map(|m| m.table)
+            .collect();
+        // a: 2 rows, not 0; b: 7 rows, not 2; c: missing; d: empty as expected.
+        assert_eq!(mismatched, ["public.a", "public.b", "public.c"]);
+        assert!(read_figures(&b"r1\n"[..], &expected).is_err());
+    }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::stream::stream_item;
-use crate::connectors::ChannelReader;
+use crate::connectors::{ChannelReader, Tee};
 use crate::error::{Error, ErrorKind, Result};
 use crate::snapshot::{Snapshot, SourceInfo};
 pub use resp::RedisUrl;
@@ -206,11 +206,7 @@ impl Source for RedisSource {
                 let version = r.version();
                 Census::take(r, |_| Ok(())).map(|c| (version, c))
             });
-            let tee = Tee {
-                inner: stream,
-                tx: Some(tx),
-                bytes: &mut rdb_bytes,
-            };
+            let tee = Tee::new(stream, tx, &mut rdb_bytes);
             let stored = w.put_deferred(stream_item(RDB_PATH), Some(tee));
             let census = reader
                 .join()
@@ -351,29 +347,6 @@ fn aof_files(manifest: &[u8]) -> Result<Vec<String>> {
         }
     }
     Ok(names)
-}
-
-/// Passes bytes through while sending a copy down a channel; a receiver that has gone away
-/// stops the copying, not the reading.
-struct Tee<'a, R> {
-    inner: R,
-    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    bytes: &'a mut u64,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(out)?;
-        *self.bytes += n as u64;
-        if n == 0 {
-            self.tx = None;
-        } else if let Some(tx) = &self.tx {
-            if tx.send(out[..n].to_vec()).is_err() {
-                self.tx = None;
-            }
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
