@@ -74,15 +74,16 @@ impl<R: Read> Input<R> {
     }
 
     fn int(&mut self) -> Result<i64> {
-        let negative = self.byte()? != 0;
-        let mut v: i64 = 0;
-        for i in 0..self.int_size {
-            let b = i64::from(self.byte()?);
-            if i < 8 {
-                v |= b << (8 * i);
-            }
-        }
-        Ok(if negative { -v } else { v })
+        // One read for the sign byte and the digits: this runs for every row.
+        let mut b = [0u8; 17];
+        let n = 1 + self.int_size;
+        self.exact(&mut b[..n])?;
+        let v = b[1..n]
+            .iter()
+            .take(8)
+            .enumerate()
+            .fold(0i64, |v, (i, &d)| v | (i64::from(d) << (8 * i)));
+        Ok(if b[0] != 0 { -v } else { v })
     }
 
     fn bytes(&mut self) -> Result<Option<Vec<u8>>> {
