@@ -19,7 +19,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::chunker::{Chunker, Splitter};
-use crate::codec::Encoder;
+use crate::codec::{Codec, Encoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SetId, SnapshotId};
 use crate::index::{Index, IndexPacks};
@@ -229,7 +229,7 @@ impl SnapshotWriter {
         // Each upload holds one pack in memory; several hide storage latency (an fsync per pack
         // on local disk, a round trip on S3) so the workers never wait for it.
         let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
-        let level = repo.config().compression_level;
+        let codec = repo.codec();
         let (job_tx, job_rx) = bounded::<Job>(workers * 2);
         let (blob_tx, blob_rx) = bounded::<Blob>(workers * 2);
         // Rendezvous: a finished pack waits in the packer, not in a queue, bounding packs in memory
@@ -240,7 +240,7 @@ impl SnapshotWriter {
         for n in 0..workers {
             let (shared, jobs, blobs) = (shared.clone(), job_rx.clone(), blob_tx.clone());
             threads.push(spawn(&format!("bulwark-work{n}"), move || {
-                worker(shared, jobs, blobs, level)
+                worker(shared, jobs, blobs, codec)
             })?);
         }
         {
@@ -258,7 +258,7 @@ impl SnapshotWriter {
         let assembler = {
             let (shared, chunker) = (shared.clone(), repo.tree_chunker());
             spawn("bulwark-items", move || {
-                assembler(shared, asm_rx, blob_tx, chunker, level)
+                assembler(shared, asm_rx, blob_tx, chunker, codec)
             })?
         };
         let sink = StreamSink::new(
@@ -723,8 +723,8 @@ pub(crate) fn num_cpus() -> usize {
         .unwrap_or(2)
 }
 
-fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, level: i32) {
-    let mut enc = match Encoder::new(level) {
+fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, codec: Codec) {
+    let mut enc = match Encoder::new(codec) {
         Ok(e) => e,
         Err(e) => return shared.fail(e),
     };
@@ -754,10 +754,10 @@ fn assembler(
     msgs: Receiver<AsmMsg>,
     blobs: Sender<Blob>,
     chunker: crate::chunker::Chunker,
-    level: i32,
+    codec: Codec,
 ) -> Result<Vec<ChunkId>> {
     let result = (|| -> Result<Vec<ChunkId>> {
-        let mut enc = Encoder::new(level)?;
+        let mut enc = Encoder::new(codec)?;
         let mut writer = ItemWriter::new(chunker);
         let mut tree = Vec::new();
         let mut emit = |data: Vec<u8>| -> Result<()> {

@@ -58,7 +58,7 @@ pub fn copy(
         .collect();
     let mut out = Vec::new();
     let mut sent: HashSet<ChunkId> = HashSet::new();
-    let mut encoder = codec::Encoder::new(dst.config().compression_level)?;
+    let mut encoder = codec::Encoder::new(dst.codec())?;
     for (id, snap) in snapshots {
         if already.contains(id) || snap.original.is_some_and(|o| already.contains(&o)) {
             out.push(Copied {

@@ -14,8 +14,13 @@ use crate::index::{self, Index};
 use crate::pack::PackEntry;
 use crate::store::{ObjectKind, Store};
 
-/// The repository format version this build writes and reads.
+/// The version of key files and snapshots this build writes.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The repository format this build creates. Version 2 adds blob encoding 2 (byte lanes, see
+/// `codec`); versions 1 and 2 are read and written, each repository in its own version, so a
+/// build that knows only version 1 refuses a version 2 repository instead of misreading it.
+pub const REPO_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoConfig {
@@ -108,7 +113,7 @@ impl Repository {
             ));
         }
         let config = RepoConfig {
-            version: FORMAT_VERSION,
+            version: REPO_VERSION,
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: jiff::Timestamp::now(),
             chunker: opts.chunker,
@@ -166,10 +171,10 @@ impl Repository {
             .context("reading repository config")?;
         let config: RepoConfig = serde_json::from_slice(&codec::decode(&key, &sealed, None)?)
             .map_err(|e| Error::corrupt(format!("repository config does not parse: {e}")))?;
-        if config.version != FORMAT_VERSION {
+        if !(1..=REPO_VERSION).contains(&config.version) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("repository format version {} is not supported by this build (reads {FORMAT_VERSION})", config.version),
+                format!("repository format version {} is not supported by this build (reads 1 to {REPO_VERSION})", config.version),
             ));
         }
         config.chunker.validate()?;
@@ -191,6 +196,14 @@ impl Repository {
 
     pub fn config(&self) -> &RepoConfig {
         &self.0.config
+    }
+
+    /// How this repository's blobs are encoded.
+    pub fn codec(&self) -> crate::codec::Codec {
+        crate::codec::Codec {
+            level: self.0.config.compression_level,
+            lanes: self.0.config.version >= 2,
+        }
     }
 
     /// The key file this session opened the repository with.

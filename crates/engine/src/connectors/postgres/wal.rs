@@ -118,7 +118,7 @@ impl<'a> WalArchive<'a> {
         plain.extend_from_slice(&(content.len() as u64).to_le_bytes());
         plain.extend_from_slice(blake3::hash(content).as_bytes());
         plain.extend_from_slice(content);
-        Ok(Encoder::new(self.repo.config().compression_level)?.encode(self.repo.key(), &plain))
+        Ok(Encoder::new(self.repo.codec())?.encode(self.repo.key(), &plain))
     }
 
     /// Decodes an archived object and checks that it is the file `name`, whole.
