@@ -61,7 +61,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         Self {
             chunker: ChunkerParams::DATA,
-            compression_level: 3,
+            compression_level: 1,
             pack_size: 8 * 1024 * 1024,
             kdf: KdfParams::recommended(),
             label: String::new(),
