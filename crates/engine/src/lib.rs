@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod copy;
 pub mod crypto;
 pub mod diff;
+mod direct_write;
 pub mod error;
 pub mod id;
 pub mod index;

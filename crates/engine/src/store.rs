@@ -4,6 +4,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,6 +139,8 @@ pub struct Store {
     url: String,
     /// As parsed from the URL, with a local path made absolute.
     backend: Backend,
+    /// Cleared once the local filesystem refuses O_DIRECT.
+    direct_io: AtomicBool,
 }
 
 /// Reports each retry on stderr through the log facade; the app decides whether it is shown.
@@ -200,6 +203,7 @@ impl Store {
             runtime: Arc::new(runtime),
             url: url.to_string(),
             backend,
+            direct_io: AtomicBool::new(true),
         })
     }
 
@@ -238,19 +242,34 @@ impl Store {
     }
 
     /// Writes a whole object. On the local backend the data and then its directory entry are
-    /// synced before this returns, so a written object survives a power cut.
+    /// synced before this returns, so a written object survives a power cut. Packs and WAL
+    /// objects skip the page cache there when the filesystem allows (see `direct_write`).
     pub fn write(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
         let path = kind.path(name);
-        self.runtime
-            .block_on(self.op.write(&path, bytes))
-            .with_context(|| format!("writing {path}"))?;
-        if let Backend::Local(root) = &self.backend {
-            let full = root.join(&path);
-            if let Some(dir) = full.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .with_context(|| format!("syncing directory {}", dir.display()))?;
+        let Backend::Local(root) = &self.backend else {
+            self.runtime
+                .block_on(self.op.write(&path, bytes))
+                .with_context(|| format!("writing {path}"))?;
+            return Ok(());
+        };
+        let full = root.join(&path);
+        let direct = matches!(kind, ObjectKind::Pack | ObjectKind::Wal)
+            && self.direct_io.load(Ordering::Relaxed);
+        let written_directly = direct
+            && crate::direct_write::write(&root.join(".tmp"), &full, &bytes)
+                .with_context(|| format!("writing {path}"))?;
+        if !written_directly {
+            if direct {
+                self.direct_io.store(false, Ordering::Relaxed);
             }
+            self.runtime
+                .block_on(self.op.write(&path, bytes))
+                .with_context(|| format!("writing {path}"))?;
+        }
+        if let Some(dir) = full.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing directory {}", dir.display()))?;
         }
         Ok(())
     }
