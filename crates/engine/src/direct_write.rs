@@ -26,7 +26,10 @@ thread_local! {
 /// caller should write the ordinary way.
 pub fn write(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     std::fs::create_dir_all(tmp_dir)?;
-    let tmp = tmp_dir.join(format!("direct-{}", hex::encode(rand::random::<[u8; 12]>())));
+    let tmp = tmp_dir.join(format!(
+        "direct-{}",
+        hex::encode(rand::random::<[u8; 12]>())
+    ));
     let opened = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -88,7 +91,9 @@ mod tests {
                 Ok(false) => assert!(!target.exists()),
                 Err(e) => panic!("{len}: {e}"),
             }
-            let left = std::fs::read_dir(dir.path().join(".tmp")).expect("tmp").count();
+            let left = std::fs::read_dir(dir.path().join(".tmp"))
+                .expect("tmp")
+                .count();
             assert_eq!(left, 0, "temporary files left behind");
         }
     }
