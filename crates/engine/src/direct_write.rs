@@ -22,8 +22,8 @@ thread_local! {
 }
 
 /// Writes `bytes` to `target` through a new file in `tmp_dir`. `Ok(false)` means the
-/// filesystem does not take O_DIRECT (tmpfs, some FUSE mounts): nothing was left behind and the
-/// caller should write the ordinary way.
+/// filesystem does not take O_DIRECT (tmpfs before Linux 6.6, some FUSE mounts): nothing was
+/// left behind and the caller should write the ordinary way.
 pub fn write(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     std::fs::create_dir_all(tmp_dir)?;
     let tmp = tmp_dir.join(format!(
