@@ -33,6 +33,12 @@ impl TableStats {
         self.checksum.starts_with(CHECKSUM_PREFIX)
     }
 
+    /// The COPY target to read the table back through when its checksum is to be recomputed;
+    /// `None` when only its rows are counted.
+    fn copy_to_hash(&self) -> Option<&str> {
+        self.copy.as_deref().filter(|_| self.has_checksum())
+    }
+
     /// The table's qualified name as SQL text.
     fn name(&self, key: &str) -> String {
         match &self.copy {
@@ -165,9 +171,9 @@ pub fn measure(
     script.push_str(&text.set_local());
     for (key, stats) in expected {
         let name = stats.name(key);
-        let read = match (&stats.copy, stats.has_checksum()) {
-            (Some(copy), true) => format!("COPY {copy} TO STDOUT;"),
-            _ => format!("SELECT count(*) FROM {name};"),
+        let read = match stats.copy_to_hash() {
+            Some(copy) => format!("COPY {copy} TO STDOUT;"),
+            None => format!("SELECT count(*) FROM {name};"),
         };
         script.push_str(&format!(
             "SELECT to_regclass({}) IS NULL AS bulwark_missing \\gset\n\
@@ -221,7 +227,7 @@ fn read_figures(mut out: impl BufRead, expected: &DatabaseStats) -> Result<Datab
             }
             if row == MISSING_MARK {
                 missing = true;
-            } else if stats.has_checksum() && stats.copy.is_some() {
+            } else if stats.copy_to_hash().is_some() {
                 digest.add(row);
             } else {
                 let text = String::from_utf8_lossy(row);
