@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::buffers::BufferPool;
 use crate::chunker::{Chunker, Splitter};
 use crate::codec::{Codec, Encoder};
 use crate::error::{Error, ErrorKind, Result};
@@ -33,6 +34,12 @@ use crate::store::ObjectKind;
 
 /// Index files are written every this many packs, so a crash loses little dedup work.
 const INDEX_FLUSH_PACKS: usize = 64;
+/// Concurrent pack writes on local disk. With `O_DIRECT` one writer keeps up (it writes a pack
+/// in less time than the workers take to fill the next), and each write in flight holds a pack
+/// in memory. S3 uploads wait on round trips: 4 run at once there.
+const UPLOADS_LOCAL: usize = 1;
+/// Room in a pack buffer beyond the pack size: the last blob and the header.
+const PACK_SLACK: usize = 1 << 20;
 
 #[derive(Clone, Default)]
 pub struct BackupOptions {
@@ -99,6 +106,10 @@ struct Shared {
     data_added: AtomicU64,
     stored_added: AtomicU64,
     written: Mutex<IndexPacks>,
+    /// Chunk buffers, from the splitter to the workers and back.
+    chunk_buffers: BufferPool,
+    /// Sealed blobs, from the workers to the packer and back.
+    sealed_buffers: BufferPool,
 }
 
 impl Shared {
@@ -146,10 +157,12 @@ impl Shared {
         }
         self.data_added
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut sealed = self.sealed_buffers.take();
+        enc.encode_into(self.repo.key(), data, &mut sealed);
         Blob {
             kind,
             id,
-            sealed: enc.encode(self.repo.key(), data),
+            sealed,
             raw_len,
         }
     }
@@ -211,6 +224,25 @@ impl SnapshotWriter {
             }
             None => None,
         };
+        let workers = if opts.threads == 0 {
+            num_cpus()
+        } else {
+            opts.threads
+        };
+        // Each upload holds one pack in memory; on S3 several hide the round trips.
+        let uploads = match opts.uploads {
+            0 if repo.store().is_local() => UPLOADS_LOCAL,
+            0 => 4,
+            n => n,
+        };
+        // One queued chunk per worker is enough to keep the workers busy; deeper queues only
+        // hold more memory. The pools hold as many buffers as can be in flight at once (queued,
+        // in a worker's hands, being filled or packed), so a steady pipeline allocates none;
+        // each keeps twice the average chunk size, as larger chunks are rare.
+        let queue = workers;
+        let in_flight = queue + 2 * workers + 1;
+        let chunk_keep = 2 * repo.data_chunker().params().avg_size as usize;
+        let pack_size = repo.config().pack_size as usize;
         let shared = Arc::new(Shared {
             repo: repo.clone(),
             index,
@@ -220,18 +252,13 @@ impl SnapshotWriter {
             data_added: AtomicU64::new(0),
             stored_added: AtomicU64::new(0),
             written: Mutex::new(Vec::new()),
+            chunk_buffers: BufferPool::new(in_flight, chunk_keep),
+            sealed_buffers: BufferPool::new(in_flight, chunk_keep),
         });
-        let workers = if opts.threads == 0 {
-            num_cpus()
-        } else {
-            opts.threads
-        };
-        // Each upload holds one pack in memory; several hide storage latency (an fsync per pack
-        // on local disk, a round trip on S3) so the workers never wait for it.
-        let uploads = if opts.uploads == 0 { 4 } else { opts.uploads };
+        let pack_buffers = BufferPool::new(uploads + 1, pack_size + PACK_SLACK);
         let codec = repo.codec();
-        let (job_tx, job_rx) = bounded::<Job>(workers * 2);
-        let (blob_tx, blob_rx) = bounded::<Blob>(workers * 2);
+        let (job_tx, job_rx) = bounded::<Job>(queue);
+        let (blob_tx, blob_rx) = bounded::<Blob>(queue);
         // Rendezvous: a finished pack waits in the packer, not in a queue, bounding packs in memory
         // to the one being built plus one per uploader.
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
@@ -244,15 +271,15 @@ impl SnapshotWriter {
             })?);
         }
         {
-            let (shared, pack_size) = (shared.clone(), repo.config().pack_size as usize);
+            let (shared, buffers) = (shared.clone(), pack_buffers.clone());
             threads.push(spawn("bulwark-pack", move || {
-                packer(shared, blob_rx, pack_tx, pack_size)
+                packer(shared, blob_rx, pack_tx, buffers, pack_size)
             })?);
         }
         for n in 0..uploads {
-            let (shared, packs) = (shared.clone(), pack_rx.clone());
+            let (shared, packs, buffers) = (shared.clone(), pack_rx.clone(), pack_buffers.clone());
             threads.push(spawn(&format!("bulwark-up{n}"), move || {
-                uploader(shared, packs)
+                uploader(shared, packs, buffers)
             })?);
         }
         let assembler = {
@@ -648,7 +675,7 @@ pub struct StreamSink {
 
 impl StreamSink {
     fn new(shared: Arc<Shared>, jobs: Sender<Job>, progress: Reporter, chunker: Chunker) -> Self {
-        let splitter = Splitter::new(chunker);
+        let splitter = Splitter::new(chunker, shared.chunk_buffers.clone());
         Self {
             shared,
             jobs,
@@ -736,6 +763,7 @@ fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, codec: 
             continue;
         }
         let blob = shared.encode_blob(&mut enc, BlobKind::Data, &job.data);
+        shared.chunk_buffers.give(job.data);
         let id = blob.id;
         let reply = if blob.sealed.is_empty() {
             Ok(id)
@@ -763,7 +791,9 @@ fn assembler(
         let mut emit = |data: Vec<u8>| -> Result<()> {
             let blob = shared.encode_blob(&mut enc, BlobKind::Tree, &data);
             tree.push(blob.id);
-            if !blob.sealed.is_empty() {
+            if blob.sealed.is_empty() {
+                shared.sealed_buffers.give(blob.sealed);
+            } else {
                 blobs
                     .send(blob)
                     .map_err(|_| Error::new(ErrorKind::Io, "packer stopped"))?;
@@ -810,11 +840,18 @@ fn packer(
     shared: Arc<Shared>,
     blobs: Receiver<Blob>,
     packs: Sender<FinishedPack>,
+    buffers: BufferPool,
     pack_size: usize,
 ) {
     let key = shared.repo.key();
-    let mut data = PackBuilder::new(pack_size + (1 << 20));
-    let mut tree = PackBuilder::new(1 << 20);
+    let fresh = || {
+        let mut buf = buffers.take();
+        buf.reserve(pack_size + PACK_SLACK);
+        PackBuilder::new(buf)
+    };
+    let mut data = fresh();
+    // Item-stream packs stay small in most backups: this one grows as needed.
+    let mut tree = PackBuilder::default();
     for blob in blobs {
         let builder = if blob.kind == BlobKind::Data {
             &mut data
@@ -822,16 +859,15 @@ fn packer(
             &mut tree
         };
         builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len);
+        shared.sealed_buffers.give(blob.sealed);
         if builder.len() >= pack_size {
-            let capacity = if blob.kind == BlobKind::Data {
-                pack_size + (1 << 20)
-            } else {
-                1 << 20
-            };
-            let full = std::mem::replace(builder, PackBuilder::new(capacity));
-            if packs.send(full.finish(key)).is_err() {
+            // Hand the full pack on before taking a buffer for the next one: while every
+            // uploader is busy, the buffer it frees is the one the next pack gets.
+            let full = std::mem::take(builder).finish(key);
+            if packs.send(full).is_err() {
                 return;
             }
+            *builder = fresh();
         }
     }
     for builder in [data, tree] {
@@ -841,17 +877,18 @@ fn packer(
     }
 }
 
-fn uploader(shared: Arc<Shared>, packs: Receiver<FinishedPack>) {
+fn uploader(shared: Arc<Shared>, packs: Receiver<FinishedPack>, buffers: BufferPool) {
     for pack in packs {
         if shared.failed() {
             continue;
         }
         let len = pack.bytes.len() as u64;
-        match shared
+        let written = shared
             .repo
             .store()
-            .write(ObjectKind::Pack, &pack.id.to_hex(), pack.bytes)
-        {
+            .write(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes);
+        buffers.give(pack.bytes);
+        match written {
             Ok(()) => {
                 shared.stored_added.fetch_add(len, Ordering::Relaxed);
                 shared

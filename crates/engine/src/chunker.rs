@@ -8,6 +8,7 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buffers::BufferPool;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,47 +82,70 @@ impl Chunker {
         self.params
     }
 
-    /// Length of the chunk that starts at `data[0]`. The caller passes at least `max_size`
-    /// bytes unless the input ends sooner.
+    /// Length of the chunk that starts at `data[0]`, for a caller that holds the whole input
+    /// (or at least `max_size` bytes of it).
     pub fn cut(&self, data: &[u8]) -> usize {
-        let min = self.params.min_size as usize;
-        let n = data.len();
-        if n <= min {
-            return n;
-        }
-        let normal = n.min(self.params.avg_size as usize);
-        let end = n.min(self.params.max_size as usize);
-        let mut h: u64 = 0;
-        let mut i = min;
-        while i < normal {
-            h = (h << 1).wrapping_add(self.gear[data[i] as usize]);
-            if h & self.mask_small == 0 {
-                return i + 1;
+        self.scan(&mut Cut::default(), data).unwrap_or(data.len())
+    }
+
+    /// Scans `data`, the next bytes of the chunk `cut` describes. If the chunk ends within
+    /// `data`, returns how many of its bytes belong to it and resets `cut` for the next chunk;
+    /// otherwise all of `data` belongs to it and `None` is returned.
+    pub fn scan(&self, cut: &mut Cut, data: &[u8]) -> Option<usize> {
+        let (min, avg, max) = (
+            self.params.min_size as usize,
+            self.params.avg_size as usize,
+            self.params.max_size as usize,
+        );
+        // The first `min` bytes of a chunk are not hashed; bytes up to the average size must
+        // meet the harder mask, later ones the easier; a chunk ends at `max` regardless.
+        let mut i = (min.saturating_sub(cut.len)).min(data.len());
+        let mut h = cut.hash;
+        for (limit, mask) in [(avg, self.mask_small), (max, self.mask_large)] {
+            let end = data.len().min(limit.saturating_sub(cut.len));
+            while i < end {
+                h = (h << 1).wrapping_add(self.gear[usize::from(data[i])]);
+                i += 1;
+                if h & mask == 0 {
+                    *cut = Cut::default();
+                    return Some(i);
+                }
             }
-            i += 1;
         }
-        while i < end {
-            h = (h << 1).wrapping_add(self.gear[data[i] as usize]);
-            if h & self.mask_large == 0 {
-                return i + 1;
-            }
-            i += 1;
+        if cut.len + i == max {
+            *cut = Cut::default();
+            return Some(i);
         }
-        end
+        cut.len += i;
+        cut.hash = h;
+        None
     }
 }
 
-/// Splits readers into chunks with one reusable buffer of twice the maximum chunk size, so
+/// How far a chunk has been scanned: its length so far and the gear hash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cut {
+    len: usize,
+    hash: u64,
+}
+
+/// Bytes read from a source at a time.
+const READ_SIZE: usize = 1 << 20;
+
+/// Splits readers into chunks. Data is read through one reusable buffer and copied once,
+/// into the chunk's own buffer (taken from a pool the consumer hands buffers back to), so
 /// memory stays bounded whatever the input size.
 pub struct Splitter {
     chunker: Chunker,
+    buffers: BufferPool,
     buf: Vec<u8>,
 }
 
 impl Splitter {
-    pub fn new(chunker: Chunker) -> Self {
+    pub fn new(chunker: Chunker, buffers: BufferPool) -> Self {
         Self {
             chunker,
+            buffers,
             buf: Vec::new(),
         }
     }
@@ -132,32 +156,28 @@ impl Splitter {
         mut reader: R,
         mut emit: impl FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<u64> {
-        let max = self.chunker.params.max_size as usize;
-        if self.buf.len() < 2 * max {
-            self.buf = vec![0u8; 2 * max];
-        }
-        let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
+        self.buf.resize(READ_SIZE, 0);
+        let (mut chunk, mut cut, mut total) = (self.buffers.take(), Cut::default(), 0u64);
         loop {
-            if !eof && end - start < max {
-                if self.buf.len() - end < max {
-                    self.buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
-                }
-                while !eof && end - start < max {
-                    let got = read_retrying(&mut reader, &mut self.buf[end..])?;
-                    end += got;
-                    eof = got == 0;
-                }
+            let got = read_retrying(&mut reader, &mut self.buf)?;
+            if got == 0 {
+                break;
             }
-            if start == end {
-                return Ok(total);
+            total += got as u64;
+            let mut piece = &self.buf[..got];
+            while let Some(n) = self.chunker.scan(&mut cut, piece) {
+                chunk.extend_from_slice(&piece[..n]);
+                emit(std::mem::replace(&mut chunk, self.buffers.take()))?;
+                piece = &piece[n..];
             }
-            let cut = self.chunker.cut(&self.buf[start..end]);
-            total += cut as u64;
-            emit(self.buf[start..start + cut].to_vec())?;
-            start += cut;
+            chunk.extend_from_slice(piece);
         }
+        if chunk.is_empty() {
+            self.buffers.give(chunk);
+        } else {
+            emit(chunk)?;
+        }
+        Ok(total)
     }
 }
 
@@ -198,7 +218,7 @@ mod tests {
 
     fn chunks(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        Splitter::new(c.clone())
+        Splitter::new(c.clone(), BufferPool::new(0, 0))
             .split(data, |ch| {
                 out.push(ch);
                 Ok(())
@@ -219,6 +239,49 @@ mod tests {
         }
         let avg = data.len() / a.len();
         assert!((2048..=8192).contains(&avg), "average {avg}");
+    }
+
+    /// Gives out its data a few bytes at a time, in varying amounts.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = (self.1 * 7 + 3) % 5000;
+            let n = self.0.len().min(buf.len()).min(self.1 + 1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reading_piecemeal_cuts_where_the_whole_input_does() {
+        let c = small();
+        // Random data, then a run of one byte that never meets the mask (so chunks end at the
+        // maximum size), then random data again.
+        let never_cut = (0..=255u8)
+            .find(|&b| c.cut(&[b; 40_000]) == 16384)
+            .expect("some byte value never cuts");
+        let mut data = pseudo_random(300_000, 4);
+        data.extend_from_slice(&[never_cut; 100_000]);
+        data.extend_from_slice(&pseudo_random(50_000, 5));
+        let mut whole = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = c.cut(rest);
+            whole.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        assert!(whole.iter().filter(|ch| ch.len() == 16384).count() >= 5);
+        let mut piecemeal = Vec::new();
+        let read = Splitter::new(c.clone(), BufferPool::new(0, 0))
+            .split(Trickle(&data, 0), |ch| {
+                piecemeal.push(ch);
+                Ok(())
+            })
+            .expect("split");
+        assert_eq!(read, data.len() as u64);
+        assert_eq!(piecemeal, whole);
     }
 
     #[test]

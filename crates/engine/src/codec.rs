@@ -34,7 +34,6 @@ const MAX_OBJECT_SIZE: usize = 1 << 30;
 pub struct Encoder {
     compressor: zstd::bulk::Compressor<'static>,
     lanes: bool,
-    scratch: Vec<u8>,
     split: Vec<u8>,
 }
 
@@ -46,39 +45,40 @@ impl Encoder {
         Ok(Self {
             compressor,
             lanes: codec.lanes,
-            scratch: Vec::new(),
             split: Vec::new(),
         })
     }
 
     /// Returns the sealed form of `data`.
     pub fn encode(&mut self, key: &MasterKey, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(key, data, &mut out);
+        out
+    }
+
+    /// Writes the sealed form of `data` into `out` (a reused buffer; cleared first). It is
+    /// compressed straight into `out` and encrypted there.
+    pub fn encode_into(&mut self, key: &MasterKey, data: &[u8], out: &mut Vec<u8>) {
         let (marker, input) = if self.lanes && looks_like_words(data) {
             split_lanes(data, &mut self.split);
             (LANES, &self.split[..])
         } else {
             (ZSTD, data)
         };
-        // zstd writes from the start of the buffer it is given: leave the marker byte out of it.
-        let bound = zstd::zstd_safe::compress_bound(input.len());
-        self.scratch.resize(bound + 1, 0);
-        self.scratch[0] = marker;
-        let compressed = match self
-            .compressor
-            .compress_to_buffer(input, &mut self.scratch[1..])
-        {
-            Ok(n) if n < data.len() => {
-                self.scratch.truncate(n + 1);
-                true
+        let compressor = &mut self.compressor;
+        key.seal_into(out, |buf| {
+            let start = buf.len();
+            buf.resize(start + 1 + zstd::zstd_safe::compress_bound(input.len()), 0);
+            buf[start] = marker;
+            match compressor.compress_to_buffer(input, &mut buf[start + 1..]) {
+                Ok(n) if n < data.len() => buf.truncate(start + 1 + n),
+                _ => {
+                    buf.truncate(start);
+                    buf.push(RAW);
+                    buf.extend_from_slice(data);
+                }
             }
-            _ => false,
-        };
-        if !compressed {
-            self.scratch.clear();
-            self.scratch.push(RAW);
-            self.scratch.extend_from_slice(data);
-        }
-        key.seal(&self.scratch)
+        });
     }
 }
 

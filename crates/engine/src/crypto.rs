@@ -58,8 +58,14 @@ impl MasterKey {
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        seal_with(&self.cipher, plaintext, &mut out);
+        seal_with(&self.cipher, &mut out, |o| o.extend_from_slice(plaintext));
         out
+    }
+
+    /// Seals into `out` (cleared first) the plaintext that `write` appends to it, encrypting
+    /// it where it lies: no copy of the plaintext is made.
+    pub fn seal_into(&self, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+        seal_with(&self.cipher, out, write)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -67,14 +73,14 @@ impl MasterKey {
     }
 }
 
-fn seal_with(cipher: &XChaCha20Poly1305, plaintext: &[u8], out: &mut Vec<u8>) {
+/// Writes `nonce ‖ ciphertext ‖ tag` into `out`; `write` appends the plaintext after the nonce.
+fn seal_with(cipher: &XChaCha20Poly1305, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let nonce: [u8; NONCE_LEN] = rand::random();
-    out.reserve(plaintext.len() + SEAL_OVERHEAD);
+    out.clear();
     out.extend_from_slice(&nonce);
-    let start = out.len();
-    out.extend_from_slice(plaintext);
+    write(out);
     let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[start..])
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut out[NONCE_LEN..])
         .expect("XChaCha20-Poly1305 encrypts any length we produce");
     out.extend_from_slice(&tag);
 }
@@ -165,7 +171,7 @@ impl WrappedKey {
         let kek = kdf.derive(password)?;
         let cipher = XChaCha20Poly1305::new((&kek).into());
         let mut sealed = Vec::new();
-        seal_with(&cipher, &master.raw, &mut sealed);
+        seal_with(&cipher, &mut sealed, |o| o.extend_from_slice(&master.raw));
         Ok(Self {
             kdf,
             wrapped: b64(&sealed),

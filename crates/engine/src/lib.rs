@@ -2,6 +2,7 @@
 //! It knows nothing of command lines or terminals; progress leaves through a channel.
 
 pub mod backup;
+pub mod buffers;
 pub mod catalog;
 pub mod check;
 pub mod chunker;

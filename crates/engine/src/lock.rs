@@ -142,7 +142,7 @@ fn write(repo: &Repository, id: &LockId, info: &LockInfo) -> Result<()> {
     repo.store().write(
         ObjectKind::Lock,
         &id.to_hex(),
-        crate::codec::encode_object(repo.key(), &json),
+        &crate::codec::encode_object(repo.key(), &json),
     )
 }
 

@@ -74,15 +74,18 @@ impl PackEntry {
 }
 
 /// Accumulates sealed blobs of one kind until the pack is big enough to upload.
+#[derive(Default)]
 pub struct PackBuilder {
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
 }
 
 impl PackBuilder {
-    pub fn new(capacity: usize) -> Self {
+    /// A builder that fills `buf` (a reused buffer; cleared first).
+    pub fn new(mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Self {
-            buf: Vec::with_capacity(capacity),
+            buf,
             entries: Vec::new(),
         }
     }
@@ -148,8 +151,8 @@ impl<'a> PackSink<'a> {
     pub fn new(repo: &'a crate::repo::Repository) -> Self {
         Self {
             repo,
-            data: PackBuilder::new(0),
-            tree: PackBuilder::new(0),
+            data: PackBuilder::default(),
+            tree: PackBuilder::default(),
             written: Vec::new(),
             bytes_written: 0,
         }
@@ -169,7 +172,7 @@ impl<'a> PackSink<'a> {
         };
         builder.add(kind, id, sealed, raw_length);
         if builder.len() >= self.repo.config().pack_size as usize {
-            let full = std::mem::replace(builder, PackBuilder::new(0));
+            let full = std::mem::take(builder);
             self.upload(full)?;
         }
         Ok(())
@@ -181,7 +184,7 @@ impl<'a> PackSink<'a> {
         self.repo.store().write(
             crate::store::ObjectKind::Pack,
             &pack.id.to_hex(),
-            pack.bytes,
+            &pack.bytes,
         )?;
         self.written.push((pack.id, pack.entries));
         Ok(())
@@ -190,8 +193,8 @@ impl<'a> PackSink<'a> {
     /// Uploads what is left and returns the packs written (not yet indexed).
     pub fn finish(mut self) -> Result<Vec<(PackId, Vec<PackEntry>)>> {
         for b in [
-            std::mem::replace(&mut self.data, PackBuilder::new(0)),
-            std::mem::replace(&mut self.tree, PackBuilder::new(0)),
+            std::mem::take(&mut self.data),
+            std::mem::take(&mut self.tree),
         ] {
             if !b.is_empty() {
                 self.upload(b)?;
@@ -297,7 +300,7 @@ mod tests {
     #[test]
     fn pack_round_trip_and_corruption() {
         let key = MasterKey::generate();
-        let mut b = PackBuilder::new(1024);
+        let mut b = PackBuilder::default();
         let blobs: Vec<Vec<u8>> = (0..5u8)
             .map(|i| key.seal(&vec![i; 100 + i as usize]))
             .collect();

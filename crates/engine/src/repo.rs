@@ -125,7 +125,7 @@ impl Repository {
         let key_id = write_key_file(&store, &key, password, opts.kdf, &opts.label)?;
         // The config is written last: its existence is what makes this a repository.
         let sealed = codec::encode_object(&key, &serde_json::to_vec(&config).map_err(json_err)?);
-        store.write(ObjectKind::Config, "", sealed)?;
+        store.write(ObjectKind::Config, "", &sealed)?;
         Ok(Self(Arc::new(Inner {
             store,
             key,
@@ -258,7 +258,7 @@ impl Repository {
         let json = serde_json::to_vec(value).map_err(json_err)?;
         let sealed = codec::encode_object(self.key(), &json);
         let name = blake3::hash(&sealed).to_hex().to_string();
-        self.store().write(kind, &name, sealed)?;
+        self.store().write(kind, &name, &sealed)?;
         Ok(name)
     }
 
@@ -282,7 +282,7 @@ impl Repository {
         let sealed = codec::encode_object(self.key(), &index::encode(packs));
         let id = IndexId::of_content(&sealed);
         self.store()
-            .write(ObjectKind::Index, &id.to_hex(), sealed)?;
+            .write(ObjectKind::Index, &id.to_hex(), &sealed)?;
         Ok(id)
     }
 
@@ -365,7 +365,7 @@ fn write_key_file(
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(json_err)?;
     let id = KeyId::of_content(&bytes);
-    store.write(ObjectKind::Key, &id.to_hex(), bytes)?;
+    store.write(ObjectKind::Key, &id.to_hex(), &bytes)?;
     Ok(id)
 }
 

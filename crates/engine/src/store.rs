@@ -244,11 +244,11 @@ impl Store {
     /// Writes a whole object. On the local backend the data and then its directory entry are
     /// synced before this returns, so a written object survives a power cut. Packs and WAL
     /// objects skip the page cache there when the filesystem allows (see `direct_write`).
-    pub fn write(&self, kind: ObjectKind, name: &str, bytes: Vec<u8>) -> Result<()> {
+    pub fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let path = kind.path(name);
         let Backend::Local(root) = &self.backend else {
             self.runtime
-                .block_on(self.op.write(&path, bytes))
+                .block_on(self.op.write(&path, bytes.to_vec()))
                 .with_context(|| format!("writing {path}"))?;
             return Ok(());
         };
@@ -256,14 +256,14 @@ impl Store {
         let direct = matches!(kind, ObjectKind::Pack | ObjectKind::Wal)
             && self.direct_io.load(Ordering::Relaxed);
         let written_directly = direct
-            && crate::direct_write::write(&root.join(".tmp"), &full, &bytes)
+            && crate::direct_write::write(&root.join(".tmp"), &full, bytes)
                 .with_context(|| format!("writing {path}"))?;
         if !written_directly {
             if direct {
                 self.direct_io.store(false, Ordering::Relaxed);
             }
             self.runtime
-                .block_on(self.op.write(&path, bytes))
+                .block_on(self.op.write(&path, bytes.to_vec()))
                 .with_context(|| format!("writing {path}"))?;
         }
         if let Some(dir) = full.parent() {
@@ -460,11 +460,9 @@ mod tests {
         )
         .expect("opens");
         store
-            .write(ObjectKind::Pack, "abcdef", b"pack".to_vec())
+            .write(ObjectKind::Pack, "abcdef", b"pack")
             .expect("writes");
-        store
-            .write(ObjectKind::Config, "", b"cfg".to_vec())
-            .expect("writes");
+        store.write(ObjectKind::Config, "", b"cfg").expect("writes");
         assert!(dir.path().join("data/ab/abcdef").exists());
         assert_eq!(
             store

@@ -48,7 +48,7 @@ fn mutations(valid: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
 fn index_decoder_rejects_garbage() {
     let mut rng = Rng(11);
     let key = MasterKey::generate();
-    let mut b = PackBuilder::new(0);
+    let mut b = PackBuilder::default();
     b.add(BlobKind::Data, ChunkId([1; 32]), &key.seal(b"x"), 1);
     let pack = b.finish(&key);
     let valid = engine::index::encode(&[(PackId([2; 32]), pack.entries.clone())]);
@@ -69,7 +69,7 @@ fn index_decoder_rejects_garbage() {
 fn pack_header_and_codec_reject_tampering() {
     let mut rng = Rng(12);
     let key = MasterKey::generate();
-    let mut b = PackBuilder::new(0);
+    let mut b = PackBuilder::default();
     for i in 0..4u8 {
         b.add(BlobKind::Tree, ChunkId([i; 32]), &key.seal(&[i; 100]), 100);
     }

@@ -177,7 +177,7 @@ impl<'a> WalArchive<'a> {
             Err(e) => return Err(e),
         }
         let sealed = self.seal(name, content)?;
-        self.repo.store().write(ObjectKind::Wal, &object, sealed)?;
+        self.repo.store().write(ObjectKind::Wal, &object, &sealed)?;
         Ok(Pushed::Stored)
     }
 
