@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::Index;
 use crate::items::ItemReader;
-use crate::pack;
+use crate::pack::{self, PackBuffers};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
 use crate::snapshot;
@@ -123,7 +123,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bytes: packs.iter().map(|p| listed[p]).sum(),
         });
         opts.progress.send(Progress::Phase("reading packs".into()));
-        let (errors, bad, bytes) = read_packs(repo, &index, &packs, &opts.progress);
+        let (errors, bad, bytes) = read_packs(repo, &index, &packs, &opts.progress)?;
         report.packs_read = packs.len();
         report.bytes_read = bytes;
         report.errors.extend(errors);
@@ -197,7 +197,7 @@ fn read_packs(
     index: &Index,
     packs: &[PackId],
     progress: &Reporter,
-) -> (Vec<String>, Vec<ChunkId>, u64) {
+) -> Result<(Vec<String>, Vec<ChunkId>, u64)> {
     let mut expected: HashMap<PackId, Vec<(ChunkId, u32, u32, u32)>> = HashMap::new();
     for (id, loc) in index.iter() {
         expected
@@ -213,14 +213,17 @@ fn read_packs(
         let _ = tx.send(*p);
     }
     drop(tx);
+    let buffers = (0..num_cpus().max(4))
+        .map(|_| PackBuffers::new())
+        .collect::<Result<Vec<_>>>()?;
     std::thread::scope(|s| {
-        for _ in 0..num_cpus().max(4) {
+        for mut buffers in buffers {
             let rx = rx.clone();
             let (errors, damaged, bytes, expected) = (&errors, &damaged, &bytes, &expected);
             s.spawn(move || {
                 for pack in rx {
                     let blobs = expected.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
-                    let (errs, bad, n) = verify_pack(repo, pack, blobs);
+                    let (errs, bad, n) = verify_pack(repo, pack, blobs, &mut buffers);
                     bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     progress.send(Progress::Bytes(n));
                     errors
@@ -235,31 +238,39 @@ fn read_packs(
             });
         }
     });
-    (
+    Ok((
         errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         damaged.into_inner().unwrap_or_else(|p| p.into_inner()),
         bytes.into_inner(),
-    )
+    ))
 }
 
 fn verify_pack(
     repo: &Repository,
     pack: PackId,
     blobs: &[(ChunkId, u32, u32, u32)],
+    buffers: &mut PackBuffers,
 ) -> (Vec<String>, Vec<ChunkId>, u64) {
     let all = || blobs.iter().map(|b| b.0).collect::<Vec<_>>();
-    let bytes = match repo.store().read(ObjectKind::Pack, &pack.to_hex()) {
-        Ok(b) => b,
-        Err(e) => return (vec![format!("pack {pack}: cannot read: {e}")], all(), 0),
-    };
+    let PackBuffers {
+        bytes,
+        plain,
+        decoder,
+    } = buffers;
+    if let Err(e) = repo
+        .store()
+        .read_into(ObjectKind::Pack, &pack.to_hex(), bytes)
+    {
+        return (vec![format!("pack {pack}: cannot read: {e}")], all(), 0);
+    }
     let n = bytes.len() as u64;
     let mut errors = Vec::new();
-    if PackId::of_content(&bytes) != pack {
+    if PackId::of_content(bytes) != pack {
         errors.push(format!(
             "pack {pack}: content does not match its name (bytes were modified)"
         ));
     }
-    match pack::read_header(repo.key(), &bytes) {
+    match pack::read_header(repo.key(), bytes) {
         Ok(header) => {
             let in_header: HashSet<ChunkId> = header.iter().map(|e| e.id).collect();
             for b in blobs {
@@ -273,12 +284,13 @@ fn verify_pack(
         }
         Err(e) => errors.push(format!("pack {pack}: header unreadable: {e}")),
     }
+    // Blobs are opened in place, so the pack's bytes are not usable after this loop.
     let mut damaged = Vec::new();
     for &(id, offset, length, raw) in blobs {
         let (s, e) = (offset as usize, offset as usize + length as usize);
         let result = bytes
-            .get(s..e)
-            .map(|sealed| repo.decode_blob(&id, sealed, raw));
+            .get_mut(s..e)
+            .map(|sealed| repo.decode_blob_into(decoder, &id, sealed, raw, plain));
         match result {
             Some(Ok(_)) => {}
             Some(Err(err)) => {

@@ -122,10 +122,11 @@ fn split_lanes(data: &[u8], out: &mut Vec<u8>) {
     tail.copy_from_slice(&data[4 * n..]);
 }
 
-/// The inverse of [`split_lanes`].
-fn join_lanes(split: &[u8]) -> Vec<u8> {
+/// The inverse of [`split_lanes`], into `out` (cleared first).
+fn join_lanes(split: &[u8], out: &mut Vec<u8>) {
     let n = split.len() / 4;
-    let mut out = vec![0u8; split.len()];
+    out.clear();
+    out.resize(split.len(), 0);
     let (l0, rest) = split.split_at(n);
     let (l1, rest) = rest.split_at(n);
     let (l2, rest) = rest.split_at(n);
@@ -139,39 +140,100 @@ fn join_lanes(split: &[u8]) -> Vec<u8> {
         w.copy_from_slice(&[*a, *b, *c, *d]);
     }
     out_tail.copy_from_slice(tail);
-    out
+}
+
+/// Opens and decompresses; reuses its zstd context and lane buffer across calls.
+pub struct Decoder {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    split: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn new() -> Result<Self> {
+        let decompressor = zstd::bulk::Decompressor::new()
+            .map_err(|e| Error::invalid(format!("zstd decompressor: {e}")))?;
+        Ok(Self {
+            decompressor,
+            split: Vec::new(),
+        })
+    }
+
+    /// Opens `sealed` where it lies (it is overwritten) and writes its plaintext, at most
+    /// `limit` bytes, into `out` (cleared first). A frame that would decode to more is
+    /// corruption, never an allocation.
+    pub fn decode_into(
+        &mut self,
+        key: &MasterKey,
+        sealed: &mut [u8],
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let plain = key.open_in_place(sealed)?;
+        let (&marker, body) = plain
+            .split_first()
+            .ok_or_else(|| Error::corrupt("empty object"))?;
+        out.clear();
+        match marker {
+            RAW => out.extend_from_slice(body),
+            ZSTD => self.decompress(body, limit, out)?,
+            LANES => {
+                let mut split = std::mem::take(&mut self.split);
+                let done = self.decompress(body, limit, &mut split);
+                if done.is_ok() {
+                    join_lanes(&split, out);
+                }
+                self.split = split;
+                done?
+            }
+            other => return Err(Error::corrupt(format!("unknown encoding byte {other}"))),
+        }
+        Ok(())
+    }
+
+    fn decompress(&mut self, frame: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
+        // Frames record their size (the encoder always writes it); room for that, not for the
+        // limit, is reserved. A frame that lies about it fails to fit and is reported.
+        let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) => n,
+            _ => limit as u64,
+        };
+        if size > limit as u64 {
+            return Err(Error::corrupt(format!(
+                "zstd frame claims {size} bytes, more than the {limit} expected"
+            )));
+        }
+        out.clear();
+        out.reserve(size as usize);
+        self.decompressor
+            .decompress_to_buffer(frame, out)
+            .map_err(|e| Error::corrupt(format!("zstd frame does not decode: {e}")))?;
+        Ok(())
+    }
 }
 
 /// Opens and decompresses. `expected_len` is the plaintext length when the caller knows it
 /// (blobs); otherwise an upper bound protects against decompression bombs.
 pub fn decode(key: &MasterKey, sealed: &[u8], expected_len: Option<usize>) -> Result<Vec<u8>> {
-    let plain = key.open(sealed)?;
-    let (&marker, body) = plain
-        .split_first()
-        .ok_or_else(|| Error::corrupt("empty object"))?;
-    let out = match marker {
-        RAW => body.to_vec(),
-        ZSTD | LANES => {
-            let limit = expected_len.unwrap_or(MAX_OBJECT_SIZE);
-            let out = zstd::bulk::decompress(body, limit)
-                .map_err(|e| Error::corrupt(format!("zstd frame does not decode: {e}")))?;
-            if marker == LANES {
-                join_lanes(&out)
-            } else {
-                out
-            }
-        }
-        other => return Err(Error::corrupt(format!("unknown encoding byte {other}"))),
-    };
-    if let Some(len) = expected_len {
-        if out.len() != len {
-            return Err(Error::corrupt(format!(
-                "decoded {} bytes, index says {len}",
-                out.len()
-            )));
-        }
-    }
+    let mut out = Vec::new();
+    Decoder::new()?.decode_into(
+        key,
+        &mut sealed.to_vec(),
+        expected_len.unwrap_or(MAX_OBJECT_SIZE),
+        &mut out,
+    )?;
+    check_len(&out, expected_len)?;
     Ok(out)
+}
+
+/// A blob's plaintext must be as long as the index says.
+pub fn check_len(plain: &[u8], expected_len: Option<usize>) -> Result<()> {
+    match expected_len {
+        Some(len) if plain.len() != len => Err(Error::corrupt(format!(
+            "decoded {} bytes, index says {len}",
+            plain.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Convenience for one-off objects (snapshots, index files, locks).
@@ -215,10 +277,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn arrays_of_floats_are_split_into_lanes_and_back() {
-        let key = MasterKey::generate();
-        // Embedding-like float32 values in [-1, 1], plus an odd tail.
+    /// Embedding-like float32 values in [-0.1, 0.1], plus an odd tail.
+    fn floats() -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut floats: Vec<u8> = (0..100_003)
             .flat_map(|_| {
@@ -229,10 +289,49 @@ mod tests {
             })
             .collect();
         floats.extend_from_slice(&[7, 8, 9]);
+        floats
+    }
+
+    #[test]
+    fn decoder_reuses_its_buffers_and_refuses_frames_over_the_limit() {
+        let key = MasterKey::generate();
+        let mut enc = Encoder::new(Codec {
+            level: 1,
+            lanes: true,
+        })
+        .expect("encoder");
+        let mut dec = Decoder::new().expect("decoder");
+        let mut out = Vec::new();
+        let text = b"SELECT 1; -- text that compresses\n".repeat(3000);
+        let random: Vec<u8> = (0..70_000).map(|_| rand::random()).collect();
+        for data in [floats(), text.clone(), random, floats()] {
+            let mut sealed = enc.encode(&key, &data);
+            dec.decode_into(&key, &mut sealed, data.len(), &mut out)
+                .expect("decodes");
+            assert_eq!(out, data);
+        }
+        let mut sealed = enc.encode(&key, &text);
+        let err = dec
+            .decode_into(&key, &mut sealed, text.len() - 1, &mut out)
+            .expect_err("a frame larger than the limit is refused");
+        assert!(err.to_string().contains("more than"), "{err}");
+        let mut sealed = enc.encode(&key, &text);
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(dec
+            .decode_into(&key, &mut sealed, text.len(), &mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn arrays_of_floats_are_split_into_lanes_and_back() {
+        let key = MasterKey::generate();
+        let floats = floats();
         assert!(looks_like_words(&floats));
-        let mut split = Vec::new();
+        let (mut split, mut joined) = (Vec::new(), Vec::new());
         split_lanes(&floats, &mut split);
-        assert_eq!(join_lanes(&split), floats);
+        join_lanes(&split, &mut joined);
+        assert_eq!(joined, floats);
         let mut plain = Encoder::new(Codec {
             level: 3,
             lanes: false,

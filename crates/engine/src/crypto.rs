@@ -71,6 +71,11 @@ impl MasterKey {
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
         open_with(&self.cipher, sealed)
     }
+
+    /// Opens `sealed` where it lies (it is overwritten); returns the plaintext part of it.
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8]> {
+        open_in_place_with(&self.cipher, sealed)
+    }
 }
 
 /// Writes `nonce ‖ ciphertext ‖ tag` into `out`; `write` appends the plaintext after the nonce.
@@ -86,26 +91,32 @@ fn seal_with(cipher: &XChaCha20Poly1305, out: &mut Vec<u8>, write: impl FnOnce(&
 }
 
 fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<Vec<u8>> {
+    let mut copy = sealed.to_vec();
+    let len = open_in_place_with(cipher, &mut copy)?.len();
+    copy.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+    copy.truncate(len);
+    Ok(copy)
+}
+
+/// Authenticates and decrypts `sealed` where it lies; returns the plaintext part of it.
+fn open_in_place_with<'a>(
+    cipher: &XChaCha20Poly1305,
+    sealed: &'a mut [u8],
+) -> Result<&'a mut [u8]> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(Error::corrupt(format!(
             "sealed object too short ({} bytes)",
             sealed.len()
         )));
     }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = body.to_vec();
+    let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+    let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     cipher
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            b"",
-            &mut plain,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), b"", body, Tag::from_slice(tag))
         .map_err(|_| {
             Error::corrupt("authentication failed (data was modified or the key is wrong)")
         })?;
-    Ok(plain)
+    Ok(body)
 }
 
 /// Argon2id parameters, stored in each key file so they can be raised later.

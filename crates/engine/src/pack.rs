@@ -130,6 +130,25 @@ impl PackBuilder {
     }
 }
 
+/// What a thread reading packs reuses from pack to pack: the bytes read, the blob being
+/// decoded (opened in place within them) and the zstd context. Fresh allocations for each
+/// would cost a page fault per 4 KiB.
+pub struct PackBuffers {
+    pub bytes: Vec<u8>,
+    pub plain: Vec<u8>,
+    pub decoder: codec::Decoder,
+}
+
+impl PackBuffers {
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            bytes: Vec::new(),
+            plain: Vec::new(),
+            decoder: codec::Decoder::new()?,
+        })
+    }
+}
+
 pub struct FinishedPack {
     pub id: PackId,
     pub bytes: Vec<u8>,

@@ -334,14 +334,38 @@ impl Repository {
     }
 
     pub fn decode_blob(&self, id: &ChunkId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
-        let plain = codec::decode(self.key(), sealed, Some(raw_length as usize))
+        let mut plain = Vec::new();
+        self.decode_blob_into(
+            &mut codec::Decoder::new()?,
+            id,
+            &mut sealed.to_vec(),
+            raw_length,
+            &mut plain,
+        )?;
+        Ok(plain)
+    }
+
+    /// `decode_blob` into reused buffers: `sealed` is opened where it lies (and overwritten),
+    /// the plaintext goes to `plain`.
+    pub fn decode_blob_into(
+        &self,
+        decoder: &mut codec::Decoder,
+        id: &ChunkId,
+        sealed: &mut [u8],
+        raw_length: u32,
+        plain: &mut Vec<u8>,
+    ) -> Result<()> {
+        let len = raw_length as usize;
+        decoder
+            .decode_into(self.key(), sealed, len, plain)
+            .and_then(|()| codec::check_len(plain, Some(len)))
             .with_context(|| format!("chunk {id}"))?;
-        if self.key().chunk_id(&plain) != *id {
+        if self.key().chunk_id(plain) != *id {
             return Err(Error::corrupt(format!(
                 "chunk {id}: content does not match its id"
             )));
         }
-        Ok(plain)
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::id::{ChunkId, PackId};
 use crate::index::Index;
 use crate::items::{Item, ItemKind, ItemReader};
+use crate::pack::PackBuffers;
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
 use crate::snapshot::{Problem, Snapshot};
@@ -193,13 +194,24 @@ pub fn restore(
         opts.threads
     };
     let files_ref = &files;
+    let buffers = (0..threads)
+        .map(|_| PackBuffers::new())
+        .collect::<Result<Vec<_>>>()?;
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for mut buffers in buffers {
             let (rx, failed, progress) = (rx.clone(), &failed, &opts.progress);
             s.spawn(move || {
                 let mut open: HashMap<usize, File> = HashMap::new();
                 for (pack, uses) in rx {
-                    let failures = restore_pack(repo, pack, &uses, files_ref, &mut open, progress);
+                    let failures = restore_pack(
+                        repo,
+                        pack,
+                        &uses,
+                        files_ref,
+                        &mut open,
+                        &mut buffers,
+                        progress,
+                    );
                     if !failures.is_empty() {
                         let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
                         for (file, msg) in failures {
@@ -241,6 +253,7 @@ fn restore_pack(
     uses: &[BlobUse],
     files: &[FileTask],
     open: &mut HashMap<usize, File>,
+    buffers: &mut PackBuffers,
     progress: &Reporter,
 ) -> Vec<(usize, String)> {
     let start = uses.iter().map(|u| u.offset as u64).min().unwrap_or(0);
@@ -249,32 +262,36 @@ fn restore_pack(
         .map(|u| u.offset as u64 + u.length as u64)
         .max()
         .unwrap_or(0);
-    let span = match repo
+    let PackBuffers {
+        bytes: span,
+        plain,
+        decoder,
+    } = buffers;
+    if let Err(e) = repo
         .store()
-        .read_range(ObjectKind::Pack, &pack.to_hex(), start..end)
+        .read_range_into(ObjectKind::Pack, &pack.to_hex(), start..end, span)
     {
-        Ok(s) => s,
-        Err(e) => {
-            return uses
-                .iter()
-                .map(|u| (u.file, format!("cannot read pack {pack}: {e}")))
-                .collect()
-        }
-    };
+        return uses
+            .iter()
+            .map(|u| (u.file, format!("cannot read pack {pack}: {e}")))
+            .collect();
+    }
     // Uses arrive grouped by chunk (the plan is sorted by offset): decode each chunk once,
-    // write it everywhere it goes, then drop it, so a thread holds one span and one chunk.
+    // write it everywhere it goes, then go on to the next, so a thread holds one span and
+    // one chunk.
     let mut failures = Vec::new();
-    let mut current: Option<(ChunkId, std::result::Result<Vec<u8>, String>)> = None;
+    let mut current: Option<(ChunkId, std::result::Result<(), String>)> = None;
     for u in uses {
         if current.as_ref().is_none_or(|(id, _)| *id != u.chunk) {
             let s = (u.offset as u64 - start) as usize;
+            let sealed = &mut span[s..s + u.length as usize];
             let decoded = repo
-                .decode_blob(&u.chunk, &span[s..s + u.length as usize], u.raw_length)
+                .decode_blob_into(decoder, &u.chunk, sealed, u.raw_length, plain)
                 .map_err(|e| format!("damaged data in pack {pack}: {e}"));
             current = Some((u.chunk, decoded));
         }
         let data = match current.as_ref().map(|(_, d)| d) {
-            Some(Ok(d)) => d,
+            Some(Ok(())) => &plain[..],
             Some(Err(msg)) => {
                 failures.push((u.file, msg.clone()));
                 continue;

@@ -225,6 +225,48 @@ impl Store {
         Ok(into_vec(buf))
     }
 
+    /// `read` into a reused buffer.
+    pub fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        let Backend::Local(root) = &self.backend else {
+            *buf = self.read(kind, name)?;
+            return Ok(());
+        };
+        let path = kind.path(name);
+        buf.clear();
+        std::fs::File::open(root.join(&path))
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+            .with_context(|| format!("reading {path}"))?;
+        Ok(())
+    }
+
+    /// `read_range` into a reused buffer. On local disk this is one positioned read straight
+    /// into it; elsewhere the object store's reply is moved in.
+    pub fn read_range_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let Backend::Local(root) = &self.backend else {
+            *buf = self.read_range(kind, name, range)?;
+            return Ok(());
+        };
+        let path = kind.path(name);
+        let mut read = || -> std::io::Result<()> {
+            let file = std::fs::File::open(root.join(&path))?;
+            buf.resize((range.end - range.start) as usize, 0);
+            std::os::unix::fs::FileExt::read_exact_at(&file, buf, range.start)
+        };
+        read().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(format!("{path} is shorter than expected (asked {range:?})"))
+            } else {
+                Error::from(e).context(format!("reading {path} bytes {range:?}"))
+            }
+        })
+    }
+
     pub fn read_range(&self, kind: ObjectKind, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let path = kind.path(name);
         let fut = async { self.op.read_with(&path).range(range.clone()).await };
@@ -471,6 +513,24 @@ mod tests {
             b"ac"
         );
         assert!(store.read_range(ObjectKind::Pack, "abcdef", 1..30).is_err());
+        // The reused-buffer forms read the same bytes and report the same short read.
+        let mut buf = b"previous contents, longer".to_vec();
+        store
+            .read_range_into(ObjectKind::Pack, "abcdef", 1..3, &mut buf)
+            .expect("range");
+        assert_eq!(buf, b"ac");
+        let short = store
+            .read_range_into(ObjectKind::Pack, "abcdef", 1..30, &mut buf)
+            .expect_err("past the end");
+        assert_eq!(short.kind(), ErrorKind::Corrupt, "{short}");
+        store
+            .read_into(ObjectKind::Pack, "abcdef", &mut buf)
+            .expect("whole");
+        assert_eq!(buf, b"pack");
+        let missing = store
+            .read_into(ObjectKind::Pack, "abcdee", &mut buf)
+            .expect_err("missing");
+        assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
         let listed = store.list(ObjectKind::Pack).expect("lists");
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].name.as_str(), listed[0].size), ("abcdef", 4));
