@@ -236,9 +236,10 @@ impl SnapshotWriter {
             n => n,
         };
         // One queued chunk per worker is enough to keep the workers busy; deeper queues only
-        // hold more memory. The pools hold as many buffers as can be in flight at once (queued,
-        // in a worker's hands, being filled or packed), so a steady pipeline allocates none;
-        // each keeps twice the average chunk size, as larger chunks are rare.
+        // hold more memory. The pools hold as many buffers as can be in flight at once (queued;
+        // per worker, one in hand and one waiting on a full queue; one being filled or packed),
+        // so a steady pipeline allocates none. Each keeps twice the average chunk size, as
+        // larger chunks are rare.
         let queue = workers;
         let in_flight = queue + 2 * workers + 1;
         let chunk_keep = 2 * repo.data_chunker().params().avg_size as usize;

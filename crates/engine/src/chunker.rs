@@ -99,7 +99,7 @@ impl Chunker {
         );
         // The first `min` bytes of a chunk are not hashed; bytes up to the average size must
         // meet the harder mask, later ones the easier; a chunk ends at `max` regardless.
-        let mut i = (min.saturating_sub(cut.len)).min(data.len());
+        let mut i = min.saturating_sub(cut.len).min(data.len());
         let mut h = cut.hash;
         for (limit, mask) in [(avg, self.mask_small), (max, self.mask_large)] {
             let end = data.len().min(limit.saturating_sub(cut.len));

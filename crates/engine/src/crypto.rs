@@ -68,10 +68,6 @@ impl MasterKey {
         seal_with(&self.cipher, out, write)
     }
 
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
-        open_with(&self.cipher, sealed)
-    }
-
     /// Opens `sealed` where it lies (it is overwritten); returns the plaintext part of it.
     pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8]> {
         open_in_place_with(&self.cipher, sealed)
@@ -222,17 +218,26 @@ mod tests {
         let key = MasterKey::generate();
         for len in [0usize, 1, 100, 70_000] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut sealed = key.seal(&plain);
+            let sealed = key.seal(&plain);
             assert_eq!(sealed.len(), len + SEAL_OVERHEAD);
-            assert_eq!(key.open(&sealed).expect("opens"), plain);
-            let last = sealed.len() - 1;
-            sealed[last] ^= 1;
             assert_eq!(
-                key.open(&sealed).expect_err("tampered").kind(),
+                key.open_in_place(&mut sealed.clone()).expect("opens"),
+                plain
+            );
+            let mut tampered = sealed.clone();
+            let last = tampered.len() - 1;
+            tampered[last] ^= 1;
+            assert_eq!(
+                key.open_in_place(&mut tampered)
+                    .expect_err("tampered")
+                    .kind(),
                 ErrorKind::Corrupt
             );
+            let mut sealed_into = Vec::from(&b"old contents"[..]);
+            key.seal_into(&mut sealed_into, |o| o.extend_from_slice(&plain));
+            assert_eq!(key.open_in_place(&mut sealed_into).expect("opens"), plain);
         }
-        assert!(key.open(&[0u8; 10]).is_err());
+        assert!(key.open_in_place(&mut [0u8; 10]).is_err());
     }
 
     #[test]
