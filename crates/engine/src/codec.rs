@@ -256,11 +256,7 @@ mod tests {
     #[test]
     fn round_trips_compressible_and_random() {
         let key = MasterKey::generate();
-        let mut enc = Encoder::new(Codec {
-            level: 3,
-            lanes: true,
-        })
-        .expect("level 3");
+        let mut enc = encoder(3, true);
         let text = b"hello hello hello hello hello hello".repeat(100);
         let sealed = enc.encode(&key, &text);
         assert!(sealed.len() < text.len() / 4, "compresses text");
@@ -275,6 +271,10 @@ mod tests {
             decode(&key, &sealed, Some(10)).is_err(),
             "length mismatch is corruption"
         );
+    }
+
+    fn encoder(level: i32, lanes: bool) -> Encoder {
+        Encoder::new(Codec { level, lanes }).expect("encoder")
     }
 
     /// Embedding-like float32 values in [-0.1, 0.1], plus an odd tail.
@@ -295,11 +295,7 @@ mod tests {
     #[test]
     fn decoder_reuses_its_buffers_and_refuses_frames_over_the_limit() {
         let key = MasterKey::generate();
-        let mut enc = Encoder::new(Codec {
-            level: 1,
-            lanes: true,
-        })
-        .expect("encoder");
+        let mut enc = encoder(1, true);
         let mut dec = Decoder::new().expect("decoder");
         let mut out = Vec::new();
         let text = b"SELECT 1; -- text that compresses\n".repeat(3000);
@@ -332,16 +328,8 @@ mod tests {
         split_lanes(&floats, &mut split);
         join_lanes(&split, &mut joined);
         assert_eq!(joined, floats);
-        let mut plain = Encoder::new(Codec {
-            level: 3,
-            lanes: false,
-        })
-        .expect("encoder");
-        let mut lanes = Encoder::new(Codec {
-            level: 3,
-            lanes: true,
-        })
-        .expect("encoder");
+        let mut plain = encoder(3, false);
+        let mut lanes = encoder(3, true);
         let (a, b) = (plain.encode(&key, &floats), lanes.encode(&key, &floats));
         assert!(b.len() < a.len(), "lanes {} vs plain {}", b.len(), a.len());
         assert_eq!(

@@ -288,27 +288,28 @@ impl Store {
     /// objects skip the page cache there when the filesystem allows (see `direct_write`).
     pub fn write(&self, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
         let path = kind.path(name);
-        let Backend::Local(root) = &self.backend else {
-            self.runtime
-                .block_on(self.op.write(&path, bytes.to_vec()))
-                .with_context(|| format!("writing {path}"))?;
-            return Ok(());
+        let local = match &self.backend {
+            Backend::Local(root) => Some((root.join(&path), root.join(".tmp"))),
+            _ => None,
         };
-        let full = root.join(&path);
-        let direct = matches!(kind, ObjectKind::Pack | ObjectKind::Wal)
-            && self.direct_io.load(Ordering::Relaxed);
-        let written_directly = direct
-            && crate::direct_write::write(&root.join(".tmp"), &full, bytes)
-                .with_context(|| format!("writing {path}"))?;
+        let direct = local.as_ref().filter(|_| {
+            matches!(kind, ObjectKind::Pack | ObjectKind::Wal)
+                && self.direct_io.load(Ordering::Relaxed)
+        });
+        let written_directly = match direct {
+            Some((full, tmp)) => crate::direct_write::write(tmp, full, bytes)
+                .with_context(|| format!("writing {path}"))?,
+            None => false,
+        };
         if !written_directly {
-            if direct {
+            if direct.is_some() {
                 self.direct_io.store(false, Ordering::Relaxed);
             }
             self.runtime
                 .block_on(self.op.write(&path, bytes.to_vec()))
                 .with_context(|| format!("writing {path}"))?;
         }
-        if let Some(dir) = full.parent() {
+        if let Some(dir) = local.as_ref().and_then(|(full, _)| full.parent()) {
             std::fs::File::open(dir)
                 .and_then(|d| d.sync_all())
                 .with_context(|| format!("syncing directory {}", dir.display()))?;
