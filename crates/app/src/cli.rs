@@ -94,6 +94,10 @@ pub struct WalFetchArgs {
     /// The postgres source whose archive to read (default: the only one configured).
     #[arg(long)]
     pub source: Option<String>,
+    /// A segment missing while later ones are archived is reported as not found (recovery
+    /// ends at the gap) instead of stopping recovery.
+    #[arg(long)]
+    pub allow_gap: bool,
 }
 
 #[derive(Subcommand)]
@@ -337,6 +341,15 @@ pub struct PgRestoreArgs {
     /// Turn WAL archiving off in the restored server (for drills next to a live primary).
     #[arg(long, requires = "pitr")]
     pub no_archive: bool,
+    /// Recover although the WAL archive has a gap: replay stops at the gap, and the report
+    /// and exit status (4) say so. Without it a gap refuses the recovery before anything is
+    /// written.
+    #[arg(long, requires = "pitr")]
+    pub allow_gap: bool,
+    /// The timeline to recover along (default: the newest one descending from the base
+    /// backup's, as PostgreSQL's 'latest').
+    #[arg(long, requires = "pitr")]
+    pub target_timeline: Option<u32>,
 }
 
 #[derive(Args)]

@@ -13,6 +13,9 @@ pub const NO_REPOSITORY: u8 = 5;
 pub const DAMAGED: u8 = 6;
 pub const MISMATCH: u8 = 7;
 pub const LOCKED: u8 = 10;
+/// `wal-fetch` only: PostgreSQL takes any restore_command status up to 125 for "not in the
+/// archive" and ends recovery there as if the WAL had ended; above 125 it aborts recovery.
+pub const ABORT_RECOVERY: u8 = 128;
 
 /// What a successful command run amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,18 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
 
+/// `wal-fetch`: the file is not in the archive (the normal end of recovery).
+#[derive(Debug)]
+pub struct NotArchived(pub String);
+
+impl std::fmt::Display for NotArchived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotArchived {}
+
 fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
     if err.downcast_ref::<Usage>().is_some() {
         return (USAGE, None);
@@ -83,6 +98,25 @@ fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
 
 pub fn report(err: &anyhow::Error, json: bool) -> ExitCode {
     let (code, hint) = code_for(err);
+    show(err, json, code, hint)
+}
+
+/// Errors of `wal-fetch`, which runs as PostgreSQL's restore_command: a file truly absent is
+/// exit 1; anything else (damaged, unreadable, a gap, the repository unreachable, bad
+/// configuration) must not pass for the end of the WAL, so it aborts recovery.
+pub fn report_restore_command(err: &anyhow::Error, json: bool) -> ExitCode {
+    if err.downcast_ref::<NotArchived>().is_some() {
+        return show(err, json, FAILED, None);
+    }
+    show(
+        err,
+        json,
+        ABORT_RECOVERY,
+        Some("recovery was aborted rather than ended early; fix the cause and start the server again to resume"),
+    )
+}
+
+fn show(err: &anyhow::Error, json: bool, code: u8, hint: Option<&str>) -> ExitCode {
     let message = format!("{err:#}");
     if json {
         let v = serde_json::json!({ "error": message, "exit_code": code, "hint": hint });

@@ -17,6 +17,9 @@ fn main() -> std::process::ExitCode {
     let result = context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, &cli.command));
     match result {
         Ok(status) => status.into(),
+        Err(err) if matches!(cli.command, cli::Command::WalFetch(_)) => {
+            exit::report_restore_command(&err, cli.json)
+        }
         Err(err) => exit::report(&err, cli.json),
     }
 }

@@ -1,6 +1,7 @@
 //! Check: the repository's structure (every snapshot readable, every referenced chunk indexed,
-//! every indexed pack present) and, with `read_data`, every pack re-read and authenticated.
-//! Damage is reported by snapshot and file, so the operator knows what is lost.
+//! every indexed pack present, every WAL segment a base backup's recovery reads archived) and,
+//! with `read_data`, every pack and WAL object re-read and authenticated. Damage is reported by
+//! snapshot and file, so the operator knows what is lost.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use crate::backup::num_cpus;
+use crate::connectors::postgres::wal;
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::{ChunkId, PackId, SnapshotId};
@@ -55,6 +57,8 @@ pub struct CheckReport {
     pub notes: Vec<String>,
     pub damaged_chunks: Vec<ChunkId>,
     pub affected: Vec<Affected>,
+    /// The PostgreSQL WAL archives, per source.
+    pub wal: Vec<wal::SourceCheck>,
 }
 
 impl CheckReport {
@@ -135,12 +139,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let (snapshots, unreadable) = snapshot::list_readable(repo)?;
     report.snapshots = snapshots.len() + unreadable.len();
     report.errors.extend(unreadable);
+    let mut wal = wal::check_archives(repo, &snapshots, opts.read_data, &opts.progress)?;
+    report.errors.append(&mut wal.errors);
+    report.notes.append(&mut wal.notes);
+    report.wal = wal.sources;
     for (id, snap) in snapshots {
         let mut affected = Affected {
             snapshot: id,
             source: snap.source.name.clone(),
             time: snap.time.to_string(),
-            paths: Vec::new(),
+            paths: wal.affected.remove(&id).unwrap_or_default(),
         };
         let mut missing = 0usize;
         for c in &snap.tree {
@@ -156,6 +164,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                 "snapshot {}: {missing} item-list chunk(s) missing",
                 id.short()
             ));
+            affected.paths.push("<item list>".into());
+            report.affected.push(affected);
             continue;
         }
         for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {

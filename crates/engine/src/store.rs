@@ -368,6 +368,28 @@ impl Store {
         self.list_under(kind, "")
     }
 
+    /// The directories directly under a kind's directory (e.g. the WAL archive's sources).
+    pub fn list_dirs(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let dir = kind.dir();
+        let entries = self
+            .runtime
+            .block_on(async { self.op.list(dir).await })
+            .or_else(|e| {
+                if e.kind() == opendal::ErrorKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })
+            .with_context(|| format!("listing {dir}"))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().mode() == EntryMode::DIR && e.path() != dir)
+            .map(|e| e.name().trim_end_matches('/').to_string())
+            .filter(|n| !n.is_empty() && !n.starts_with('.'))
+            .collect())
+    }
+
     /// Lists the objects of a kind under a sub-directory (e.g. one source's WAL), recursively;
     /// names are the last path component.
     pub fn list_under(&self, kind: ObjectKind, sub: &str) -> Result<Vec<Listed>> {

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
-use engine::connectors::postgres::pitr::{PitrOptions, RecoveryTarget};
+use engine::connectors::postgres::pitr::{PitrOptions, PitrReport, RecoveryTarget};
+use engine::connectors::postgres::pitr_check;
 use engine::connectors::postgres::verify::TableStats;
 use engine::connectors::postgres::{logical, PgConn, PgFacts};
 use engine::repo::Repository;
@@ -127,11 +128,7 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
     let has_base = |s: &Snapshot| PgFacts::of(s).is_ok_and(|f| f.physical.is_some());
     let (id, snap) = match (&pg.target_time, args.snapshot.as_str()) {
         (Some(t), "latest") => {
-            let when: jiff::Timestamp = t.parse().map_err(|e| {
-                usage(format!(
-                    "--target-time '{t}': {e} (give an offset, e.g. '2026-11-21 14:30:00+00')"
-                ))
-            })?;
+            let when = pitr_check::parse_time(t)?;
             list.iter()
                 .filter(|(_, s)| args.source.as_ref().is_none_or(|n| &s.source.name == n))
                 .filter(|(_, s)| has_base(s) && s.time < when)
@@ -158,11 +155,14 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
         (.., Some(n)) => RecoveryTarget::Name(n.clone()),
         _ => RecoveryTarget::Latest,
     };
-    let fetch = format!(
+    let mut fetch = format!(
         "{} wal-fetch --source '{}' %f %p",
         ctx.self_command(&ctx.target(None)?)?,
         snap.source.name
     );
+    if pg.allow_gap {
+        fetch.push_str(" --allow-gap");
+    }
     let view = ctx.progress("pitr");
     let opts = PitrOptions {
         target_dir: PathBuf::from(target_arg(args)?),
@@ -170,6 +170,9 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
         restore_command: fetch,
         no_archive: pg.no_archive,
         start: args.start,
+        allow_gap: pg.allow_gap,
+        timeline: pg.target_timeline,
+        dry_run: args.dry_run,
         port: args.port,
         bin_dir: pg.pg_bin_dir.clone(),
         timeout: None,
@@ -179,26 +182,74 @@ fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) ->
     view.finish();
     let report = report?;
     show(ctx, &id, &report, |report| {
-        println!(
-            "base backup {} (started {}) laid out in {}: {} files, {} in {:.1}s",
-            id.short(),
-            report.base_backup_start,
-            report.data_dir.display(),
-            report.files,
-            bytes(report.bytes),
-            report.layout_secs
-        );
-        match (report.recovery_secs, report.timeline) {
-            (Some(secs), Some(tli)) => {
-                println!("recovered and promoted in {secs:.1}s; the server runs on timeline {tli}")
-            }
-            _ => println!(
-                "recovery is configured; start the server (pg_ctl -D {} start) to replay the WAL",
-                report.data_dir.display()
-            ),
-        }
+        print_pitr(&id.short(), report, args.dry_run)
     })?;
+    if report.short_by_request() {
+        eprintln!(
+            "recovery stops at a gap in the WAL archive (--allow-gap): later WAL is not replayed"
+        );
+        return Ok(Status::Partial);
+    }
     Ok(Status::Ok)
+}
+
+fn print_pitr(id: &str, report: &PitrReport, dry_run: bool) {
+    let plan = &report.plan;
+    let timelines: Vec<String> = plan
+        .chain
+        .path
+        .iter()
+        .map(|s| s.timeline.to_string())
+        .collect();
+    println!(
+        "WAL chain: {} .. {} ({} segments, timeline {}){}",
+        plan.chain.first_segment,
+        plan.chain.last_segment,
+        plan.chain.segments,
+        timelines.join(" -> "),
+        if plan.chain.complete() {
+            ", all archived".to_string()
+        } else {
+            format!(
+                "; MISSING {}",
+                plan.chain
+                    .missing
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    if let Some(seg) = &plan.stops_at_gap {
+        println!("replay can reach segment {seg} at most (--allow-gap)");
+    }
+    if dry_run {
+        println!(
+            "would lay out base backup {id} (started {}) in {}",
+            report.base_backup_start,
+            report.data_dir.display()
+        );
+        return;
+    }
+    println!(
+        "base backup {id} (started {}) laid out in {}: {} files, {} in {:.1}s",
+        report.base_backup_start,
+        report.data_dir.display(),
+        report.files,
+        bytes(report.bytes),
+        report.layout_secs
+    );
+    match (report.recovery_secs, report.timeline, &report.replay_end) {
+        (Some(secs), Some(tli), Some(end)) => println!(
+            "recovered and promoted in {secs:.1}s: replay ended at {} on timeline {} ({}); the server runs on timeline {tli}",
+            end.lsn, end.timeline, end.reason
+        ),
+        _ => println!(
+            "recovery is configured; start the server (pg_ctl -D {} start) to replay the WAL",
+            report.data_dir.display()
+        ),
+    }
 }
 
 /// A logical PostgreSQL snapshot into a running server, then row counts and checksums compared.

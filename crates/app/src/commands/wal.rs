@@ -10,7 +10,7 @@ use engine::connectors::postgres::wal::{self, Spool, WalArchive};
 use crate::cli::{WalCommand, WalFetchArgs, WalPushArgs};
 use crate::config::SourceKind;
 use crate::context::Context;
-use crate::exit::{usage, Status};
+use crate::exit::{usage, NotArchived, Status};
 use crate::output::{bytes, print_json};
 
 /// The postgres source named, or the only one configured.
@@ -85,18 +85,14 @@ pub fn fetch(ctx: &Context, args: &WalFetchArgs) -> Result<Status> {
         return Ok(Status::Ok);
     }
     let repo = ctx.open_at(&target)?;
-    if !wal::fetch(
-        &WalArchive::new(&repo, &name)?,
-        &spool,
-        &args.name,
-        &args.dest,
-    )? {
+    let archive = WalArchive::new(&repo, &name)?;
+    if !wal::fetch(&archive, &spool, &args.name, &args.dest, args.allow_gap)? {
         // PostgreSQL asks past the newest WAL and for histories of timelines that never
         // existed; its log shows this line, so say that it is usually expected.
-        bail!(
+        bail!(NotArchived(format!(
             "{} is not in the WAL archive of '{name}' (expected when recovery looks past the newest archived WAL or for a timeline that does not exist)",
             args.name
-        );
+        )));
     }
     Ok(Status::Ok)
 }

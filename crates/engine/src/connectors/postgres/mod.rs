@@ -16,6 +16,7 @@ pub mod conn;
 pub mod logical;
 pub mod physical;
 pub mod pitr;
+pub mod pitr_check;
 pub mod verify;
 pub mod wal;
 

@@ -26,10 +26,31 @@ pub struct BaseBackupFacts {
     pub start_lsn: String,
     /// The WAL segment recovery starts from.
     pub start_wal: String,
+    /// As the backup label has it (`2026-11-21 23:07:00 UTC`, in the server's log time zone).
     pub start_time: String,
+    /// The same instant, read by the server itself (older snapshots lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
     pub system_identifier: String,
     /// The WAL source name in the repository's archive.
     pub wal_source: String,
+}
+
+impl BaseBackupFacts {
+    /// When the base backup started: as recorded by the server, else read from the label when
+    /// its zone is UTC (snapshots from before `started_at` was recorded).
+    pub fn started(&self) -> Option<jiff::Timestamp> {
+        self.started_at.or_else(|| {
+            let civil = self
+                .start_time
+                .strip_suffix(" UTC")
+                .or_else(|| self.start_time.strip_suffix(" GMT"))?;
+            let dt: jiff::civil::DateTime = civil.parse().ok()?;
+            dt.to_zoned(jiff::tz::TimeZone::UTC)
+                .ok()
+                .map(|z| z.timestamp())
+        })
+    }
 }
 
 /// Settings a physical backup needs, each with the exact change to make.
@@ -125,6 +146,15 @@ pub fn backup(
         .ok_or_else(|| Error::new(ErrorKind::Source, "pg_basebackup sent no backup_label"))?;
     let mut facts = parse_label(&label)?;
     facts.wal_source = source.to_string();
+    // The label's time zone is an abbreviation only the server can be trusted to read.
+    let epoch: i64 = conn.query(
+        &conn.maintenance_db,
+        &format!(
+            "SELECT to_json(extract(epoch FROM '{}'::timestamptz)::bigint)",
+            facts.start_time.replace('\'', "")
+        ),
+    )?;
+    facts.started_at = jiff::Timestamp::from_second(epoch).ok();
     facts.system_identifier = conn.query(
         &conn.maintenance_db,
         "SELECT to_json(system_identifier::text) FROM pg_control_system()",
@@ -291,5 +321,14 @@ mod tests {
         assert_eq!(f.start_lsn, "0/2000028");
         assert_eq!(f.start_wal, "000000010000000000000002");
         assert!(super::parse_label("nonsense").is_err());
+        assert_eq!(
+            f.started().map(|t| t.to_string()).as_deref(),
+            Some("2026-11-21T23:07:00Z")
+        );
+        let cet = super::BaseBackupFacts {
+            start_time: "2026-11-21 23:07:00 CET".into(),
+            ..Default::default()
+        };
+        assert_eq!(cet.started(), None);
     }
 }

@@ -1,6 +1,7 @@
-//! Point-in-time recovery: lay out a base backup as a data directory, point PostgreSQL's
-//! `restore_command` at the WAL archive, set the recovery target, and optionally start the
-//! server and wait until recovery has finished and it has promoted.
+//! Point-in-time recovery: prove the WAL chain (`pitr_check`), lay out a base backup as a data
+//! directory, point PostgreSQL's `restore_command` at the WAL archive, set the recovery
+//! target, and optionally start the server, wait until recovery has finished and it has
+//! promoted, and check that replay reached the target.
 
 use std::fs;
 use std::io::Write;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::conn::debian_bin_dir;
+use super::pitr_check::{self, RecoveryPlan, ReplayEnd};
 use super::PgFacts;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::progress::{Progress, Reporter};
@@ -42,6 +44,12 @@ pub struct PitrOptions {
     pub no_archive: bool,
     /// Start the server, wait for recovery and promotion.
     pub start: bool,
+    /// Recover although the WAL chain has a gap, up to the gap (stated in the report).
+    pub allow_gap: bool,
+    /// The timeline to follow; None: the newest descending from the base backup's.
+    pub timeline: Option<u32>,
+    /// Prove the chain and report the plan; write nothing.
+    pub dry_run: bool,
     pub port: Option<u16>,
     pub bin_dir: Option<PathBuf>,
     pub timeout: Option<Duration>,
@@ -51,6 +59,8 @@ pub struct PitrOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct PitrReport {
     pub data_dir: PathBuf,
+    pub target: RecoveryTarget,
+    pub plan: RecoveryPlan,
     pub base_backup_start: String,
     pub files: u64,
     pub bytes: u64,
@@ -58,6 +68,15 @@ pub struct PitrReport {
     /// Set when the server was started: seconds from start until it was promoted.
     pub recovery_secs: Option<f64>,
     pub timeline: Option<u32>,
+    /// Where replay ended (set when the server was started), checked against the plan.
+    pub replay_end: Option<ReplayEnd>,
+}
+
+impl PitrReport {
+    /// True if the recovery ends, by request, at a gap instead of the newest WAL.
+    pub fn short_by_request(&self) -> bool {
+        self.plan.short_by_request(&self.target)
+    }
 }
 
 fn quote_conf(v: &str) -> String {
@@ -71,6 +90,25 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         Error::invalid("this snapshot holds no base backup (its source has no \"physical\" mode)")
     })?;
     let dir = &opts.target_dir;
+    let target = opts.target.clone().unwrap_or(RecoveryTarget::Latest);
+    opts.progress
+        .send(Progress::Phase("checking the WAL chain".into()));
+    let plan = pitr_check::plan(repo, base, &target, opts.timeline, opts.allow_gap)?;
+    let mut report = PitrReport {
+        data_dir: dir.clone(),
+        target: target.clone(),
+        plan,
+        base_backup_start: base.start_time.clone(),
+        files: 0,
+        bytes: 0,
+        layout_secs: 0.0,
+        recovery_secs: None,
+        timeline: None,
+        replay_end: None,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
     ensure_empty_dir(dir, "point-in-time recovery")?;
     let started = Instant::now();
     let summary = restore(
@@ -106,7 +144,7 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         "restore_command = {}\n",
         quote_conf(&opts.restore_command)
     ));
-    match opts.target.as_ref().unwrap_or(&RecoveryTarget::Latest) {
+    match &target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Time(t) => {
             conf.push_str(&format!("recovery_target_time = {}\n", quote_conf(t)))
@@ -121,7 +159,10 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
             conf.push_str(&format!("recovery_target_name = {}\n", quote_conf(n)))
         }
     }
-    conf.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
+    conf.push_str(&format!(
+        "recovery_target_action = 'promote'\nrecovery_target_timeline = '{}'\n",
+        report.plan.timeline
+    ));
     if opts.no_archive {
         conf.push_str("archive_mode = off\n");
     }
@@ -139,15 +180,9 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
     for f in ["postgresql.auto.conf", "recovery.signal"] {
         let _ = std::os::unix::fs::chown(dir.join(f), Some(owner.uid()), Some(owner.gid()));
     }
-    let mut report = PitrReport {
-        data_dir: dir.clone(),
-        base_backup_start: base.start_time.clone(),
-        files: summary.files,
-        bytes: summary.bytes,
-        layout_secs: started.elapsed().as_secs_f64(),
-        recovery_secs: None,
-        timeline: None,
-    };
+    report.files = summary.files;
+    report.bytes = summary.bytes;
+    report.layout_secs = started.elapsed().as_secs_f64();
     if opts.start {
         let bin = opts
             .bin_dir
@@ -155,8 +190,25 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
             .or_else(|| debian_bin_dir(facts.server_version_num / 10000));
         let recovery = Instant::now();
         opts.progress.send(Progress::Phase("recovering".into()));
-        report.timeline = Some(start_and_wait(dir, bin.as_deref(), &owner, opts)?);
+        let timeline = start_and_wait(dir, bin.as_deref(), &owner, opts)?;
         report.recovery_secs = Some(recovery.elapsed().as_secs_f64());
+        report.timeline = Some(timeline);
+        let checked = pitr_check::replay_end(dir, timeline).and_then(|end| {
+            pitr_check::verify(&report.plan, &target, &end)?;
+            Ok(end)
+        });
+        match checked {
+            Ok(end) => report.replay_end = Some(end),
+            Err(e) => {
+                // Nothing may go on using a state that is not the one asked for.
+                let _ = as_owner(bin.as_deref(), "pg_ctl", &owner)
+                    .arg("-D")
+                    .arg(dir)
+                    .args(["-m", "fast", "-w", "stop"])
+                    .output();
+                return Err(e);
+            }
+        }
     }
     Ok(report)
 }
