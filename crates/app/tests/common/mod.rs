@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod pitr;
 pub mod postgres;
 pub mod qdrant;
 pub mod redis;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{check_namespace, object_name, segment_size, wal_kind, WalKind};
 use crate::codec::{self, Encoder};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 
@@ -115,7 +115,10 @@ impl<'a> WalArchive<'a> {
     pub fn fetch_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let object = object_name(&self.source, name)?;
         match self.repo.store().read(ObjectKind::Wal, &object) {
-            Ok(sealed) => self.unseal(name, &sealed).map(Some),
+            Ok(sealed) => self
+                .unseal(name, &sealed)
+                .map(Some)
+                .with_context(|| format!("WAL file {name} of '{}'", self.source)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
