@@ -311,9 +311,15 @@ pub struct PgRestoreArgs {
     /// Restore into a database that is not empty, dropping and recreating the dumped objects.
     #[arg(long)]
     pub clean: bool,
-    /// Restore roles and tablespaces (pg_dumpall --globals-only) first.
+    /// Restore roles and tablespaces (pg_dumpall --globals-only) first. The role this restore
+    /// connects as keeps its attributes and password; roles the target already has keep
+    /// their passwords.
     #[arg(long)]
     pub globals: bool,
+    /// With --globals: give roles the target already has their passwords from the backup too
+    /// (never the connecting role).
+    #[arg(long, requires = "globals")]
+    pub replace_passwords: bool,
     /// Parallel pg_restore jobs per database; above 1 each dump is first written to --spool-dir.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,

@@ -177,6 +177,80 @@ fn logical_round_trip_with_several_databases_roles_and_extensions() {
     );
 }
 
+/// Logs in to `server` as `user` with `password`; true if the server lets it in.
+fn can_log_in(server: &PgServer, user: &str, password: &str) -> bool {
+    let mut c = server.client("psql");
+    c.env("PGUSER", user)
+        .env("PGPASSWORD", password)
+        .args(["-X", "-A", "-t", "-d", "postgres", "-c", "SELECT 1"]);
+    c.output().expect("psql").status.success()
+}
+
+/// The disaster case: the backup's roles replayed into a new server whose superuser has
+/// another password. Every database comes back, the superuser's password is the target's
+/// still, a role the target already had keeps its password, and new roles get theirs.
+#[test]
+fn globals_into_a_server_with_another_admin_password_keep_its_passwords() {
+    let Some(source) = PgServer::start(Flavor::Debian15) else {
+        return;
+    };
+    let Some(target) = PgServer::start_with_password(Flavor::Debian15, "target-admin-pw") else {
+        return;
+    };
+    populate(&source);
+    source.sql("postgres", "CREATE ROLE bob LOGIN PASSWORD 'bob-source-pw'");
+    target.sql("postgres", "CREATE ROLE bob LOGIN PASSWORD 'bob-target-pw'");
+    let mut env = env_for(&source, "");
+    env.ok(&["backup"]);
+
+    env.set("PGPASSWORD", "target-admin-pw");
+    let r = env.run(&[
+        "restore",
+        "--target",
+        &target.url(),
+        "--globals",
+        "--create",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = r.json();
+    let restored: Vec<&str> = r["report"]["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .filter_map(|d| d["database"].as_str())
+        .collect();
+    assert_eq!(restored, ["analytics db", "app", "postgres"], "{r}");
+    let skipped = &r["report"]["globals_skipped"];
+    assert_eq!(skipped["connecting_role"], "postgres", "{r}");
+    assert_eq!(skipped["kept_passwords"], serde_json::json!(["bob"]), "{r}");
+    for db in ["app", "analytics db"] {
+        assert_eq!(source.dump_text(db), target.dump_text(db), "{db} differs");
+    }
+    assert!(can_log_in(&target, "postgres", "target-admin-pw"));
+    assert!(!can_log_in(
+        &target,
+        "postgres",
+        common::postgres::SUPERUSER_PASSWORD
+    ));
+    assert!(can_log_in(&target, "bob", "bob-target-pw"));
+    assert!(can_log_in(&target, "alice", "alice-pw"));
+
+    // Asked to, existing roles take the backup's passwords; the connecting role still not.
+    env.ok(&[
+        "restore",
+        "--target",
+        &target.url(),
+        "--globals",
+        "--replace-passwords",
+        "--database",
+        "app",
+        "--clean",
+    ]);
+    assert!(can_log_in(&target, "bob", "bob-source-pw"));
+    assert!(can_log_in(&target, "postgres", "target-admin-pw"));
+}
+
 #[test]
 fn parallel_restore_clean_and_refusals() {
     let Some(source) = PgServer::start(Flavor::Debian15) else {

@@ -278,6 +278,7 @@ fn postgres(
         create: pg.create,
         clean: pg.clean,
         globals: pg.globals,
+        replace_passwords: pg.replace_passwords,
         jobs: pg.jobs as usize,
         spool_dir: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         verify: !args.no_verify,
@@ -293,6 +294,17 @@ fn postgres(
             &serde_json::json!({ "snapshot": id, "target": target.describe(), "dry_run": args.dry_run, "report": report }),
         )?;
     } else {
+        if let Some(skipped) = &report.globals_skipped {
+            if let Some(role) = &skipped.connecting_role {
+                println!("globals: kept the attributes and password of {role}, the role this restore connects as");
+            }
+            if !skipped.kept_passwords.is_empty() {
+                println!(
+                    "globals: roles already on the target kept their passwords (--replace-passwords to change them): {}",
+                    skipped.kept_passwords.join(", ")
+                );
+            }
+        }
         for e in &report.globals_errors {
             println!("  globals: {e}");
         }

@@ -21,6 +21,8 @@ pub enum Flavor {
 pub struct PgServer {
     pub port: u16,
     pub bin: PathBuf,
+    /// The superuser's password.
+    pub password: String,
     dir: tempfile::TempDir,
 }
 
@@ -63,6 +65,15 @@ impl PgServer {
 
     /// Starts a cluster with extra `postgresql.conf` lines.
     pub fn start_with(flavor: Flavor, settings: &[&str]) -> Option<Self> {
+        Self::start_full(flavor, settings, SUPERUSER_PASSWORD)
+    }
+
+    /// Starts a cluster whose superuser has another password than the other test servers.
+    pub fn start_with_password(flavor: Flavor, password: &str) -> Option<Self> {
+        Self::start_full(flavor, &[], password)
+    }
+
+    fn start_full(flavor: Flavor, settings: &[&str], password: &str) -> Option<Self> {
         let Some(bin) = bin_dir(flavor) else {
             eprintln!("SKIPPED: {flavor:?} PostgreSQL is not installed (scripts/install-deps.sh installs it); PostgreSQL tests did not run");
             if std::env::var("CI").is_ok() {
@@ -81,7 +92,7 @@ impl PgServer {
             "chown",
         );
         let pwfile = root.join("pw");
-        std::fs::write(&pwfile, SUPERUSER_PASSWORD).expect("pwfile");
+        std::fs::write(&pwfile, password).expect("pwfile");
         check(
             {
                 let mut c = Command::new("chown");
@@ -119,7 +130,12 @@ impl PgServer {
             .open(data.join("postgresql.conf"))
             .expect("postgresql.conf");
         std::io::Write::write_all(&mut f, conf.as_bytes()).expect("write conf");
-        let server = Self { port, bin, dir };
+        let server = Self {
+            port,
+            bin,
+            password: password.to_string(),
+            dir,
+        };
         server.pg_ctl(&["-w", "-t", "60", "start"]);
         Some(server)
     }
@@ -146,7 +162,7 @@ impl PgServer {
     /// A file holding the superuser password, readable by the tests.
     pub fn password_file(&self) -> PathBuf {
         let p = self.dir.path().join("client-pw");
-        std::fs::write(&p, format!("{SUPERUSER_PASSWORD}\n")).expect("client pw");
+        std::fs::write(&p, format!("{}\n", self.password)).expect("client pw");
         p
     }
 
@@ -180,7 +196,7 @@ impl PgServer {
         c.env("PGHOST", "127.0.0.1")
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", "postgres")
-            .env("PGPASSWORD", SUPERUSER_PASSWORD);
+            .env("PGPASSWORD", &self.password);
         c
     }
 

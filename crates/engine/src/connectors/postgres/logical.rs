@@ -7,8 +7,8 @@
 //! checksum are taken from the dump's own COPY text as it streams past (`archive`), so they
 //! describe exactly the data in the dump at no extra read of the tables.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::archive;
 use super::conn::{debian_bin_dir, PgConn};
+use super::globals;
 use super::verify::{self, Mismatch, TextSettings};
 use super::{DatabaseFacts, PgFacts, PgSettings, ServerInfo, Verify};
 use crate::backup::{SnapshotWriter, StreamSink};
@@ -32,6 +33,8 @@ use crate::restore::{find_items, ItemStream};
 use crate::snapshot::Snapshot;
 
 const GLOBALS: &str = "logical/globals.sql";
+/// Larger than any real globals dump (roles and tablespaces), small enough to hold.
+const GLOBALS_MAX: u64 = 64 << 20;
 
 /// `logical/databases/<name>.dump`, with any byte that is not safe in a path component
 /// percent-encoded.
@@ -260,6 +263,9 @@ pub struct RestoreOptions {
     pub clean: bool,
     /// Restore roles and tablespaces first.
     pub globals: bool,
+    /// With `globals`: also give roles the target already has their passwords from the
+    /// backup (never the connecting role's).
+    pub replace_passwords: bool,
     /// pg_restore jobs; above 1 the dump is first written to `spool_dir`.
     pub jobs: usize,
     pub spool_dir: PathBuf,
@@ -292,8 +298,10 @@ pub struct DatabaseReport {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
-    /// Errors psql reported while restoring globals (roles that already exist, mostly).
+    /// Errors psql reported while restoring globals.
     pub globals_errors: Vec<String>,
+    /// What the globals replay left alone on the target (set when globals were restored).
+    pub globals_skipped: Option<globals::Skipped>,
     pub databases: Vec<DatabaseReport>,
 }
 
@@ -402,7 +410,9 @@ pub fn restore(
         .collect();
     let items = find_items(repo, index.clone(), snap, &wanted)?;
     if let Some(g) = globals {
-        report.globals_errors = restore_globals(repo, &index, &items[g], &target, opts)?;
+        let (errors, skipped) = restore_globals(repo, &index, &items[g], &target, opts)?;
+        report.globals_errors = errors;
+        report.globals_skipped = Some(skipped);
     }
     for ((db, f), action) in selected.into_iter().zip(actions) {
         let started = Instant::now();
@@ -410,7 +420,15 @@ pub fn restore(
             .send(Progress::Phase(format!("restoring database {db}")));
         let item = &items[&f.dump];
         let stream = ItemStream::open(repo, index.clone(), item, opts.progress.clone());
-        pg_restore(&target, db, action, stream, opts)?;
+        pg_restore(&target, db, action, stream, opts).map_err(|e| {
+            match &report.globals_skipped {
+                // Name what changed just before, should the target now refuse us.
+                Some(_) => e.context(format!(
+                "restoring database {db} after the roles were replayed from the backup (--globals)"
+            )),
+                None => e,
+            }
+        })?;
         let mut r = DatabaseReport {
             database: db.clone(),
             action,
@@ -439,23 +457,46 @@ fn restore_globals(
     item: &Item,
     target: &PgConn,
     opts: &RestoreOptions,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, globals::Skipped)> {
     opts.progress
         .send(Progress::Phase("restoring roles and tablespaces".into()));
-    let stream = ItemStream::open(repo, index.clone(), item, opts.progress.clone());
-    // Not ON_ERROR_STOP: "role already exists" is expected and must not stop the others.
+    #[derive(Deserialize)]
+    struct Roles {
+        user: String,
+        roles: BTreeSet<String>,
+    }
+    let roles: Roles = target.query(
+        &target.maintenance_db,
+        "SELECT json_build_object('user', current_user, \
+         'roles', (SELECT json_agg(rolname) FROM pg_roles))",
+    )?;
+    // A globals dump is small (roles and tablespaces); it is read whole to be rewritten.
+    if item.size > GLOBALS_MAX {
+        return Err(Error::corrupt(format!(
+            "the globals dump is {} bytes; more than {GLOBALS_MAX} is not a globals dump",
+            item.size
+        )));
+    }
+    let mut sql = String::new();
+    ItemStream::open(repo, index.clone(), item, opts.progress.clone())
+        .read_to_string(&mut sql)
+        .map_err(|e| Error::new(ErrorKind::Io, "reading the globals dump").with_source(e))?;
+    let (sql, skipped) = globals::filter(&sql, &roles.user, &roles.roles, opts.replace_passwords);
+    // Not ON_ERROR_STOP: one failing statement (a tablespace whose directory is missing) must
+    // not stop the others; every error is reported.
     let mut cmd = target.tool("psql");
     cmd.args(["-X", "-q", "-f", "-", "-d"])
         .arg(target.conninfo(&target.maintenance_db))
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
-    let stderr = feed(Child::spawn(cmd, "psql restoring globals")?, stream)
+    let stderr = feed(Child::spawn(cmd, "psql restoring globals")?, sql.as_bytes())
         .map_err(|e| target.explain(e))?;
-    Ok(stderr
+    let errors = stderr
         .lines()
         .filter(|l| l.contains("ERROR:"))
         .map(|l| l.trim().to_string())
-        .collect())
+        .collect();
+    Ok((errors, skipped))
 }
 
 /// Copies `input` into the child's stdin and waits for it; the child's failure, if any, is the

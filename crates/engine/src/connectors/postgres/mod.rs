@@ -13,6 +13,7 @@
 
 mod archive;
 pub mod conn;
+pub mod globals;
 pub mod logical;
 pub mod physical;
 pub mod pitr;
