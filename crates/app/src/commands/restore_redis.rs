@@ -211,4 +211,7 @@ fn print_verify(v: &VerifyReport) {
     for m in &v.mismatches {
         println!("  MISMATCH db {} key {}: {}", m.db, m.key, m.problem);
     }
+    if let Some(c) = &v.census_mismatch {
+        println!("  MISMATCH {c}");
+    }
 }

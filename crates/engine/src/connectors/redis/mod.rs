@@ -100,6 +100,19 @@ impl Census {
         }
     }
 
+    /// How this census of an RDB read back differs from `recorded`, the one taken at backup.
+    pub fn differs_from(&self, recorded: &Census) -> Option<String> {
+        (self.databases != recorded.databases || self.functions != recorded.functions).then(|| {
+            format!(
+                "the RDB read back holds {} key(s) and {} function librar(ies); the backup recorded {} and {}",
+                self.keys(),
+                self.functions,
+                recorded.keys(),
+                recorded.functions
+            )
+        })
+    }
+
     /// Reads a whole RDB, counting; `each` sees every record. A value type this build cannot
     /// read ends the census early (recorded in `unreadable`); damage is an error.
     pub fn take<R: Read>(
@@ -362,5 +375,27 @@ mod tests {
         );
         assert!(aof_files(b"file ../etc/passwd seq 1 type b\n").is_err());
         assert!(aof_files(b"garbage\n").is_err());
+    }
+
+    #[test]
+    fn a_census_read_back_short_is_a_difference() {
+        let mut recorded = super::Census::default();
+        recorded.databases.insert(
+            0,
+            super::DbCensus {
+                keys: 10,
+                ..Default::default()
+            },
+        );
+        assert_eq!(recorded.differs_from(&recorded.clone()), None);
+        let mut short = recorded.clone();
+        if let Some(db) = short.databases.get_mut(&0) {
+            db.keys = 9;
+        }
+        let why = short.differs_from(&recorded).expect("differs");
+        assert!(
+            why.contains("9 key(s)") && why.contains("recorded 10"),
+            "{why}"
+        );
     }
 }

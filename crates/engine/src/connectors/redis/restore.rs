@@ -213,7 +213,7 @@ pub fn restore_live(
         Ok(())
     })?;
     drain(&mut conn, &mut pending, &mut report)?;
-    if let Some(why) = census.unreadable {
+    if let Some(why) = &census.unreadable {
         report.failed += 1;
         report
             .failures
@@ -225,7 +225,9 @@ pub fn restore_live(
         opts.progress
             .send(Progress::Phase("comparing with the backup".into()));
         let exact = busy.is_empty() || opts.existing == Existing::Flush;
-        report.verify = Some(verify(&mut conn, &expected, exact)?);
+        let mut checked = verify(&mut conn, &expected, exact)?;
+        checked.census_mismatch = census.differs_from(&facts.census);
+        report.verify = Some(checked);
     }
     Ok(report)
 }
@@ -372,12 +374,14 @@ fn check_loaded(
     let file = std::fs::File::open(&rdb).with_context(|| rdb.display().to_string())?;
     let sampler = Sampler::new(opts.sample, facts.census.keys());
     let mut expected = Expected::default();
-    Census::take(RdbReader::new(file, true)?, |rec| match rec {
+    let census = Census::take(RdbReader::new(file, true)?, |rec| match rec {
         Record::Entry(e) if e.module.is_none() => expected.observe(e, &sampler),
         _ => Ok(()),
     })?;
     let mut conn = Conn::open(&server.url())?;
-    verify(&mut conn, &expected, true)
+    let mut checked = verify(&mut conn, &expected, true)?;
+    checked.census_mismatch = census.differs_from(&facts.census);
+    Ok(checked)
 }
 
 #[derive(Debug, Serialize)]

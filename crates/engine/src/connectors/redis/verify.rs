@@ -116,11 +116,17 @@ pub struct VerifyReport {
     /// Sampled keys left unchecked because they expire around now.
     pub uncertain: usize,
     pub mismatches: Vec<Mismatch>,
+    /// Set when the RDB read back at restore counted other keys than the backup recorded:
+    /// the restore replayed another (or a shorter) stream than was backed up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub census_mismatch: Option<String>,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.mismatches.is_empty() && self.databases.iter().all(|d| d.ok)
+        self.mismatches.is_empty()
+            && self.databases.iter().all(|d| d.ok)
+            && self.census_mismatch.is_none()
     }
 }
 
