@@ -167,6 +167,17 @@ fn storage_outage_retention_and_recovery_across_timelines() {
     let (second, report) = recover(&env, &pg, "recovered-twice", &["--no-archive"]);
     assert_eq!(second.sql(LEDGER), ledger(4000), "{report}");
     assert_eq!(report["report"]["timeline"], 3, "{report}");
+    drop(second);
+
+    // Asked for, recovery follows the original timeline instead of the newest.
+    let (original, report) = recover(
+        &env,
+        &pg,
+        "original-timeline",
+        &["--no-archive", "--target-timeline", "1"],
+    );
+    assert_eq!(original.sql(LEDGER), ledger(3500), "{report}");
+    assert_eq!(report["report"]["plan"]["timeline"], 1, "{report}");
     let histories = wal_status(&env)["histories"].clone();
     assert!(
         histories

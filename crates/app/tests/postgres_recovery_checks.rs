@@ -76,7 +76,18 @@ fn a_gap_refuses_recovery_and_allow_gap_stops_at_it_and_says_so() {
     assert_eq!(fetch.code, 1, "{}", fetch.stderr);
     chown_postgres(env.dir.path());
 
-    // Refused before anything is written, naming the segment.
+    // Refused before anything is written, naming the segment; a dry run says the same.
+    let dry = env.run(&[
+        "--repo",
+        "main",
+        "restore",
+        "--pitr",
+        "--dry-run",
+        "--target",
+        env.path("dry").to_str().expect("utf8"),
+    ]);
+    assert_eq!(dry.code, 6, "{}", dry.stderr);
+    assert!(dry.stderr.contains(&segments[2]), "{}", dry.stderr);
     let (refused, run) = try_recover(&env, &pg, "refused", &[]);
     assert_eq!(run.code, 6, "{}", run.stderr);
     assert!(run.stderr.contains(&segments[2]), "{}", run.stderr);

@@ -35,6 +35,16 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
             report.packs_read,
             bytes(report.bytes_read)
         );
+        for w in &report.wal {
+            println!(
+                "WAL archive of '{}': {} file(s), {} base backup(s); read {} file(s) ({})",
+                w.source,
+                w.files,
+                w.base_backups,
+                w.files_read,
+                bytes(w.bytes_read)
+            );
+        }
         for n in &report.notes {
             println!("note: {n}");
         }

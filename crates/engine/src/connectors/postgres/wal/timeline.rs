@@ -96,6 +96,7 @@ pub struct Span {
 /// Missing segments `first..=last` of one timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Missing {
+    pub timeline: u32,
     pub first: String,
     pub last: String,
     pub count: u64,
@@ -114,12 +115,12 @@ impl Missing {
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.count == 1 {
-            write!(f, "{}", self.first)
+            write!(f, "timeline {} segment {}", self.timeline, self.first)
         } else {
             write!(
                 f,
-                "{} .. {} ({} segments)",
-                self.first, self.last, self.count
+                "timeline {} segments {} .. {} ({})",
+                self.timeline, self.first, self.last, self.count
             )
         }
     }
@@ -369,6 +370,7 @@ impl ArchiveMap {
         let close = |run: (u32, u64, u64), out: &mut Vec<Missing>| {
             let tli = format!("{:08X}", run.0);
             out.push(Missing {
+                timeline: run.0,
                 first: segment_name(&tli, run.1, size),
                 last: segment_name(&tli, run.2, size),
                 count: run.2 - run.1 + 1,
@@ -512,6 +514,7 @@ mod tests {
         assert_eq!(
             c.missing,
             vec![Missing {
+                timeline: 1,
                 first: "000000010000000000000004".into(),
                 last: "000000010000000000000005".into(),
                 count: 2
