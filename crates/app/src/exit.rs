@@ -40,33 +40,35 @@ impl From<Status> for ExitCode {
     }
 }
 
-/// A usage error found after argument parsing (bad combination, bad value).
-#[derive(Debug)]
-pub struct Usage(pub String);
+/// An error that is only its message, told apart from others by its type.
+macro_rules! message_error {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(pub String);
 
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
 }
 
-impl std::error::Error for Usage {}
+message_error!(
+    /// A usage error found after argument parsing (bad combination, bad value).
+    Usage
+);
+message_error!(
+    /// `wal-fetch`: the file is not in the archive (the normal end of recovery).
+    NotArchived
+);
 
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
-
-/// `wal-fetch`: the file is not in the archive (the normal end of recovery).
-#[derive(Debug)]
-pub struct NotArchived(pub String);
-
-impl std::fmt::Display for NotArchived {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotArchived {}
 
 fn code_for(err: &anyhow::Error) -> (u8, Option<&'static str>) {
     if err.downcast_ref::<Usage>().is_some() {

@@ -90,6 +90,7 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         Error::invalid("this snapshot holds no base backup (its source has no \"physical\" mode)")
     })?;
     let dir = &opts.target_dir;
+    ensure_empty_dir(dir, "point-in-time recovery")?;
     let target = opts.target.clone().unwrap_or(RecoveryTarget::Latest);
     opts.progress
         .send(Progress::Phase("checking the WAL chain".into()));
@@ -109,7 +110,6 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
     if opts.dry_run {
         return Ok(report);
     }
-    ensure_empty_dir(dir, "point-in-time recovery")?;
     let started = Instant::now();
     let summary = restore(
         repo,

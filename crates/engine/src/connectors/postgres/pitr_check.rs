@@ -241,3 +241,97 @@ pub fn verify(plan: &RecoveryPlan, target: &RecoveryTarget, end: &ReplayEnd) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const SEG: u64 = 16 << 20;
+
+    fn lsn(s: &str) -> Lsn {
+        Lsn::parse(s).expect("lsn")
+    }
+
+    /// Timeline 1, segments 2..=5 archived, base backup from 0/2000028 to 0/2000100.
+    fn plan_of(target: &RecoveryTarget) -> RecoveryPlan {
+        let map = ArchiveMap {
+            files: BTreeMap::new(),
+            seg_size: SEG,
+            segments: [(1, (2..=5).collect())].into_iter().collect(),
+            histories: BTreeMap::new(),
+            bad_histories: Vec::new(),
+        };
+        let path = map.path(1, lsn("0/2000028"), 1).expect("path");
+        let end = match target {
+            RecoveryTarget::Lsn(l) => ChainEnd::Lsn(lsn(l)),
+            _ => ChainEnd::Newest,
+        };
+        RecoveryPlan {
+            timeline: 1,
+            base_stop: Some(lsn("0/2000100")),
+            chain: map.chain(path, Some(lsn("0/2000100")), end),
+            stops_at_gap: None,
+        }
+    }
+
+    fn end(timeline: u32, at: &str, reason: &str) -> ReplayEnd {
+        ReplayEnd {
+            timeline,
+            lsn: lsn(at),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn replay_that_ended_short_of_the_plan_is_a_failure() {
+        let latest = RecoveryTarget::Latest;
+        let plan = plan_of(&latest);
+        let none = "no recovery target specified";
+        assert!(verify(&plan, &latest, &end(1, "0/5000100", none)).is_ok());
+        assert!(verify(&plan, &latest, &end(1, "0/6000000", none)).is_ok());
+        let short = verify(&plan, &latest, &end(1, "0/4FFFF00", none));
+        assert!(short.is_err_and(|e| e.to_string().contains("stopped short")));
+        assert!(verify(&plan, &latest, &end(2, "0/5000100", none)).is_err());
+
+        let at = RecoveryTarget::Lsn("0/4000000".into());
+        let plan = plan_of(&at);
+        assert!(verify(&plan, &at, &end(1, "0/4000060", "after LSN 0/4000000")).is_ok());
+        assert!(verify(&plan, &at, &end(1, "0/3FFFF00", none)).is_err());
+
+        let time = RecoveryTarget::Time("2026-12-02 10:00:00+00".into());
+        let plan = plan_of(&time);
+        let reached = "before 2026-12-02 10:00:01.5+00";
+        assert!(verify(&plan, &time, &end(1, "0/3000100", reached)).is_ok());
+        assert!(verify(&plan, &time, &end(1, "0/5000100", none)).is_err());
+    }
+
+    #[test]
+    fn targets_before_the_base_backup_are_refused() {
+        let base = BaseBackupFacts {
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            start_wal: "000000010000000000000002".into(),
+            start_time: "2026-12-02 10:00:00 CET".into(),
+            started_at: "2026-12-02T09:00:00Z".parse().ok(),
+            ..Default::default()
+        };
+        let stop = Some(lsn("0/2000100"));
+        let time = |t: &str| RecoveryTarget::Time(t.into());
+        assert!(check_target(&base, stop, &time("2026-12-02 08:59:59+00")).is_err());
+        assert!(check_target(&base, stop, &time("2026-12-02 09:00:00+00")).is_ok());
+        assert!(check_target(&base, stop, &time("yesterday")).is_err());
+        let at = |l: &str| RecoveryTarget::Lsn(l.into());
+        assert!(check_target(&base, stop, &at("0/2000080")).is_err());
+        assert!(check_target(&base, stop, &at("0/2000100")).is_ok());
+        assert!(check_target(&base, None, &at("0/2000080")).is_ok());
+        // A label in a zone only the server could read, and no recorded instant: no guess.
+        let unknown = BaseBackupFacts {
+            started_at: None,
+            ..base
+        };
+        let refused = check_target(&unknown, stop, &time("2026-12-02 12:00:00+00"));
+        assert!(refused.is_err_and(|e| e.to_string().contains("cannot tell")));
+    }
+}

@@ -141,7 +141,22 @@ fn check_source(
         ));
     }
 
-    // Structure: the chain each base backup's recovery to the newest WAL reads.
+    let in_chains = check_chains(&archive, &map, bases, &prefix, out);
+    note_unneeded_gaps(&map, &in_chains, &prefix, out);
+    (summary.files_read, summary.bytes_read) =
+        read_back(&archive, &map, bases, read, progress, &prefix, out);
+    out.sources.push(summary);
+}
+
+/// For each base backup, the chain its recovery to the newest WAL reads; every missing
+/// segment is an error. Returns the names of the missing segments.
+fn check_chains(
+    archive: &WalArchive,
+    map: &ArchiveMap,
+    bases: &mut [Base],
+    prefix: &str,
+    out: &mut WalCheck,
+) -> BTreeSet<String> {
     let mut in_chains: BTreeSet<String> = BTreeSet::new();
     for base in bases.iter_mut() {
         let start = match Lsn::parse(&base.start_lsn) {
@@ -166,7 +181,7 @@ fn check_source(
                 continue;
             }
         };
-        let stop = match map.backup_stop(&archive, &base.start_wal) {
+        let stop = match map.backup_stop(archive, &base.start_wal) {
             Ok(s) => s,
             Err(e) => {
                 out.errors.push(format!(
@@ -190,8 +205,17 @@ fn check_source(
         }
         base.chain = Some(chain);
     }
-    // Gaps no base backup's recovery reads (older than every kept base, or on a timeline
-    // none follows) are harmless.
+    in_chains
+}
+
+/// Gaps no base backup's recovery reads (older than every kept base, or on a timeline none
+/// follows) are harmless: notes.
+fn note_unneeded_gaps(
+    map: &ArchiveMap,
+    in_chains: &BTreeSet<String>,
+    prefix: &str,
+    out: &mut WalCheck,
+) {
     for (tli, numbers) in &map.segments {
         let numbers: Vec<u64> = numbers.iter().copied().collect();
         for pair in numbers.windows(2).filter(|p| p[1] > p[0] + 1) {
@@ -204,8 +228,20 @@ fn check_source(
             }
         }
     }
+}
 
-    // Data: read back and authenticate.
+/// Reads back and authenticates the archive's objects (all, a random share, or none); each
+/// failure is an error naming the base backups whose recovery reads the object. Returns the
+/// files and bytes read.
+fn read_back(
+    archive: &WalArchive,
+    map: &ArchiveMap,
+    bases: &[Base],
+    read: ReadData,
+    progress: &Reporter,
+    prefix: &str,
+    out: &mut WalCheck,
+) -> (usize, u64) {
     let mut names: Vec<&String> = map.files.keys().collect();
     match read {
         ReadData::None => names.clear(),
@@ -230,8 +266,7 @@ fn check_source(
             Err(e) => Some(format!("{name} is damaged: {e}")),
         }
     });
-    summary.files_read = names.len();
-    summary.bytes_read = bytes.into_inner();
+    let read_figures = (names.len(), bytes.into_inner());
     for (name, failure) in names.iter().zip(failures) {
         let Some(failure) = failure else { continue };
         let hit: Vec<&Base> = bases
@@ -257,5 +292,5 @@ fn check_source(
                 .push(format!("WAL {name} damaged"));
         }
     }
-    out.sources.push(summary);
+    read_figures
 }

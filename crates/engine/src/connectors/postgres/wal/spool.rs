@@ -190,7 +190,7 @@ pub fn fetch(
         Some(c) => c,
         None => match archive.fetch_file(name)? {
             Some(c) => c,
-            None if allow_gap => return Ok(false),
+            None if allow_gap || wal_kind(name) != Some(WalKind::Segment) => return Ok(false),
             None => {
                 if let Some(later) = ArchiveMap::load(archive)?.archived_after(name) {
                     return Err(Error::corrupt(format!(
