@@ -94,7 +94,14 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
     let target = opts.target.clone().unwrap_or(RecoveryTarget::Latest);
     opts.progress
         .send(Progress::Phase("checking the WAL chain".into()));
-    let plan = pitr_check::plan(repo, base, &target, opts.timeline, opts.allow_gap)?;
+    let plan = pitr_check::plan(
+        repo,
+        base,
+        snap.time,
+        &target,
+        opts.timeline,
+        opts.allow_gap,
+    )?;
     let mut report = PitrReport {
         data_dir: dir.clone(),
         target: target.clone(),

@@ -38,23 +38,30 @@ impl RecoveryPlan {
 
 /// Refuses a target the base backup cannot reach: one before it started (the result would be
 /// the base backup's own, later, state) or, for a location, before it became consistent.
+/// `finished` (when its snapshot was written) bounds the start where the label's time zone
+/// cannot be read.
 pub fn check_target(
     base: &BaseBackupFacts,
+    finished: jiff::Timestamp,
     base_stop: Option<Lsn>,
     target: &RecoveryTarget,
 ) -> Result<()> {
     match target {
         RecoveryTarget::Time(t) => {
             let when = parse_time(t)?;
-            let started = base.started().ok_or_else(|| {
-                Error::invalid(format!(
-                    "cannot tell when this base backup started (its label says '{}'); recover it with --target-lsn or --target-name, or pick a newer base backup",
-                    base.start_time
-                ))
-            })?;
-            if when < started {
+            let (bound, what) = match base.started() {
+                Some(started) => (started, "started".to_string()),
+                None => (
+                    finished,
+                    format!(
+                        "was saved (its label's start time, '{}', names a zone Bulwark cannot read)",
+                        base.start_time
+                    ),
+                ),
+            };
+            if when < bound {
                 return Err(Error::invalid(format!(
-                    "--target-time {t} is before this base backup started ({started}): it cannot recover an earlier state. Choose an older base backup (omit --snapshot to pick one)"
+                    "--target-time {t} is before this base backup {what} ({bound}): it cannot recover an earlier state. Choose an older base backup (omit --snapshot to pick one)"
                 )));
             }
         }
@@ -90,6 +97,7 @@ pub fn parse_time(t: &str) -> Result<jiff::Timestamp> {
 pub fn plan(
     repo: &Repository,
     base: &BaseBackupFacts,
+    finished: jiff::Timestamp,
     target: &RecoveryTarget,
     timeline: Option<u32>,
     allow_gap: bool,
@@ -97,7 +105,7 @@ pub fn plan(
     let archive = WalArchive::new(repo, &base.wal_source)?;
     let map = ArchiveMap::load(&archive)?;
     let base_stop = map.backup_stop(&archive, &base.start_wal)?;
-    check_target(base, base_stop, target)?;
+    check_target(base, finished, base_stop, target)?;
     let start = Lsn::parse(&base.start_lsn)?;
     let tli = timeline.unwrap_or_else(|| map.newest_timeline(base.timeline));
     let path = map.path(base.timeline, start, tli)?;
@@ -318,20 +326,24 @@ mod tests {
             ..Default::default()
         };
         let stop = Some(lsn("0/2000100"));
+        let saved: jiff::Timestamp = "2026-12-02T09:05:00Z".parse().expect("saved");
+        let check = |base: &BaseBackupFacts, stop, target| check_target(base, saved, stop, &target);
         let time = |t: &str| RecoveryTarget::Time(t.into());
-        assert!(check_target(&base, stop, &time("2026-12-02 08:59:59+00")).is_err());
-        assert!(check_target(&base, stop, &time("2026-12-02 09:00:00+00")).is_ok());
-        assert!(check_target(&base, stop, &time("yesterday")).is_err());
+        assert!(check(&base, stop, time("2026-12-02 08:59:59+00")).is_err());
+        assert!(check(&base, stop, time("2026-12-02 09:00:00+00")).is_ok());
+        assert!(check(&base, stop, time("yesterday")).is_err());
         let at = |l: &str| RecoveryTarget::Lsn(l.into());
-        assert!(check_target(&base, stop, &at("0/2000080")).is_err());
-        assert!(check_target(&base, stop, &at("0/2000100")).is_ok());
-        assert!(check_target(&base, None, &at("0/2000080")).is_ok());
-        // A label in a zone only the server could read, and no recorded instant: no guess.
+        assert!(check(&base, stop, at("0/2000080")).is_err());
+        assert!(check(&base, stop, at("0/2000100")).is_ok());
+        assert!(check(&base, None, at("0/2000080")).is_ok());
+        // A label in a zone only the server could read, and no recorded instant: the time
+        // the snapshot was saved (after the base backup ended) is the bound.
         let unknown = BaseBackupFacts {
             started_at: None,
             ..base
         };
-        let refused = check_target(&unknown, stop, &time("2026-12-02 12:00:00+00"));
-        assert!(refused.is_err_and(|e| e.to_string().contains("cannot tell")));
+        assert!(check(&unknown, stop, time("2026-12-02 09:05:00+00")).is_ok());
+        let refused = check(&unknown, stop, time("2026-12-02 09:01:00+00"));
+        assert!(refused.is_err_and(|e| e.to_string().contains("names a zone")));
     }
 }
