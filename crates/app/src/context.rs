@@ -144,17 +144,15 @@ impl Context {
             .with_context(|| format!("cannot open repository at {}", target.url))
     }
 
-    /// Every readable snapshot. A damaged manifest is reported on stderr and skipped, so it
-    /// cannot stop a backup or the restore of another snapshot; `check` exits 6 for it.
-    pub fn snapshots(
-        &self,
-        repo: &Repository,
-    ) -> Result<Vec<(engine::id::SnapshotId, engine::snapshot::Snapshot)>> {
-        let (list, unreadable) = engine::snapshot::list_readable(repo)?;
-        for u in &unreadable {
-            eprintln!("warning: skipping unreadable snapshot {u}");
+    /// The repository's snapshots. A damaged manifest is reported on stderr; it cannot stop
+    /// a backup or the restore of another snapshot named by id, but "latest" refuses to pass
+    /// over one that may be newer. `check` exits 6 for it.
+    pub fn snapshots(&self, repo: &Repository) -> Result<engine::catalog::Snapshots> {
+        let snapshots = engine::catalog::Snapshots::load(repo)?;
+        for u in &snapshots.unreadable {
+            eprintln!("warning: unreadable snapshot manifest {u}");
         }
-        Ok(list)
+        Ok(snapshots)
     }
 
     pub fn progress(&self, label: &str) -> ProgressView {

@@ -256,13 +256,20 @@ fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
     let snaps = walk_files(&env.path("repo/snapshots"));
     std::fs::write(&snaps[0], b"garbage").expect("damage the manifest");
 
-    let r = env.ok(&["backup", "--name", "new", data.to_str().expect("utf8")]);
+    let r = env.ok(&[
+        "backup",
+        "--name",
+        "new",
+        data.to_str().expect("utf8"),
+        "--json",
+    ]);
     assert!(
-        r.stderr.contains("skipping unreadable snapshot"),
+        r.stderr.contains("unreadable snapshot manifest"),
         "{}",
         r.stderr
     );
-    env.ok(&["restore", "--source", "new", "--target", "out"]);
+    let id = r.json()[0]["snapshot"].as_str().expect("id").to_string();
+    env.ok(&["restore", "--snapshot", &id, "--target", "out"]);
     assert_eq!(
         std::fs::read_to_string(restored(&env.path("out"), &data).join("a.txt")).expect("read"),
         "first\n"
@@ -280,4 +287,76 @@ fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
         "prune must not guess what the damaged snapshot used: {}",
         prune.stderr
     );
+}
+
+/// "latest" never falls back silently to an older snapshot past a damaged manifest that may be
+/// the newest; the user can name one, ask for the newest readable one, or forget the damaged
+/// manifest by id. A damaged manifest older than the newest readable snapshot is no obstacle.
+#[test]
+fn latest_refuses_to_pass_over_a_damaged_manifest_that_may_be_newer() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "first\n").expect("write");
+    env.init();
+    let path = data.to_str().expect("utf8");
+    env.ok(&["backup", "--name", "docs", path]);
+    std::fs::write(data.join("a.txt"), "second\n").expect("write");
+    let newest = env.ok(&["backup", "--name", "docs", path, "--json"]).json()[0]["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let manifest = env.path("repo/snapshots").join(&newest);
+    let mut bytes = std::fs::read(&manifest).expect("manifest");
+    bytes[40] ^= 0x01;
+    std::fs::write(&manifest, bytes).expect("flip a bit");
+
+    for args in [
+        vec!["restore", "--target", "out"],
+        vec!["ls", "latest"],
+        vec!["diff", "latest", "latest"],
+    ] {
+        let r = env.run(&args);
+        assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&newest) && r.stderr.contains("latest-readable"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!env.path("out").exists(), "{args:?} restored something");
+    }
+    let by_id = env.run(&["restore", "--snapshot", &newest[..12], "--target", "out"]);
+    assert_eq!(by_id.code, 6, "{}", by_id.stderr);
+    assert!(by_id.stderr.contains("is damaged"), "{}", by_id.stderr);
+
+    // Asked for explicitly, the newest readable snapshot (the first one) is restored.
+    env.ok(&[
+        "restore",
+        "--snapshot",
+        "latest-readable",
+        "--target",
+        "out",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(restored(&env.path("out"), &data).join("a.txt")).expect("read"),
+        "first\n"
+    );
+    // Retention refuses to judge; forgetting the damaged manifest by id is the way out.
+    let policy = env.run(&["forget", "--keep-last", "5"]);
+    assert_eq!(policy.code, 6, "{}", policy.stderr);
+    env.ok(&["forget", &newest[..12]]);
+    assert!(!manifest.exists());
+    env.ok(&["restore", "--target", "out2"]);
+
+    // A damaged manifest written well before the newest readable snapshot cannot be newer.
+    let older = walk_files(&env.path("repo/snapshots"));
+    std::fs::write(&older[0], b"garbage").expect("damage");
+    let touched = std::process::Command::new("touch")
+        .args(["-m", "-d", "1 hour ago"])
+        .arg(&older[0])
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    env.ok(&["backup", "--name", "docs", path]);
+    env.ok(&["restore", "--target", "out3"]);
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::SnapshotId;
-use crate::snapshot::Snapshot;
+use crate::repo::Repository;
+use crate::snapshot::{self, Listing, Snapshot, Unreadable};
 
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -75,23 +76,98 @@ pub fn resolve<'a>(
     }
 }
 
-/// The snapshots named by `specs` (ids, prefixes, "latest"), or every one the filter matches.
-pub fn select(
-    list: &[(SnapshotId, Snapshot)],
-    specs: &[String],
-    filter: &Filter,
-) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    if specs.is_empty() {
-        return Ok(list
-            .iter()
-            .filter(|(_, s)| filter.matches(s))
-            .cloned()
-            .collect());
+/// How far apart the clocks of hosts writing one repository may be, when deciding whether an
+/// unreadable manifest could be newer than a readable one.
+const CLOCK_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+/// The spec that takes the newest readable snapshot even when a damaged manifest could be
+/// newer.
+pub const LATEST_READABLE: &str = "latest-readable";
+
+/// The repository's snapshots as listed: the readable ones, oldest first, and the manifests
+/// that could not be read. Resolving "latest" or an id against it never passes over a
+/// damaged manifest silently.
+#[derive(Debug, Default)]
+pub struct Snapshots {
+    pub list: Listing,
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Snapshots {
+    pub fn load(repo: &Repository) -> Result<Self> {
+        let (list, unreadable) = snapshot::list_readable(repo)?;
+        Ok(Self { list, unreadable })
     }
-    specs
-        .iter()
-        .map(|spec| resolve(list, spec, filter.source.as_deref()).cloned())
-        .collect()
+
+    /// Resolves "latest", "latest-readable" or an id prefix (optionally of one source).
+    /// "latest" is an error while a damaged manifest could be newer than the newest readable
+    /// snapshot (its source is unknown, so a source filter does not help); an id that names
+    /// a damaged manifest is an error that says so.
+    pub fn resolve(&self, spec: &str, source: Option<&str>) -> Result<&(SnapshotId, Snapshot)> {
+        match spec {
+            LATEST_READABLE => resolve(&self.list, "latest", source),
+            "latest" => {
+                let found = resolve(&self.list, "latest", source);
+                let newest = found.as_ref().ok().map(|(_, s)| s.time);
+                let newer: Vec<&Unreadable> = self
+                    .unreadable
+                    .iter()
+                    .filter(|u| match (u.written, newest) {
+                        (Some(w), Some(t)) => w >= t - CLOCK_SLACK,
+                        _ => true,
+                    })
+                    .collect();
+                if newer.is_empty() {
+                    return found;
+                }
+                Err(Error::corrupt(format!(
+                    "\"latest\" cannot be resolved: {} snapshot manifest(s) are unreadable and may be newer than {}: {}. Name a snapshot by id, or pass --snapshot {LATEST_READABLE} to take the newest readable one; `bulwark check` lists the damage, `bulwark forget ID` removes a damaged manifest",
+                    newer.len(),
+                    match &found {
+                        Ok((id, _)) => format!("the newest readable snapshot ({})", id.short()),
+                        Err(_) => "every readable one".to_string(),
+                    },
+                    newer.iter().map(|u| u.to_string()).collect::<Vec<_>>().join("; ")
+                )))
+            }
+            prefix => {
+                let lower = prefix.to_ascii_lowercase();
+                let damaged: Vec<&Unreadable> = self
+                    .unreadable
+                    .iter()
+                    .filter(|u| u.name.starts_with(&lower))
+                    .collect();
+                match (resolve(&self.list, prefix, source), damaged.as_slice()) {
+                    (found, []) => found,
+                    (Err(e), [u]) if e.kind() == ErrorKind::NotFound => Err(Error::corrupt(format!(
+                        "snapshot {} is damaged: its manifest cannot be read ({}); `bulwark forget {}` removes it",
+                        u.name, u.error, u.name
+                    ))),
+                    (Err(e), _) if e.kind() != ErrorKind::NotFound => Err(e),
+                    _ => Err(Error::invalid(format!(
+                        "snapshot prefix {lower} is ambiguous (it also matches {} unreadable manifest(s))",
+                        damaged.len()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The snapshots named by `specs`, or every readable one the filter matches.
+    pub fn select(&self, specs: &[String], filter: &Filter) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        if specs.is_empty() {
+            return Ok(self
+                .list
+                .iter()
+                .filter(|(_, s)| filter.matches(s))
+                .cloned()
+                .collect());
+        }
+        specs
+            .iter()
+            .map(|spec| self.resolve(spec, filter.source.as_deref()).cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default)]

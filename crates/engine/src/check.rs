@@ -138,7 +138,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         .send(Progress::Phase("checking snapshots".into()));
     let (snapshots, unreadable) = snapshot::list_readable(repo)?;
     report.snapshots = snapshots.len() + unreadable.len();
-    report.errors.extend(unreadable);
+    report
+        .errors
+        .extend(unreadable.iter().map(ToString::to_string));
     let mut wal = wal::check_archives(repo, &snapshots, opts.read_data, &opts.progress)?;
     report.errors.append(&mut wal.errors);
     report.notes.append(&mut wal.notes);

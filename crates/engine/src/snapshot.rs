@@ -79,9 +79,28 @@ pub struct Snapshot {
 /// Snapshots with their ids, oldest first.
 pub type Listing = Vec<(SnapshotId, Snapshot)>;
 
-/// Every readable snapshot, oldest first, and a description of each manifest that could not
-/// be read. Listing and backing up go on past a damaged manifest; deleting must not (see `list`).
-pub fn list_readable(repo: &Repository) -> Result<(Listing, Vec<String>)> {
+/// A snapshot manifest that could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unreadable {
+    /// The object's name; the snapshot's id when it is a well-formed one.
+    pub name: String,
+    pub id: Option<SnapshotId>,
+    /// When the object was written, if the store says: a manifest is written once, when its
+    /// backup finishes, so this bounds the snapshot's own time from above.
+    pub written: Option<jiff::Timestamp>,
+    pub error: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshots/{}: {}", self.name, self.error)
+    }
+}
+
+/// Every readable snapshot, oldest first, and each manifest that could not be read. Listing
+/// and backing up go on past a damaged manifest; deleting must not (see `list`), nor may
+/// "latest" (see `catalog::Snapshots`).
+pub fn list_readable(repo: &Repository) -> Result<(Listing, Vec<Unreadable>)> {
     let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for listed in repo.store().list(ObjectKind::Snapshot)? {
         let loaded = listed
@@ -90,7 +109,16 @@ pub fn list_readable(repo: &Repository) -> Result<(Listing, Vec<String>)> {
             .and_then(|id| Ok((id, load(repo, &id)?)));
         match loaded {
             Ok(entry) => out.push(entry),
-            Err(e) => unreadable.push(format!("snapshots/{}: {e}", listed.name)),
+            Err(e) => unreadable.push(Unreadable {
+                written: repo
+                    .store()
+                    .modified(ObjectKind::Snapshot, &listed.name)
+                    .ok()
+                    .flatten(),
+                id: listed.name.parse().ok(),
+                name: listed.name,
+                error: e.to_string(),
+            }),
         }
     }
     out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));

@@ -33,6 +33,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
             None
         } else {
             existing
+                .list
                 .iter()
                 .filter(|(_, s)| {
                     s.source.name == info.name && s.hostname == host && !s.summary.partial

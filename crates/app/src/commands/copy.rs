@@ -14,7 +14,7 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
         None => ctx.open_at(&dst_target)?,
     };
     let list = ctx.snapshots(&src)?;
-    let chosen = engine::catalog::select(&list, &args.snapshots, &args.filter.to_engine())?;
+    let chosen = list.select(&args.snapshots, &args.filter.to_engine())?;
     let view = ctx.progress("copy");
     let result = engine::copy::copy(&src, &dst, &chosen, &view.reporter());
     view.finish();
@@ -45,6 +45,14 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
                 bytes(report.wal_bytes_copied)
             );
         }
+    }
+    // Copying "everything" past a damaged manifest would leave the copy short without a word.
+    if args.snapshots.is_empty() && !list.unreadable.is_empty() {
+        eprintln!(
+            "{} unreadable snapshot manifest(s) could not be copied (see the warnings above)",
+            list.unreadable.len()
+        );
+        return Ok(Status::Partial);
     }
     Ok(Status::Ok)
 }

@@ -11,8 +11,8 @@ use crate::output::print_json;
 pub fn run(ctx: &Context, args: &DiffArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let list = ctx.snapshots(&repo)?;
-    let (_, a) = engine::catalog::resolve(&list, &args.a, None)?;
-    let (_, b) = engine::catalog::resolve(&list, &args.b, None)?;
+    let (_, a) = list.resolve(&args.a, None)?;
+    let (_, b) = list.resolve(&args.b, None)?;
     let index = Arc::new(repo.load_index()?);
     let mut changes = Vec::new();
     engine::diff::diff(&repo, &index, a, b, |c| changes.push(c))?;

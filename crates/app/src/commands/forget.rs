@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use engine::catalog::{self, Policy};
+use engine::catalog::{self, Policy, Snapshots};
 use engine::lock::LockGuard;
 use engine::store::ObjectKind;
 
@@ -11,34 +11,37 @@ use crate::output::{local_time, print_json};
 pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let filter = args.filter.to_engine();
-    let all = engine::snapshot::list(&repo)?;
-    let list: Vec<_> = all
-        .iter()
-        .filter(|(_, s)| filter.matches(s))
-        .cloned()
-        .collect();
+    let all = ctx.snapshots(&repo)?;
+    let chosen = Snapshots {
+        list: all
+            .list
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect(),
+        unreadable: all.unreadable,
+    };
     let decisions = if args.snapshots.is_empty() {
+        // Retention cannot judge snapshots it cannot read: one of them may be the only copy
+        // of a day the policy keeps.
+        if let Some(u) = chosen.unreadable.first() {
+            bail!(engine::Error::corrupt(format!(
+                "{u} ({} unreadable manifest(s)); retention refuses to decide without them. Forget damaged snapshots by id first",
+                chosen.unreadable.len()
+            )));
+        }
         let policy = policy(&args.keep, ctx.config_file().map(|c| &c.retention))?;
         catalog::apply_policy(
-            &list,
+            &chosen.list,
             &policy,
             jiff::Timestamp::now(),
             &jiff::tz::TimeZone::system(),
         )?
     } else {
-        let mut out = Vec::new();
-        for spec in &args.snapshots {
-            let (id, s) = catalog::resolve(&list, spec, None)?;
-            out.push(catalog::Decision {
-                id: *id,
-                source: s.source.name.clone(),
-                host: s.hostname.clone(),
-                time: s.time,
-                keep: false,
-                reasons: vec!["named".into()],
-            });
-        }
-        out
+        args.snapshots
+            .iter()
+            .map(|spec| named(&chosen, spec))
+            .collect::<Result<Vec<_>>>()?
     };
     let removed: Vec<_> = decisions.iter().filter(|d| !d.keep).collect();
     if ctx.json {
@@ -91,6 +94,39 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
         );
     }
     Ok(Status::Ok)
+}
+
+/// The snapshot `spec` names, readable or not: a damaged manifest can be forgotten by id.
+fn named(snapshots: &Snapshots, spec: &str) -> Result<catalog::Decision> {
+    let decision = |id, source: &str, host: &str, time| catalog::Decision {
+        id,
+        source: source.to_string(),
+        host: host.to_string(),
+        time,
+        keep: false,
+        reasons: vec!["named".into()],
+    };
+    match snapshots.resolve(spec, None) {
+        Ok((id, s)) => Ok(decision(*id, &s.source.name, &s.hostname, s.time)),
+        // The one error that says `spec` names exactly one damaged manifest.
+        Err(e) if e.kind() == engine::ErrorKind::Corrupt => {
+            let spec = spec.to_ascii_lowercase();
+            let damaged = snapshots
+                .unreadable
+                .iter()
+                .find(|u| u.name.starts_with(&spec));
+            match damaged.and_then(|u| Some((u.id?, u.written))) {
+                Some((id, written)) => Ok(decision(
+                    id,
+                    "<unreadable>",
+                    "?",
+                    written.unwrap_or_default(),
+                )),
+                None => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Flags win over the config file's [retention]; with no flags at all, the config applies.

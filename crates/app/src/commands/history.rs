@@ -12,6 +12,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<Status> {
     let path = args.path.trim_start_matches('/');
     let list: Vec<_> = ctx
         .snapshots(&repo)?
+        .list
         .into_iter()
         .filter(|(_, s)| args.source.as_ref().is_none_or(|src| &s.source.name == src))
         .collect();

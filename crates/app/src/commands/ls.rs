@@ -12,7 +12,7 @@ use crate::output::{bytes, local_time};
 pub fn run(ctx: &Context, args: &LsArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let list = ctx.snapshots(&repo)?;
-    let (_, snap) = engine::catalog::resolve(&list, &args.snapshot, args.source.as_deref())?;
+    let (_, snap) = list.resolve(&args.snapshot, args.source.as_deref())?;
     let index = Arc::new(repo.load_index()?);
     let filter = PathFilter::new(&args.include)?;
     for item in ItemReader::new(repo.clone(), index, snap.tree.clone()) {

@@ -1,13 +1,13 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
+use engine::catalog::Snapshots;
 use engine::connectors::postgres::pitr::{PitrOptions, PitrReport, RecoveryTarget};
 use engine::connectors::postgres::pitr_check;
 use engine::connectors::postgres::verify::TableStats;
 use engine::connectors::postgres::{logical, PgConn, PgFacts};
 use engine::repo::Repository;
 use engine::restore::RestoreOptions;
-use engine::snapshot::Listing;
 use engine::snapshot::Snapshot;
 
 use crate::cli::RestoreArgs;
@@ -21,7 +21,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     if args.postgres.pitr {
         return pitr(ctx, args, &repo, &list);
     }
-    let (id, snap) = engine::catalog::resolve(&list, &args.snapshot, args.source.as_deref())?;
+    let (id, snap) = list.resolve(&args.snapshot, args.source.as_deref())?;
     if snap.source.kind == "redis" {
         return super::restore_redis::run(ctx, args, &repo, &id.short(), snap);
     }
@@ -123,19 +123,20 @@ pub fn target_arg(args: &RestoreArgs) -> Result<&str> {
 }
 
 /// Point-in-time recovery into a data directory.
-fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Listing) -> Result<Status> {
+fn pitr(ctx: &Context, args: &RestoreArgs, repo: &Repository, list: &Snapshots) -> Result<Status> {
     let pg = &args.postgres;
     let has_base = |s: &Snapshot| PgFacts::of(s).is_ok_and(|f| f.physical.is_some());
     let (id, snap) = match (&pg.target_time, args.snapshot.as_str()) {
         (Some(t), "latest") => {
             let when = pitr_check::parse_time(t)?;
-            list.iter()
+            list.list
+                .iter()
                 .filter(|(_, s)| args.source.as_ref().is_none_or(|n| &s.source.name == n))
                 .filter(|(_, s)| has_base(s) && s.time < when)
                 .max_by_key(|(_, s)| s.time)
                 .ok_or_else(|| anyhow!("no base backup finished before {t}"))?
         }
-        _ => engine::catalog::resolve(list, &args.snapshot, args.source.as_deref())?,
+        _ => list.resolve(&args.snapshot, args.source.as_deref())?,
     };
     if !has_base(snap) {
         bail!(usage(format!(

@@ -12,6 +12,7 @@ pub fn run(ctx: &Context, args: &SnapshotsArgs) -> Result<Status> {
     let filter = args.filter.to_engine();
     let mut list: Vec<_> = ctx
         .snapshots(&repo)?
+        .list
         .into_iter()
         .filter(|(_, s)| filter.matches(s))
         .collect();

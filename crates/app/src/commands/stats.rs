@@ -10,7 +10,7 @@ use crate::output::{bytes, print_json};
 pub fn run(ctx: &Context, args: &StatsArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let list = ctx.snapshots(&repo)?;
-    let chosen = engine::catalog::select(&list, &args.snapshots, &Default::default())?;
+    let chosen = list.select(&args.snapshots, &Default::default())?;
     let index = Arc::new(repo.load_index()?);
     let st = engine::stats::stats(&repo, &index, &chosen)?;
     if ctx.json {
