@@ -1,7 +1,9 @@
 //! Restore: stream the snapshot's items, lay out directories and files, then fetch each needed
 //! pack once (a single ranged read covering the blobs we need), verify every chunk against its
 //! id and write it at its offsets. A damaged chunk fails the files that use it, loudly; the
-//! other files restore.
+//! other files restore. Files are written under a staging name and renamed into place once
+//! complete, so no file with unwritten data ever stands under its real name (not after a
+//! damaged chunk, a damaged item list, nor a kill).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -47,6 +49,9 @@ pub struct RestoreSummary {
     pub packs_read: u64,
     pub duration_secs: f64,
     pub errors: Vec<Problem>,
+    /// Set when the item list itself could not be read to the end: the items after the
+    /// damage are unknown, so the restore is incomplete beyond `errors`.
+    pub item_list_damaged: Option<String>,
 }
 
 struct BlobUse {
@@ -60,7 +65,27 @@ struct BlobUse {
 
 struct FileTask {
     dest: PathBuf,
+    /// Where the data is written until the file is complete.
+    staging: PathBuf,
     item: Item,
+}
+
+/// Staging files not yet moved into place. Dropping removes them, so a restore that fails
+/// anywhere leaves none behind.
+#[derive(Default)]
+struct Staging(HashSet<PathBuf>);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        for path in self.0.drain() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// A hidden name beside `dest`, unique to this process and file.
+fn staging_name(dest: &Path, file_no: usize) -> PathBuf {
+    dest.with_file_name(format!(".bulwark-restore-{}-{file_no}", std::process::id()))
 }
 
 pub fn restore(
@@ -80,10 +105,24 @@ pub fn restore(
     // Symlinks restored so far: nothing may be restored through one, or a crafted snapshot
     // (link `d -> /etc`, then file `d/passwd`) could write outside the target.
     let mut links: HashSet<String> = HashSet::new();
+    let mut staged = Staging::default();
 
     opts.progress.send(Progress::Phase("creating files".into()));
     for item in ItemReader::new(repo.clone(), index.clone(), snap.tree.clone()) {
-        let mut item = item?;
+        // What the list holds past damage is unknown; what came before it is restored.
+        let mut item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                summary.item_list_damaged = Some(e.to_string());
+                summary.errors.push(Problem {
+                    path: "<item list>".into(),
+                    message: format!(
+                        "the snapshot's item list is damaged past this point ({e}); the items it lists after that are unknown and were not restored"
+                    ),
+                });
+                break;
+            }
+        };
         if let Some(root) = &opts.subtree {
             match item
                 .path
@@ -151,17 +190,23 @@ pub fn restore(
                     });
                     continue;
                 }
+                let staging = staging_name(&dest, file_no);
                 if !opts.dry_run {
                     if let Some(parent) = dest.parent() {
                         fs::create_dir_all(parent)
                             .with_context(|| format!("creating {}", parent.display()))?;
                     }
-                    let f = File::create(&dest)
-                        .with_context(|| format!("creating {}", dest.display()))?;
+                    staged.0.insert(staging.clone());
+                    let f = File::create(&staging)
+                        .with_context(|| format!("creating {}", staging.display()))?;
                     f.set_len(item.size)
-                        .with_context(|| format!("sizing {}", dest.display()))?;
+                        .with_context(|| format!("sizing {}", staging.display()))?;
                 }
-                files.push(FileTask { dest, item });
+                files.push(FileTask {
+                    dest,
+                    staging,
+                    item,
+                });
             }
         }
     }
@@ -226,8 +271,7 @@ pub fn restore(
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     for (n, task) in files.iter().enumerate() {
         if let Some(msg) = failed.get(&n) {
-            // A file with holes must not pass for a restored file.
-            let _ = fs::remove_file(&task.dest);
+            // A file with holes must not pass for a restored file: its staging file goes.
             summary.errors.push(Problem {
                 path: task.item.path.clone(),
                 message: format!("{msg}; file not restored"),
@@ -235,7 +279,10 @@ pub fn restore(
             continue;
         }
         summary.bytes += task.item.size;
-        apply_metadata(&task.dest, &task.item)?;
+        apply_metadata(&task.staging, &task.item)?;
+        fs::rename(&task.staging, &task.dest)
+            .with_context(|| format!("moving {} into place", task.dest.display()))?;
+        staged.0.remove(&task.staging);
     }
     for (dest, item) in dirs.iter().rev() {
         apply_metadata(dest, item)?;
@@ -301,10 +348,13 @@ fn restore_pack(
         let task = &files[u.file];
         let file = match open.entry(u.file) {
             Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => match OpenOptions::new().write(true).open(&task.dest) {
+            Entry::Vacant(v) => match OpenOptions::new().write(true).open(&task.staging) {
                 Ok(f) => v.insert(f),
                 Err(e) => {
-                    failures.push((u.file, format!("cannot open {}: {e}", task.dest.display())));
+                    failures.push((
+                        u.file,
+                        format!("cannot open {}: {e}", task.staging.display()),
+                    ));
                     continue;
                 }
             },

@@ -80,11 +80,28 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
             eprintln!("error: {}: {}", e.path, e.message);
         }
     }
+    if summary.item_list_damaged.is_some() {
+        eprintln!(
+            "the snapshot's item list is damaged: the files it lists before the damage were restored and verified; those after it are unknown and NOT restored"
+        );
+        return Ok(Status::Damaged);
+    }
     if !summary.errors.is_empty() {
         eprintln!(
             "{} file(s) could NOT be restored; every other file was verified against its chunk ids",
             summary.errors.len()
         );
+        return Ok(Status::Partial);
+    }
+    if snap.summary.partial {
+        eprintln!(
+            "snapshot {} is partial: {} item(s) could not be backed up and are not in it:",
+            id.short(),
+            snap.summary.errors.len()
+        );
+        for e in &snap.summary.errors {
+            eprintln!("  {}: {}", e.path, e.message);
+        }
         return Ok(Status::Partial);
     }
     Ok(Status::Ok)
