@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 
+    /// Wait this long (e.g. 30s, 10m, 2h) for another operation's lock on the repository
+    /// instead of failing at once (exit 10).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
 }

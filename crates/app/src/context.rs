@@ -18,6 +18,8 @@ pub struct Context {
     password_file: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
+    /// How long to wait for another operation's lock (--retry-lock; 0: fail at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// A repository location resolved from --repo, the environment or the config file.
@@ -35,6 +37,7 @@ impl Context {
             password_file: cli.password_file.clone(),
             json: cli.json,
             quiet: cli.quiet,
+            lock_wait: cli.retry_lock.unwrap_or_default(),
         })
     }
 

@@ -51,6 +51,8 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Concurrent pack uploads (0: 4).
     pub uploads: usize,
+    /// How long to wait for an exclusive lock (a running prune) to go away.
+    pub lock_wait: std::time::Duration,
     pub progress: Reporter,
 }
 
@@ -68,7 +70,7 @@ pub fn run(
     source: &mut dyn Source,
     opts: BackupOptions,
 ) -> Result<(SnapshotId, Snapshot)> {
-    let _lock = LockGuard::acquire(repo, false, "backup")?;
+    let _lock = LockGuard::acquire(repo, false, "backup", opts.lock_wait)?;
     let mut writer = SnapshotWriter::new(repo, source.info(), source.paths(), opts)?;
     source.run(&mut writer)?;
     writer.finish()

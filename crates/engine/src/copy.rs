@@ -41,6 +41,7 @@ pub fn copy(
     src: &Repository,
     dst: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
+    lock_wait: std::time::Duration,
     progress: &Reporter,
 ) -> Result<CopyReport> {
     if src.config().id_key_fingerprint != dst.config().id_key_fingerprint {
@@ -49,7 +50,7 @@ pub fn copy(
             "the destination uses a different chunk-id key; create it with `bulwark init --copy-params-from <source repository>`",
         ));
     }
-    let _lock = LockGuard::acquire(dst, false, "copy")?;
+    let _lock = LockGuard::acquire(dst, false, "copy", lock_wait)?;
     let src_index = Arc::new(src.load_index()?);
     let dst_index = dst.load_index()?;
     let already: HashSet<SnapshotId> = snapshot::list(dst)?

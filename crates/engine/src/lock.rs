@@ -1,7 +1,10 @@
 //! Repository locks. Backups take shared locks (many may run at once: they only add objects
 //! with unique names); prune, forget and key removal take an exclusive lock. A lock is a sealed
 //! file under `locks/` that its holder refreshes; one not refreshed for `STALE_AFTER`, or held by
-//! a dead process on this host, is stale and ignored.
+//! a dead process on this host, is stale and ignored (and removed by the next lock taken on
+//! that host, when its process is dead). A file in `locks/` that cannot be read (damaged,
+//! empty, foreign) is judged by its age alone: while young it counts as an exclusive lock,
+//! since nobody can tell what it holds; `unlock` removes it.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,6 +18,8 @@ use crate::store::ObjectKind;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How often a waiting operation looks at the locks again.
+const LOCK_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -42,6 +47,58 @@ fn process_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// A file in `locks/`: a lock we can read, or one we cannot.
+#[derive(Debug, Clone)]
+pub struct LockEntry {
+    pub name: String,
+    /// None when the file cannot be read; `error` says why.
+    pub info: Option<LockInfo>,
+    pub error: Option<String>,
+    /// When the file was last written, for judging an unreadable one.
+    pub written: Option<jiff::Timestamp>,
+}
+
+impl LockEntry {
+    pub fn is_stale(&self) -> bool {
+        match (&self.info, self.written) {
+            (Some(info), _) => info.is_stale(),
+            (None, Some(w)) => {
+                jiff::Timestamp::now().duration_since(w).as_secs() > STALE_AFTER.as_secs() as i64
+            }
+            (None, None) => false,
+        }
+    }
+
+    /// True if this lock keeps an operation (exclusive or not) from starting.
+    fn conflicts(&self, exclusive: bool) -> bool {
+        !self.is_stale() && (exclusive || self.info.as_ref().is_none_or(|i| i.exclusive))
+    }
+
+    /// True if its holder is known to be gone: a process of this host that no longer runs.
+    fn holder_dead(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.hostname == hostname() && !process_alive(i.pid))
+    }
+
+    fn locked_error(&self) -> Error {
+        let message = match (&self.info, &self.error) {
+            (Some(info), _) => format!(
+                "repository is locked by '{}' (pid {} on {}, since {}); wait for it to finish (--retry-lock), or run `bulwark unlock` if that process is gone",
+                info.operation, info.pid, info.hostname, info.time
+            ),
+            (None, why) => format!(
+                "repository has an unreadable lock file locks/{} ({}; written {}); it counts as a lock until it is {} minutes old. If no Bulwark process is running, `bulwark unlock --remove-all` removes it",
+                self.name,
+                why.as_deref().unwrap_or("unreadable"),
+                self.written.map_or("at an unknown time".to_string(), |w| w.to_string()),
+                STALE_AFTER.as_secs() / 60
+            ),
+        };
+        Error::new(ErrorKind::Locked, message)
+    }
+}
+
 /// Held for the duration of an operation; dropping it removes the lock file.
 pub struct LockGuard {
     repo: Repository,
@@ -51,29 +108,49 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    pub fn acquire(repo: &Repository, exclusive: bool, operation: &str) -> Result<Self> {
-        let conflict = |own: Option<&LockId>| -> Result<Option<LockInfo>> {
-            for (id, info) in list(repo)? {
-                if Some(&id) == own || info.is_stale() {
+    /// Takes the lock, waiting up to `wait` for a conflicting one to go away.
+    pub fn acquire(
+        repo: &Repository,
+        exclusive: bool,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            match Self::try_acquire(repo, exclusive, operation) {
+                Err(e) if e.kind() == ErrorKind::Locked && std::time::Instant::now() < deadline => {
+                    if !told {
+                        log::warn!("waiting up to {}s for the lock: {e}", wait.as_secs());
+                        told = true;
+                    }
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    std::thread::sleep(left.min(LOCK_POLL));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_acquire(repo: &Repository, exclusive: bool, operation: &str) -> Result<Self> {
+        let conflict = |own: Option<&str>| -> Result<Option<LockEntry>> {
+            for entry in list(repo)? {
+                if Some(entry.name.as_str()) == own {
                     continue;
                 }
-                if exclusive || info.exclusive {
-                    return Ok(Some(info));
+                if entry.holder_dead() {
+                    // Left by a killed process of this host: nobody will remove it otherwise.
+                    let _ = repo.store().delete(ObjectKind::Lock, &entry.name);
+                    continue;
+                }
+                if entry.conflicts(exclusive) {
+                    return Ok(Some(entry));
                 }
             }
             Ok(None)
         };
-        let locked = |info: LockInfo| {
-            Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "repository is locked by '{}' (pid {} on {}, since {}); wait for it to finish, or run `bulwark unlock` if that process is gone",
-                    info.operation, info.pid, info.hostname, info.time
-                ),
-            )
-        };
-        if let Some(info) = conflict(None)? {
-            return Err(locked(info));
+        if let Some(entry) = conflict(None)? {
+            return Err(entry.locked_error());
         }
         let now = jiff::Timestamp::now();
         let info = LockInfo {
@@ -87,9 +164,9 @@ impl LockGuard {
         let id = LockId::random();
         write(repo, &id, &info)?;
         // Someone may have taken a conflicting lock between our check and our write.
-        if let Some(other) = conflict(Some(&id))? {
+        if let Some(other) = conflict(Some(&id.to_hex()))? {
             let _ = repo.store().delete(ObjectKind::Lock, &id.to_hex());
-            return Err(locked(other));
+            return Err(other.locked_error());
         }
         // Dropping the guard drops `stop`, which wakes the refresher at once (a sleeping
         // refresher would hold every command's exit back).
@@ -146,28 +223,45 @@ fn write(repo: &Repository, id: &LockId, info: &LockInfo) -> Result<()> {
     )
 }
 
-/// Every lock file; ones that cannot be read are reported as stale-looking entries so that
-/// `unlock` can remove them.
-pub fn list(repo: &Repository) -> Result<Vec<(LockId, LockInfo)>> {
+/// Every file in `locks/`, readable or not.
+pub fn list(repo: &Repository) -> Result<Vec<LockEntry>> {
     let mut out = Vec::new();
     for listed in repo.store().list(ObjectKind::Lock)? {
-        let id: LockId = listed.name.parse()?;
-        match repo.load_json::<LockInfo>(ObjectKind::Lock, &listed.name) {
-            Ok(info) => out.push((id, info)),
+        let loaded = listed
+            .name
+            .parse::<LockId>()
+            .and_then(|_| repo.load_json::<LockInfo>(ObjectKind::Lock, &listed.name));
+        let (info, error) = match loaded {
+            Ok(info) => (Some(info), None),
             // A lock removed while we listed is simply gone.
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.context(format!("lock {}", listed.name))),
-        }
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let written = match info {
+            Some(_) => None,
+            None => repo
+                .store()
+                .modified(ObjectKind::Lock, &listed.name)
+                .ok()
+                .flatten(),
+        };
+        out.push(LockEntry {
+            name: listed.name,
+            info,
+            error,
+            written,
+        });
     }
     Ok(out)
 }
 
-/// Removes stale locks (or all locks with `all`); returns how many were removed.
+/// Removes stale locks (or all locks with `all`, unreadable ones included); returns how many
+/// were removed.
 pub fn remove(repo: &Repository, all: bool) -> Result<usize> {
     let mut removed = 0;
-    for (id, info) in list(repo)? {
-        if all || info.is_stale() {
-            repo.store().delete(ObjectKind::Lock, &id.to_hex())?;
+    for entry in list(repo)? {
+        if all || entry.is_stale() || entry.holder_dead() {
+            repo.store().delete(ObjectKind::Lock, &entry.name)?;
             removed += 1;
         }
     }

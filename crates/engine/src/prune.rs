@@ -28,6 +28,8 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Repack a pack when more than this share of its bytes is unused (0.0 - 1.0).
     pub max_unused: f64,
+    /// How long to wait for other operations' locks to go away.
+    pub lock_wait: std::time::Duration,
     pub progress: Reporter,
 }
 
@@ -73,7 +75,7 @@ fn used_chunks(
 }
 
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
-    let _lock = LockGuard::acquire(repo, true, "prune")?;
+    let _lock = LockGuard::acquire(repo, true, "prune", opts.lock_wait)?;
     let temp_bytes = if opts.dry_run {
         0
     } else {

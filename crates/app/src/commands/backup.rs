@@ -50,6 +50,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
             parent,
             threads: args.threads,
             uploads: 0,
+            lock_wait: ctx.lock_wait,
             progress: view.reporter(),
         };
         let outcome = engine::backup::run(&repo, job.source.as_mut(), opts);
@@ -68,6 +69,13 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
                 failures += 1;
                 eprintln!("error: source '{}': {e:#}", info.name);
                 results.push(json!({ "source": info.name, "error": format!("{e:#}") }));
+                // Every other source would meet the same lock.
+                if e.kind() == engine::ErrorKind::Locked {
+                    if ctx.json {
+                        print_json(&results)?;
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use engine::catalog::{self, Policy, Snapshots};
 use engine::lock::LockGuard;
 use engine::store::ObjectKind;
@@ -44,56 +44,70 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
             .collect::<Result<Vec<_>>>()?
     };
     let removed: Vec<_> = decisions.iter().filter(|d| !d.keep).collect();
-    if ctx.json {
-        print_json(&serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions }))?;
-    } else {
-        for d in &decisions {
-            let what = if d.keep {
-                "keep  "
-            } else if args.dry_run {
-                "would remove"
-            } else {
-                "remove"
-            };
-            println!(
-                "{what} {} {} {:<14} {}",
-                d.id.short(),
-                local_time(d.time),
-                d.source,
-                d.reasons.join(", ")
-            );
-        }
-        println!(
-            "{} kept, {} {}",
-            decisions.len() - removed.len(),
-            removed.len(),
-            if args.dry_run {
-                "would be removed"
-            } else {
-                "removed"
-            }
-        );
-    }
-    if args.dry_run || removed.is_empty() {
-        return Ok(Status::Ok);
-    }
-    {
-        let _lock = LockGuard::acquire(&repo, true, "forget")?;
+    // Decide, then act, then print: nothing is reported as removed that was not.
+    if !args.dry_run && !removed.is_empty() {
+        let _lock = LockGuard::acquire(&repo, true, "forget", ctx.lock_wait)?;
         for d in &removed {
             repo.store().delete(ObjectKind::Snapshot, &d.id.to_hex())?;
         }
     }
-    if args.prune {
-        drop(repo);
-        return super::prune::run(
-            ctx,
-            &PruneArgs {
+    if !ctx.json {
+        print_decisions(&decisions, removed.len(), args.dry_run);
+    }
+    // An interrupted `forget --prune` is finished by running it again: the prune runs even
+    // when there is nothing left to forget.
+    let pruned = match args.prune && !args.dry_run {
+        true => {
+            drop(repo);
+            let prune = PruneArgs {
                 dry_run: false,
                 max_unused: 20.0,
-            },
-        );
+            };
+            Some(super::prune::execute(ctx, &prune).with_context(|| {
+                format!(
+                    "{} snapshot(s) were forgotten, but the prune step failed; run `bulwark prune` to free their data",
+                    removed.len()
+                )
+            })?)
+        }
+        false => None,
+    };
+    if ctx.json {
+        print_json(
+            &serde_json::json!({ "dry_run": args.dry_run, "decisions": decisions, "prune": pruned }),
+        )?;
+    } else if let Some(p) = &pruned {
+        super::prune::print(p);
     }
     Ok(Status::Ok)
+}
+
+fn print_decisions(decisions: &[catalog::Decision], removed: usize, dry_run: bool) {
+    for d in decisions {
+        let what = if d.keep {
+            "keep  "
+        } else if dry_run {
+            "would remove"
+        } else {
+            "remove"
+        };
+        println!(
+            "{what} {} {} {:<14} {}",
+            d.id.short(),
+            local_time(d.time),
+            d.source,
+            d.reasons.join(", ")
+        );
+    }
+    println!(
+        "{} kept, {removed} {}",
+        decisions.len() - removed,
+        if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        }
+    );
 }
 
 /// The snapshot `spec` names, readable or not: a damaged manifest can be forgotten by id.

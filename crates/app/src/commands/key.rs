@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
             }
         }
         KeyCommand::Remove { id } => {
-            let _lock = LockGuard::acquire(&repo, true, "key remove")?;
+            let _lock = LockGuard::acquire(&repo, true, "key remove", ctx.lock_wait)?;
             let keys = repo.list_keys()?;
             let matches: Vec<_> = keys
                 .iter()
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
             report(ctx, "removed key", &found.to_hex())?;
         }
         KeyCommand::Passwd => {
-            let _lock = LockGuard::acquire(&repo, true, "key passwd")?;
+            let _lock = LockGuard::acquire(&repo, true, "key passwd", ctx.lock_wait)?;
             let old = repo.key_id();
             let label = repo
                 .list_keys()?

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use engine::prune::PruneOptions;
+use engine::prune::{PruneOptions, PruneReport};
 
 use crate::cli::PruneArgs;
 use crate::context::Context;
@@ -7,6 +7,17 @@ use crate::exit::Status;
 use crate::output::{bytes, print_json};
 
 pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
+    let r = execute(ctx, args)?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        print(&r);
+    }
+    Ok(Status::Ok)
+}
+
+/// Prunes, printing nothing but progress.
+pub fn execute(ctx: &Context, args: &PruneArgs) -> Result<PruneReport> {
     let repo = ctx.open()?;
     let view = ctx.progress("prune");
     let report = engine::prune::prune(
@@ -14,14 +25,16 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
         &PruneOptions {
             dry_run: args.dry_run,
             max_unused: args.max_unused / 100.0,
+            lock_wait: ctx.lock_wait,
             progress: view.reporter(),
         },
     );
     view.finish();
-    let r = report?;
-    if ctx.json {
-        print_json(&r)?;
-    } else {
+    Ok(report?)
+}
+
+pub fn print(r: &PruneReport) {
+    {
         let verb = if r.dry_run { "would free" } else { "freed" };
         println!(
             "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
@@ -44,5 +57,4 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
             );
         }
     }
-    Ok(Status::Ok)
 }

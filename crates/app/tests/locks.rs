@@ -1,0 +1,172 @@
+//! Repository locks as a user meets them: files in `locks/` that cannot be read, operations
+//! refused by a lock (exit 10, nothing reported done that was not), waiting with
+//! `--retry-lock`, and locks left by killed processes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Env;
+
+fn locks(env: &Env) -> Vec<PathBuf> {
+    std::fs::read_dir(env.path("repo/locks"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn age(path: &Path, ago: &str) {
+    let touched = std::process::Command::new("touch")
+        .args(["-m", "-d", ago])
+        .arg(path)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+}
+
+fn sample(env: &Env) -> String {
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "a\n").expect("write");
+    data.to_string_lossy().into_owned()
+}
+
+#[test]
+fn unreadable_lock_files_are_judged_by_age_and_unlock_removes_them() {
+    let env = Env::new();
+    env.init();
+    let data = sample(&env);
+    let dir = env.path("repo/locks");
+    std::fs::create_dir_all(&dir).expect("locks/");
+    let damaged = dir.join("ab".repeat(32));
+    for (path, content) in [
+        (dir.join("foo"), &b"not a lock"[..]),
+        (damaged.clone(), &b""[..]),
+    ] {
+        std::fs::write(&path, content).expect("write lock");
+        // Fresh, it may be a lock nobody can read: a backup waits for nobody and says why.
+        let r = env.run(&["backup", &data]);
+        assert_eq!(r.code, 10, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("unreadable lock file") && r.stderr.contains("unlock --remove-all"),
+            "{}",
+            r.stderr
+        );
+        // Old, it is stale: ignored, and plain `unlock` removes it.
+        age(&path, "2 hours ago");
+        env.ok(&["backup", &data]);
+        env.ok(&["prune"]);
+        env.ok(&["unlock"]);
+        assert!(!path.exists(), "{} not removed", path.display());
+    }
+    std::fs::write(&damaged, b"\x00garbage").expect("write lock");
+    env.ok(&["unlock", "--remove-all"]);
+    assert!(locks(&env).is_empty());
+    env.ok(&["backup", &data]);
+}
+
+#[test]
+fn refused_operations_exit_10_report_nothing_undone_and_can_wait() {
+    let env = Env::new();
+    env.init();
+    let data = sample(&env);
+    for _ in 0..3 {
+        env.ok(&["backup", &data]);
+    }
+    // A lock nobody can read counts as exclusive while young (a stand-in for a running prune).
+    let held = env.path("repo/locks").join("cd".repeat(32));
+    std::fs::write(&held, b"held").expect("lock");
+    let r = env.run(&["backup", &data]);
+    assert_eq!(r.code, 10, "a backup refused by a lock: {}", r.stderr);
+
+    // forget decides, then locks, then reports: refused, it claims nothing.
+    let r = env.run(&["forget", "--keep-last", "1"]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(!r.stdout.contains("removed"), "{}", r.stdout);
+    assert_eq!(
+        env.ok(&["snapshots", "--json"])
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+
+    // With --retry-lock it waits until the lock goes, then does the work.
+    let releaser = {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            std::fs::remove_file(held).expect("release");
+        })
+    };
+    let started = Instant::now();
+    let r = env.ok(&[
+        "--retry-lock",
+        "30s",
+        "--json",
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+    ]);
+    releaser.join().expect("releaser");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "did not wait"
+    );
+    let report = r.json();
+    let removed = report["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .count();
+    assert_eq!(removed, 2, "{report}");
+    assert!(
+        report["prune"]["packs_before"].as_u64().is_some(),
+        "{report}"
+    );
+
+    // An interrupted `forget --prune` (forget done, prune not) is finished by running it again.
+    env.ok(&["backup", &data]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let again = env
+        .ok(&["--json", "forget", "--keep-last", "1", "--prune"])
+        .json();
+    assert!(again["prune"].is_object(), "{again}");
+}
+
+#[test]
+fn locks_of_killed_processes_do_not_pile_up() {
+    let env = Env::new();
+    env.init();
+    let data = sample(&env);
+    for _ in 0..3 {
+        let mut child = env
+            .command()
+            .args([
+                "-q",
+                "backup",
+                "--stdin-from-command",
+                "sleep 30",
+                "--name",
+                "slow",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while locks(&env).is_empty() {
+            assert!(Instant::now() < deadline, "the backup never took its lock");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+    }
+    assert!(!locks(&env).is_empty(), "a killed backup leaves its lock");
+    // The next lock taken on this host clears the ones whose process is gone.
+    env.ok(&["backup", &data]);
+    assert!(locks(&env).is_empty(), "{:?}", locks(&env));
+}
