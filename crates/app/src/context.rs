@@ -115,6 +115,12 @@ impl Context {
         Ok(Store::open(&target.url, &opts)?)
     }
 
+    /// The storage for `init`, the one command that may create a local directory.
+    pub fn new_store(&self, target: &RepoTarget) -> Result<Store> {
+        let opts = config::storage_options(target.section.as_ref());
+        Ok(Store::create(&target.url, &opts)?)
+    }
+
     /// The password: --password-file / BULWARK_PASSWORD_FILE, BULWARK_PASSWORD, the
     /// repository section's password_file, or a prompt on a terminal.
     pub fn password(&self, target: &RepoTarget, confirm: bool) -> Result<String> {

@@ -113,9 +113,26 @@ fn restore_include_and_dry_run() {
 #[test]
 fn wrong_password_and_missing_repository_have_their_own_exit_codes() {
     let mut env = Env::new();
-    let r = env.run(&["snapshots"]);
+    // A mistyped or unmounted path is not created by any command but init.
+    for args in [
+        &["snapshots"][..],
+        &["backup", "."],
+        &["check"],
+        &["unlock"],
+    ] {
+        let r = env.run(args);
+        assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+        assert!(
+            !env.path("repo").exists(),
+            "{args:?} created the repository path"
+        );
+    }
+    let file = env.path("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let r = env.run(&["--repo", file.to_str().expect("utf8"), "snapshots"]);
     assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a directory"), "{}", r.stderr);
     env.init();
     env.set("BULWARK_PASSWORD", "not the password");
     let r = env.run(&["snapshots"]);

@@ -66,6 +66,37 @@ fn backup_onto_a_full_disk_fails_clearly_and_loses_nothing() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
     assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+    // The cause survives however much the source still has to give when the disk fills.
+    let many = env.path("many");
+    std::fs::create_dir_all(&many).expect("mkdir");
+    for i in 0..48 {
+        std::fs::write(
+            many.join(format!("part-{i:02}.bin")),
+            common::pseudo_random(1024 * 1024, 100 + i),
+        )
+        .expect("write");
+    }
+    for args in [
+        vec!["backup", "--name", "many", many.to_str().expect("utf8")],
+        vec![
+            "backup",
+            "--stdin-from-command",
+            "head -c 64000000 /dev/urandom",
+        ],
+    ] {
+        let r = env.run(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("No space left on device"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("pipeline stopped"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
 
     // Direct writes remove their own partial file; a buffered write (filesystems without
     // O_DIRECT) or a crash mid-write leaves one in .tmp, which prune frees: stand one in.

@@ -127,9 +127,12 @@ impl Shared {
         self.failed.load(Ordering::Relaxed)
     }
 
-    fn take_failure(&self) -> Error {
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        f.take()
+    /// The first failure, for every stage that stops because of it: whichever stage reports
+    /// last, the user sees the cause ("No space left on device"), not a symptom.
+    fn first_failure(&self) -> Error {
+        let f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref()
+            .map(Error::duplicate)
             .unwrap_or_else(|| Error::new(ErrorKind::Io, "backup pipeline stopped"))
     }
 
@@ -316,7 +319,7 @@ impl SnapshotWriter {
 
     fn check(&self) -> Result<()> {
         if self.shared.failed() {
-            return Err(self.shared.take_failure());
+            return Err(self.shared.first_failure());
         }
         Ok(())
     }
@@ -326,7 +329,7 @@ impl SnapshotWriter {
             .asm
             .as_ref()
             .ok_or_else(|| Error::invalid("snapshot writer already finished"))?;
-        asm.send(msg).map_err(|_| self.shared.take_failure())
+        asm.send(msg).map_err(|_| self.shared.first_failure())
     }
 
     /// Records a directory.
@@ -425,7 +428,7 @@ impl SnapshotWriter {
         let shared = &self.shared;
         let result = sink.split(reader, |rx| {
             asm.send(AsmMsg::Chunk(rx))
-                .map_err(|_| shared.take_failure())
+                .map_err(|_| shared.first_failure())
         });
         match result {
             Ok(size) => {
@@ -649,7 +652,7 @@ impl SnapshotWriter {
             let _ = h.join();
         }
         if self.shared.failed() {
-            return Err(self.shared.take_failure());
+            return Err(self.shared.first_failure());
         }
         tree
     }
@@ -712,7 +715,7 @@ impl StreamSink {
             progress.send(Progress::Bytes(data.len() as u64));
             let (tx, rx) = bounded(1);
             jobs.send(Job { data, reply: tx })
-                .map_err(|_| shared.take_failure())?;
+                .map_err(|_| shared.first_failure())?;
             on_chunk(rx)
         })
     }
@@ -760,9 +763,7 @@ fn worker(shared: Arc<Shared>, jobs: Receiver<Job>, blobs: Sender<Blob>, codec: 
     };
     for job in jobs {
         if shared.failed() {
-            let _ = job
-                .reply
-                .send(Err(Error::new(ErrorKind::Io, "backup pipeline stopped")));
+            let _ = job.reply.send(Err(shared.first_failure()));
             continue;
         }
         let blob = shared.encode_blob(&mut enc, BlobKind::Data, &job.data);

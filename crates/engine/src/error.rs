@@ -86,6 +86,17 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The same error for another reader: kind and whole text (context and cause included).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            kind: self.kind,
+            message: self.to_string(),
+            context: Vec::new(),
+            retryable: self.retryable,
+            source: None,
+        }
+    }
 }
 
 impl fmt::Display for Error {

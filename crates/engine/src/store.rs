@@ -159,11 +159,46 @@ impl RetryInterceptor for RetryLog {
 }
 
 impl Store {
+    /// Opens the storage of an existing repository. A local path that does not exist, or is
+    /// not a directory, is no repository: nothing is created there (a mistyped or unmounted
+    /// path must not turn into an empty directory).
     pub fn open(url: &str, options: &StorageOptions) -> Result<Self> {
+        Self::connect(url, options, false)
+    }
+
+    /// Opens the storage for a new repository, creating a local directory if needed.
+    pub fn create(url: &str, options: &StorageOptions) -> Result<Self> {
+        Self::connect(url, options, true)
+    }
+
+    fn connect(url: &str, options: &StorageOptions, create: bool) -> Result<Self> {
         let backend = match Backend::parse(url)? {
             Backend::Local(path) => {
-                std::fs::create_dir_all(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
+                if create {
+                    std::fs::create_dir_all(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                }
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(Error::new(
+                            ErrorKind::NoRepository,
+                            format!("repository at {} is a file, not a directory", path.display()),
+                        ))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Error::new(
+                            ErrorKind::NoRepository,
+                            format!(
+                                "repository at {} does not exist (is the path right, and the disk mounted?)",
+                                path.display()
+                            ),
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(Error::from(e).context(format!("opening {}", path.display())))
+                    }
+                }
                 let abs = path
                     .canonicalize()
                     .with_context(|| format!("resolving {}", path.display()))?;

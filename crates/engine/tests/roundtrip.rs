@@ -39,7 +39,7 @@ fn check_all(repo: &Repository) {
 }
 
 fn init(url: &str) -> Repository {
-    let store = Store::open(url, &StorageOptions::default()).expect("store");
+    let store = Store::create(url, &StorageOptions::default()).expect("store");
     let opts = InitOptions {
         kdf: KdfParams::with_cost(256, 1),
         ..Default::default()

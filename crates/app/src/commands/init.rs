@@ -7,8 +7,8 @@ use crate::exit::Status;
 
 pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
     let target = ctx.target(None)?;
-    let store = ctx.store(&target)?;
     let password = ctx.password(&target, true)?;
+    let store = ctx.new_store(&target)?;
     let opts = InitOptions {
         label: args.label.clone(),
         kdf: kdf_from_env(),
