@@ -219,6 +219,10 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
     );
     let pruned = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
     assert!(pruned["bytes_freed"].as_u64().expect("n") > 0, "{pruned}");
+    // Nothing unused is left: a second prune, even at 0%, rewrites nothing.
+    let again = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
+    assert_eq!(again["packs_repacked"], 0, "{again}");
+    assert_eq!(again["bytes_freed"], 0, "{again}");
     let check = env.run(&["check", "--read-data"]);
     assert_eq!(check.code, 0, "{}", check.stdout);
     let subset = env

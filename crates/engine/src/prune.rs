@@ -126,20 +126,21 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let is_live = |pack: &PackId, e: &PackEntry| {
         used.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack)
     };
-    for (pack, size) in &sizes {
+    for pack in sizes.keys() {
         let Some(list) = entries.get(pack) else {
             report.orphan_packs += 1;
             delete.push(*pack);
             continue;
         };
-        let live: u64 = list
-            .iter()
-            .filter(|e| is_live(pack, e))
-            .map(|e| e.length as u64)
-            .sum();
+        let (live, unused) = list.iter().fold((0u64, 0u64), |(l, u), e| match is_live(pack, e) {
+            true => (l + e.length as u64, u),
+            false => (l, u + e.length as u64),
+        });
+        // Only blobs count: a pack's header is overhead every pack has, not waste, so a pack
+        // with nothing unused is never rewritten (not even with --max-unused 0%).
         if live == 0 {
             delete.push(*pack);
-        } else if (1.0 - live as f64 / *size as f64) > opts.max_unused {
+        } else if unused > 0 && unused as f64 / (live + unused) as f64 > opts.max_unused {
             repack.push(*pack);
         } else {
             keep.push(*pack);
