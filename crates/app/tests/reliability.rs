@@ -360,3 +360,57 @@ fn latest_refuses_to_pass_over_a_damaged_manifest_that_may_be_newer() {
     env.ok(&["backup", "--name", "docs", path]);
     env.ok(&["restore", "--target", "out3"]);
 }
+
+/// A damaged repository config or key file is named as such (exit 6), never blamed on the
+/// password or shown as a raw storage error; a changed byte anywhere in a key file counts.
+#[test]
+fn damaged_config_and_key_files_are_named() {
+    let mut env = Env::new();
+    env.init();
+    let config = env.path("repo/config");
+    let original = std::fs::read(&config).expect("config");
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0x01;
+    for (what, bytes) in [
+        ("flipped", Some(flipped)),
+        ("truncated", Some(original[..original.len() / 2].to_vec())),
+        ("empty", Some(Vec::new())),
+        ("missing", None),
+    ] {
+        match bytes {
+            Some(b) => std::fs::write(&config, b).expect("write"),
+            None => std::fs::remove_file(&config).expect("remove"),
+        }
+        let r = env.run(&["snapshots"]);
+        assert_eq!(r.code, 6, "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("repository config"),
+            "{what}: {}",
+            r.stderr
+        );
+    }
+    std::fs::write(&config, &original).expect("restore config");
+    env.ok(&["snapshots"]);
+
+    // Two keys; the first one's label gets a changed byte (its wrapped key is intact).
+    let first = walk_files(&env.path("repo/keys"));
+    assert_eq!(first.len(), 1);
+    env.set("BULWARK_NEW_PASSWORD", "second password");
+    env.ok(&["key", "add", "--label", "ops"]);
+    let text = std::fs::read_to_string(&first[0]).expect("key file");
+    let parsed: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let user = format!("\"username\": {}", parsed["username"]);
+    assert!(text.contains(&user), "{text}");
+    let changed = text.replacen(&user, "\"username\": \"mallory\"", 1);
+    std::fs::write(&first[0], changed).expect("damage key file");
+    let r = env.run(&["snapshots"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("damaged") && !r.stderr.contains("wrong password"),
+        "{}",
+        r.stderr
+    );
+    // The intact key still opens the repository.
+    env.set("BULWARK_PASSWORD", "second password");
+    env.ok(&["snapshots"]);
+}

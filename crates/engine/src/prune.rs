@@ -132,10 +132,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             delete.push(*pack);
             continue;
         };
-        let (live, unused) = list.iter().fold((0u64, 0u64), |(l, u), e| match is_live(pack, e) {
-            true => (l + e.length as u64, u),
-            false => (l, u + e.length as u64),
-        });
+        let (live, unused) = list
+            .iter()
+            .fold((0u64, 0u64), |(l, u), e| match is_live(pack, e) {
+                true => (l + e.length as u64, u),
+                false => (l, u + e.length as u64),
+            });
         // Only blobs count: a pack's header is overhead every pack has, not waste, so a pack
         // with nothing unused is never rewritten (not even with --max-unused 0%).
         if live == 0 {

@@ -149,28 +149,46 @@ impl Repository {
             ));
         }
         let mut found = None;
+        // A damaged key file may be the one this password opens: if no intact one does, say
+        // so rather than blame the password.
+        let mut damaged = Vec::new();
         for listed in &keys {
-            let file: KeyFile = read_key_file(&store, &listed.name)?;
+            let file = match read_key_file(&store, &listed.name) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    log::warn!("{e}");
+                    damaged.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match file.wrapped.unwrap(password.as_bytes()) {
                 Ok(key) => {
                     found = Some((key, listed.name.parse::<KeyId>()?));
                     break;
                 }
                 Err(e) if e.kind() == ErrorKind::WrongPassword => continue,
-                Err(e) => return Err(e.context(format!("key {}", listed.name))),
+                Err(e) => return Err(e.context(format!("key file keys/{}", listed.name))),
             }
         }
-        let (key, key_id) = found.ok_or_else(|| {
-            Error::new(
-                ErrorKind::WrongPassword,
-                format!("wrong password for repository at {}", store.url()),
-            )
-        })?;
-        let sealed = store
-            .read(ObjectKind::Config, "")
-            .context("reading repository config")?;
-        let config: RepoConfig = serde_json::from_slice(&codec::decode(&key, &sealed, None)?)
-            .map_err(|e| Error::corrupt(format!("repository config does not parse: {e}")))?;
+        let (key, key_id) = match found {
+            Some(found) => found,
+            None if !damaged.is_empty() => {
+                return Err(Error::corrupt(format!(
+                    "no intact key file of the repository at {} opens with this password, and {} key file(s) are damaged ({}); the password may belong to one of them. Try another password, or restore the key files from a copy",
+                    store.url(),
+                    damaged.len(),
+                    damaged.join("; ")
+                )))
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::WrongPassword,
+                    format!("wrong password for repository at {}", store.url()),
+                ))
+            }
+        };
+        let config = Self::read_config(&store, &key)?;
         if !(1..=REPO_VERSION).contains(&config.version) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -184,6 +202,25 @@ impl Repository {
             key_id,
             config,
         })))
+    }
+
+    /// The repository's `config` object, every way it can be bad named as such.
+    fn read_config(store: &Store, key: &MasterKey) -> Result<RepoConfig> {
+        let damaged = |why: String| {
+            Error::corrupt(format!(
+                "the repository config ({}/config) is damaged: {why}; the key files are intact, so a copy of the config from a backup of the repository directory (or `bulwark copy` from an off-site copy) brings it back",
+                store.url()
+            ))
+        };
+        let sealed = match store.read(ObjectKind::Config, "") {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(damaged("it is missing".into()));
+            }
+            Err(e) => return Err(e.context("reading the repository config")),
+        };
+        let plain = codec::decode(key, &sealed, None).map_err(|e| damaged(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| damaged(format!("it does not parse: {e}")))
     }
 
     pub fn store(&self) -> &Store {
@@ -393,10 +430,17 @@ fn write_key_file(
     Ok(id)
 }
 
+/// Reads a key file and checks it against its name (the hash of its bytes), so a changed byte
+/// anywhere, label and host name included, is damage, never a wrong password.
 fn read_key_file(store: &Store, name: &str) -> Result<KeyFile> {
     let bytes = store.read(ObjectKind::Key, name)?;
+    if KeyId::of_content(&bytes).to_hex() != name {
+        return Err(Error::corrupt(format!(
+            "key file keys/{name} is damaged: its content does not match its name"
+        )));
+    }
     serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(format!("key file {name} does not parse: {e}")))
+        .map_err(|e| Error::corrupt(format!("key file keys/{name} does not parse: {e}")))
 }
 
 fn json_err(e: serde_json::Error) -> Error {
