@@ -72,6 +72,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Remove stale locks left by crashed processes.
     Unlock(UnlockArgs),
+    /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// PostgreSQL archive_command: archive_command = 'bulwark wal-push %p'.
     WalPush(WalPushArgs),
     /// PostgreSQL restore_command: restore_command = 'bulwark wal-fetch %f %p'.
@@ -103,6 +106,30 @@ pub struct WalFetchArgs {
     /// ends at the gap) instead of stopping recovery.
     #[arg(long)]
     pub allow_gap: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs' own headers (after a damaged or lost index file).
+    Index {
+        /// Report what would be rebuilt; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write, for each snapshot whose data is lost or damaged, a copy without the lost items
+    /// (tagged "repaired", same source, host and time), so the rest stays restorable. The
+    /// originals stay until forgotten.
+    Snapshots {
+        /// Report which snapshots lost what; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Read and authenticate every pack first, so damaged data counts, not only missing.
+        #[arg(long)]
+        read_data: bool,
+        /// Forget each original once its repaired copy is saved.
+        #[arg(long)]
+        forget: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -42,6 +42,9 @@ pub struct Index {
     packs: Vec<PackId>,
     pack_slots: HashMap<PackId, u32>,
     blobs: HashMap<ChunkId, Slot>,
+    /// Index files that could not be read when this index was loaded: the chunks of the
+    /// packs they describe are missing from it.
+    pub damaged_files: Vec<String>,
 }
 
 impl Index {

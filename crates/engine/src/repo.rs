@@ -335,12 +335,22 @@ impl Repository {
         index::decode(&plain).with_context(|| format!("index {id}"))
     }
 
-    /// Reads every index file into one in-memory index.
+    /// Reads every index file into one in-memory index. A damaged index file does not stop
+    /// the others: it is skipped with a warning and named in `damaged_files`, and the chunks of
+    /// its packs read as missing (`bulwark repair index` rebuilds the index from the packs'
+    /// own headers). Prune and check read index files one by one and stay strict.
     pub fn load_index(&self) -> Result<Index> {
         let mut idx = Index::default();
         for listed in self.store().list(ObjectKind::Index)? {
-            for (pack, entries) in self.load_index_file(&listed.name)? {
-                idx.add_pack(pack, &entries);
+            match self.load_index_file(&listed.name) {
+                Ok(packs) => packs.iter().for_each(|(p, e)| idx.add_pack(*p, e)),
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    log::warn!(
+                        "{e}; the data it indexes is unavailable until `bulwark repair index` runs"
+                    );
+                    idx.damaged_files.push(listed.name);
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(idx)

@@ -182,10 +182,14 @@ pub fn restore(
                     }
                 }
                 if let Some(chunk) = missing {
+                    let hint = match index.damaged_files.is_empty() {
+                        true => "",
+                        false => " (an index file is damaged: `bulwark repair index` may find it)",
+                    };
                     summary.errors.push(Problem {
                         path: item.path.clone(),
                         message: format!(
-                            "chunk {chunk} is missing from the repository; file not restored"
+                            "chunk {chunk} is missing from the repository{hint}; file not restored"
                         ),
                     });
                     continue;

@@ -10,6 +10,7 @@ mod init;
 mod key;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod restore_qdrant;
 mod restore_redis;
@@ -40,6 +41,7 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::History(a) => history::run(ctx, a),
         Command::Unlock(a) => unlock::run(ctx, a),
+        Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),
         Command::Wal(c) => wal::run(ctx, c),
