@@ -368,6 +368,15 @@ fn unreadable_file_makes_a_partial_snapshot_and_exit_4() {
     assert_eq!(s["files"], 1, "the readable file is in the snapshot");
     let list = env.ok(&["snapshots"]).stdout;
     assert!(list.contains("(partial)"), "{list}");
+    // Restoring it says what was never backed up (exit 4), rather than passing for complete.
+    let out = env.path("out");
+    let r = env.run(&["restore", "--target", out.to_str().expect("utf8")]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("partial") && r.stderr.contains("locked.txt"),
+        "{}",
+        r.stderr
+    );
     // A path that does not exist is a clear error, not a panic.
     let r = env.run(&["backup", data.join("missing").to_str().expect("utf8")]);
     assert_eq!(r.code, 1, "{}", r.stderr);
