@@ -232,9 +232,10 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
     env.ok(&["prune"]);
 }
 
+/// Every file under `dir` (none if it does not exist yet).
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read_dir") {
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
         let p = e.expect("entry").path();
         if p.is_dir() {
             out.extend(walk_files(&p));
@@ -413,4 +414,59 @@ fn damaged_config_and_key_files_are_named() {
     // The intact key still opens the repository.
     env.set("BULWARK_PASSWORD", "second password");
     env.ok(&["snapshots"]);
+}
+
+fn packs(env: &Env) -> usize {
+    walk_files(&env.path("repo/data")).len()
+}
+
+/// A backup killed after uploading some packs (and before indexing them) is resumed: the
+/// next run verifies those packs and reuses their data instead of uploading it again.
+#[test]
+fn a_killed_backup_is_resumed_by_reusing_its_verified_packs() {
+    let full = Env::new();
+    let data = big_tree(&full);
+    full.init();
+    let uninterrupted = full
+        .ok(&["--json", "backup", data.to_str().expect("utf8")])
+        .json()[0]["summary"]["stored_added"]
+        .as_u64()
+        .expect("stored");
+
+    let env = Env::new();
+    let data = big_tree(&env);
+    env.init();
+    let mut child = env
+        .command()
+        .args(["-q", "backup", data.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while packs(&env) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no pack was uploaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        walk_files(&env.path("repo/snapshots")).is_empty(),
+        "the backup finished"
+    );
+
+    let resumed = env
+        .ok(&["--json", "backup", data.to_str().expect("utf8")])
+        .json();
+    let s = &resumed[0]["summary"];
+    let reused = s["resumed_bytes"].as_u64().unwrap_or(0);
+    let stored = s["stored_added"].as_u64().expect("stored");
+    assert!(reused > 0, "nothing reused: {s}");
+    assert!(
+        stored + reused / 2 < uninterrupted,
+        "uploaded again what was there: {s}"
+    );
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["restore", "--target", "out"]);
+    assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
 }

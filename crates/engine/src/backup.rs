@@ -217,7 +217,9 @@ impl SnapshotWriter {
         opts: BackupOptions,
     ) -> Result<Self> {
         opts.progress.send(Progress::Phase("loading index".into()));
-        let index = Arc::new(repo.load_index()?);
+        let mut index = repo.load_index()?;
+        let resumed = crate::resume::adopt_unindexed_packs(repo, &mut index, &opts.progress)?;
+        let index = Arc::new(index);
         let parent = match opts.parent {
             Some(id) => {
                 let snap = snapshot::load(repo, &id)?;
@@ -310,7 +312,10 @@ impl SnapshotWriter {
             asm: Some(asm_tx),
             assembler: Some(assembler),
             threads,
-            summary: Summary::default(),
+            summary: Summary {
+                resumed_bytes: resumed.bytes,
+                ..Default::default()
+            },
             started: Instant::now(),
             facts: Default::default(),
             deferred: Vec::new(),

@@ -23,6 +23,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod resume;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -39,6 +39,10 @@ pub struct Summary {
     pub data_added: u64,
     /// Sealed bytes this run added (packs), i.e. what the repository grew by.
     pub stored_added: u64,
+    /// Bytes of packs an interrupted earlier backup had uploaded that this run verified and
+    /// reused instead of uploading again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed_bytes: u64,
     pub duration_secs: f64,
     /// Some items could not be backed up; see `errors`.
     pub partial: bool,
@@ -74,6 +78,10 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, serde_json::Value>,
     pub program_version: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Snapshots with their ids, oldest first.
