@@ -103,18 +103,27 @@ impl Garage {
         }
     }
 
+    /// Runs an admin command; a node that has just started may refuse the first attempts
+    /// (seen on a loaded machine), so it is tried for a few seconds.
     fn admin(&self, bin: &std::path::Path, args: &[&str]) {
-        let out = Command::new(bin)
-            .arg("-c")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("garage cli");
-        assert!(
-            out.status.success(),
-            "garage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let started = Instant::now();
+        loop {
+            let out = Command::new(bin)
+                .arg("-c")
+                .arg(&self.config)
+                .args(args)
+                .output()
+                .expect("garage cli");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "garage {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Creates a bucket the test key may use.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod garage;
 pub mod pitr;
 pub mod postgres;
