@@ -31,7 +31,7 @@ backup() {
     cold; t0=$(now)
     out=$("$B" -q --json backup --name corpus "$WORK/corpus")
     t1=$(now)
-    python3 -c 'import json,sys; s=json.loads(sys.argv[1])[0]["summary"]; print(f"{float(sys.argv[3])-float(sys.argv[2]):.2f} {s[\"stored_added\"]} {s.get(\"resumed_bytes\",0)}")' "$out" "$t0" "$t1"
+    python3 -c 'import json,sys; s=json.loads(sys.argv[1])[0]["summary"]; print("%.2f %d %d" % (float(sys.argv[3])-float(sys.argv[2]), s["stored_added"], s.get("resumed_bytes", 0)))' "$out" "$t0" "$t1"
 }
 
 echo -e "round\tfull_s\tfull_bytes\tkilled_at_s\tresumed_s\tresumed_uploaded\treused" > "$WORK/results.tsv"

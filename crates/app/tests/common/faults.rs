@@ -4,7 +4,7 @@
 //! through. Requests and responses are HTTP/1.1 with Content-Length or chunked bodies, which is
 //! what S3 clients and servers speak.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -150,10 +150,7 @@ fn serve(client: TcpStream, upstream: u16, counts: &Counts, rng: &Rng, percent: 
     let mut from_client = BufReader::new(client.try_clone().expect("clone"));
     let mut from_server = BufReader::new(server.try_clone().expect("clone"));
     let (mut to_client, mut to_server) = (client, server);
-    loop {
-        let Some(request) = read_message(&mut from_client, false) else {
-            break;
-        };
+    while let Some(request) = read_message(&mut from_client, false) {
         counts.requests.fetch_add(1, Ordering::Relaxed);
         let is_head = request.head.starts_with(b"HEAD ");
         let fault = if rng.below(100) < percent {
