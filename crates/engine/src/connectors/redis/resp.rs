@@ -162,9 +162,137 @@ impl Reply {
     }
 }
 
+/// The largest bulk string Redis sends (its default `proto-max-bulk-len`); a longer length
+/// is a broken stream, not a reason to allocate.
+const MAX_BULK: i64 = 512 << 20;
+/// Nesting deeper than any reply Redis builds is a broken stream, not a reason to recurse.
+const MAX_DEPTH: usize = 32;
+
+/// Reads RESP2 replies from any byte stream (a server connection, or bytes under test).
+pub struct RespReader<R: BufRead> {
+    r: R,
+    who: String,
+}
+
+impl<R: BufRead> RespReader<R> {
+    pub fn new(r: R, who: impl Into<String>) -> Self {
+        Self { r, who: who.into() }
+    }
+
+    fn lost(&self, e: std::io::Error) -> Error {
+        Error::new(
+            ErrorKind::Source,
+            format!("the connection to {} failed", self.who),
+        )
+        .with_source(e)
+    }
+
+    fn malformed(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::Source,
+            format!("{} sent a malformed reply ({what})", self.who),
+        )
+    }
+
+    /// A CRLF-terminated line, without the terminator.
+    pub fn line(&mut self) -> Result<Vec<u8>> {
+        let mut line = Vec::new();
+        let n = self
+            .r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| self.lost(e))?;
+        if n == 0 || !line.ends_with(b"\n") {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!("{} closed the connection", self.who),
+            ));
+        }
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(line)
+    }
+
+    fn number(&self, text: &[u8]) -> Result<i64> {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.malformed("not a number"))
+    }
+
+    /// The next reply; error replies come back as `Reply::Error`.
+    pub fn reply(&mut self) -> Result<Reply> {
+        self.reply_at(0)
+    }
+
+    fn reply_at(&mut self, depth: usize) -> Result<Reply> {
+        if depth > MAX_DEPTH {
+            return Err(self.malformed("nested too deeply"));
+        }
+        let line = self.line()?;
+        let (tag, rest) = line
+            .split_first()
+            .ok_or_else(|| self.malformed("an empty line"))?;
+        let text = || String::from_utf8_lossy(rest).into_owned();
+        Ok(match tag {
+            b'+' => Reply::Status(text()),
+            b'-' => Reply::Error(text()),
+            b':' => Reply::Int(self.number(rest)?),
+            b'$' => {
+                let n = self.number(rest)?;
+                if n > MAX_BULK {
+                    return Err(self.malformed("a bulk string longer than Redis sends"));
+                }
+                if n < 0 {
+                    Reply::Bulk(None)
+                } else {
+                    // Read what arrives rather than trust the length with an allocation.
+                    let want = n as u64 + 2;
+                    let mut buf = Vec::new();
+                    let got = (&mut self.r)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| self.lost(e))?;
+                    if got as u64 != want {
+                        return Err(Error::new(
+                            ErrorKind::Source,
+                            format!("{} closed the connection", self.who),
+                        ));
+                    }
+                    buf.truncate(n as usize);
+                    Reply::Bulk(Some(buf))
+                }
+            }
+            b'*' => {
+                let n = self.number(rest)?;
+                if n < 0 {
+                    Reply::Array(None)
+                } else {
+                    let mut items = Vec::with_capacity((n as usize).min(1024));
+                    for _ in 0..n {
+                        items.push(self.reply_at(depth + 1)?);
+                    }
+                    Reply::Array(Some(items))
+                }
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!("{} does not speak RESP (is it a Redis server?)", self.who),
+                ))
+            }
+        })
+    }
+
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+}
+
 /// One connection, logged in.
 pub struct Conn {
-    r: BufReader<TcpStream>,
+    r: RespReader<BufReader<TcpStream>>,
     w: BufWriter<TcpStream>,
     who: String,
 }
@@ -205,7 +333,10 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let mut conn = Self {
-            r: BufReader::with_capacity(256 << 10, stream.try_clone()?),
+            r: RespReader::new(
+                BufReader::with_capacity(256 << 10, stream.try_clone()?),
+                who.clone(),
+            ),
             w: BufWriter::with_capacity(256 << 10, stream),
             who,
         };
@@ -241,93 +372,17 @@ impl Conn {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.w.flush().map_err(|e| self.lost(e))
-    }
-
-    fn lost(&self, e: std::io::Error) -> Error {
-        Error::new(
-            ErrorKind::Source,
-            format!("the connection to {} failed", self.who),
-        )
-        .with_source(e)
+        self.w.flush().map_err(|e| self.r.lost(e))
     }
 
     /// A CRLF-terminated line, without the terminator.
     pub fn line(&mut self) -> Result<Vec<u8>> {
-        let mut line = Vec::new();
-        let n = self
-            .r
-            .read_until(b'\n', &mut line)
-            .map_err(|e| self.lost(e))?;
-        if n == 0 || !line.ends_with(b"\n") {
-            return Err(Error::new(
-                ErrorKind::Source,
-                format!("{} closed the connection", self.who),
-            ));
-        }
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Ok(line)
-    }
-
-    fn number(&self, text: &[u8]) -> Result<i64> {
-        std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Source,
-                    format!("{} sent a malformed reply", self.who),
-                )
-            })
+        self.r.line()
     }
 
     /// The next reply; error replies come back as `Reply::Error`.
     pub fn reply(&mut self) -> Result<Reply> {
-        let line = self.line()?;
-        let (tag, rest) = line.split_first().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Source,
-                format!("{} sent an empty reply line", self.who),
-            )
-        })?;
-        let text = || String::from_utf8_lossy(rest).into_owned();
-        Ok(match tag {
-            b'+' => Reply::Status(text()),
-            b'-' => Reply::Error(text()),
-            b':' => Reply::Int(self.number(rest)?),
-            b'$' => {
-                let n = self.number(rest)?;
-                if n < 0 {
-                    Reply::Bulk(None)
-                } else {
-                    let mut buf = vec![0u8; n as usize + 2];
-                    self.r.read_exact(&mut buf).map_err(|e| self.lost(e))?;
-                    buf.truncate(n as usize);
-                    Reply::Bulk(Some(buf))
-                }
-            }
-            b'*' => {
-                let n = self.number(rest)?;
-                if n < 0 {
-                    Reply::Array(None)
-                } else {
-                    let mut items = Vec::with_capacity((n as usize).min(1024));
-                    for _ in 0..n {
-                        items.push(self.reply()?);
-                    }
-                    Reply::Array(Some(items))
-                }
-            }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Source,
-                    format!("{} does not speak RESP (is it a Redis server?)", self.who),
-                ))
-            }
-        })
+        self.r.reply()
     }
 
     /// Sends one command and waits for its reply; an error reply is an error.
@@ -365,13 +420,30 @@ impl Conn {
 
     /// The raw reader, for the replication stream that follows a PSYNC.
     pub fn into_reader(self) -> BufReader<TcpStream> {
-        self.r
+        self.r.into_inner()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Reply> {
+        RespReader::new(bytes, "test").reply()
+    }
+
+    #[test]
+    fn replies_parse_and_broken_streams_are_errors_not_allocations() {
+        let r = parse(b"*2\r\n$3\r\nabc\r\n:42\r\n").expect("parses");
+        let items = r.into_array();
+        assert_eq!(items[0].clone().into_bytes().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(items[1].int(), Some(42));
+        // A length no server sends, a body cut short, nesting without end, a stray byte.
+        assert!(parse(b"$9223372036854775807\r\n").is_err());
+        assert!(parse(b"$100\r\nshort\r\n").is_err());
+        assert!(parse(&b"*1\r\n".repeat(10_000)).is_err());
+        assert!(parse(b"?\r\n").is_err());
+    }
 
     #[test]
     fn urls() {
