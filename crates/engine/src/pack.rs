@@ -111,14 +111,7 @@ impl PackBuilder {
 
     /// Appends the header and returns the finished pack.
     pub fn finish(mut self, key: &MasterKey) -> FinishedPack {
-        let mut header = Vec::with_capacity(9 + self.entries.len() * ENTRY_LEN);
-        header.extend_from_slice(MAGIC);
-        header.push(VERSION);
-        header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        for e in &self.entries {
-            e.write_to(&mut header);
-        }
-        let sealed = codec::encode_object(key, &header);
+        let sealed = codec::encode_object(key, &encode_header(&self.entries));
         self.buf.extend_from_slice(&sealed);
         self.buf
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
@@ -223,6 +216,18 @@ impl<'a> PackSink<'a> {
     }
 }
 
+/// A pack header's plaintext (sealed before it is appended to the pack).
+pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(9 + entries.len() * ENTRY_LEN);
+    header.extend_from_slice(MAGIC);
+    header.push(VERSION);
+    header.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        e.write_to(&mut header);
+    }
+    header
+}
+
 /// Length of the sealed header, read from the pack's last four bytes.
 pub fn header_length(tail: &[u8]) -> Result<u32> {
     let b: [u8; 4] = tail
@@ -235,7 +240,12 @@ pub fn header_length(tail: &[u8]) -> Result<u32> {
 /// Parses the sealed header (without the trailing length field). `pack_len` bounds the offsets.
 pub fn parse_header(key: &MasterKey, sealed: &[u8], pack_len: u64) -> Result<Vec<PackEntry>> {
     let plain = codec::decode(key, sealed, None)?;
-    let mut r = Reader::new(&plain);
+    decode_header(&plain, pack_len.saturating_sub(sealed.len() as u64 + 4))
+}
+
+/// Decodes an opened header; every entry must lie within the first `body_len` bytes.
+pub fn decode_header(plain: &[u8], body_len: u64) -> Result<Vec<PackEntry>> {
+    let mut r = Reader::new(plain);
     if &r.array::<4>()? != MAGIC {
         return Err(Error::corrupt("pack header magic mismatch"));
     }
@@ -251,7 +261,6 @@ pub fn parse_header(key: &MasterKey, sealed: &[u8], pack_len: u64) -> Result<Vec
             "pack header length does not match its entry count",
         ));
     }
-    let body_len = pack_len.saturating_sub(sealed.len() as u64 + 4);
     (0..count)
         .map(|_| {
             let e = PackEntry::read_from(&mut r)?;

@@ -11,7 +11,7 @@
 //! The WAL lives beside snapshots, in the repository's WAL archive (see `wal`).
 //! and a `postgres` fact with the server version and, per database, its item path and tables.
 
-mod archive;
+pub mod archive;
 pub mod conn;
 pub mod globals;
 pub mod logical;
