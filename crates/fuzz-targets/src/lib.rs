@@ -137,3 +137,52 @@ pub fn qdrant_points(data: &[u8]) -> bool {
         }
     }
 }
+
+/// A small deterministic generator for the stable-Rust replays (no dependency, same sequence
+/// everywhere).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// `n` mutations of `seed`: bit flips, truncations, inserted junk, spliced copies of itself,
+/// and unrelated random bytes.
+pub fn mutations(seed: &[u8], n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| {
+            let mut m = seed.to_vec();
+            let at = |rng: &mut Rng, len: usize| (rng.next_u64() as usize) % (len + 1);
+            match rng.next_u64() % 5 {
+                0 if !m.is_empty() => {
+                    let i = at(rng, m.len() - 1);
+                    m[i] ^= 1 << (rng.next_u64() % 8);
+                }
+                1 => m.truncate(at(rng, seed.len())),
+                2 => {
+                    let i = at(rng, m.len());
+                    let n = (rng.next_u64() % 16) as usize;
+                    m.splice(i..i, rng.bytes(n));
+                }
+                3 => {
+                    let (a, b) = (at(rng, seed.len()), at(rng, seed.len()));
+                    m.extend_from_slice(&seed[a.min(b)..a.max(b)]);
+                }
+                _ => {
+                    let n = (rng.next_u64() % 512) as usize;
+                    m = rng.bytes(n);
+                }
+            }
+            m
+        })
+        .collect()
+}

@@ -4,51 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use bulwark_fuzz_targets::TARGETS;
+use bulwark_fuzz_targets::{mutations, Rng, TARGETS};
 
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/corpus")
         .join(name)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Bit flips, truncations, insertions and splices of `seed`.
-fn mutations(seed: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
-    (0..300)
-        .map(|_| {
-            let mut m = seed.to_vec();
-            let at = |rng: &mut Rng, len: usize| (rng.next() as usize) % (len + 1);
-            match rng.next() % 4 {
-                0 if !m.is_empty() => {
-                    let i = at(rng, m.len() - 1);
-                    m[i] ^= 1 << (rng.next() % 8);
-                }
-                1 => m.truncate(at(rng, seed.len())),
-                2 => {
-                    let i = at(rng, m.len());
-                    let junk: Vec<u8> = (0..rng.next() % 16).map(|_| rng.next() as u8).collect();
-                    m.splice(i..i, junk);
-                }
-                _ => {
-                    let (a, b) = (at(rng, seed.len()), at(rng, seed.len()));
-                    let (a, b) = (a.min(b), a.max(b));
-                    m.extend_from_slice(&seed[a..b]);
-                }
-            }
-            m
-        })
-        .collect()
 }
 
 #[test]
@@ -67,7 +28,7 @@ fn every_target_replays_its_seed_corpus_and_mutations_without_panicking() {
             let bytes = std::fs::read(&seed).expect("seed");
             // A seed the parser no longer takes would leave the fuzzer at the surface.
             assert!(target(&bytes), "{} no longer parses", seed.display());
-            for m in mutations(&bytes, &mut rng) {
+            for m in mutations(&bytes, 300, &mut rng) {
                 target(&m);
             }
         }
