@@ -34,3 +34,17 @@ fn every_target_replays_its_seed_corpus_and_mutations_without_panicking() {
         }
     }
 }
+
+/// Inputs a fuzzer once crashed a target with (`fuzz/regressions/NAME/`): they must not again.
+#[test]
+fn inputs_that_once_crashed_a_target_no_longer_do() {
+    for (name, target) in TARGETS {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/regressions")
+            .join(name);
+        for input in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let bytes = std::fs::read(input.path()).expect("input");
+            target(&bytes);
+        }
+    }
+}

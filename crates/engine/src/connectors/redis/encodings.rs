@@ -36,8 +36,17 @@ impl Element<'_> {
     }
 }
 
-/// LZF decompression into a buffer of the length the RDB declares.
+/// The most LZF output one input byte can stand for: a 3-byte back reference copies up to 264.
+const LZF_MAX_RATIO: usize = 88;
+
+/// LZF decompression into a buffer of the length the RDB declares. A declared length that the
+/// input could not produce is damage, not an allocation.
 pub fn lzf_decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>> {
+    if expected_len > input.len().saturating_mul(LZF_MAX_RATIO).saturating_add(32) {
+        return Err(damaged(
+            "LZF string (declared longer than its data can expand to)",
+        ));
+    }
     let mut out = Vec::with_capacity(expected_len);
     let mut i = 0;
     while i < input.len() {
@@ -285,6 +294,16 @@ pub fn zipmap(blob: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_lzf_length_its_data_cannot_reach_is_damage_not_an_allocation() {
+        assert!(super::lzf_decompress(&[0, b'a'], 0x62d9_d9d9_d9d9_d9ff).is_err());
+        assert_eq!(
+            super::lzf_decompress(&[2, b'a', b'b', b'c'], 3).expect("lzf"),
+            b"abc"
+        );
+    }
+
     use super::*;
 
     /// A listpack built by hand from encoded entries (each given without its back-length).
