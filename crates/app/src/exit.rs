@@ -120,6 +120,8 @@ pub fn report_restore_command(err: &anyhow::Error, json: bool) -> ExitCode {
 
 fn show(err: &anyhow::Error, json: bool, code: u8, hint: Option<&str>) -> ExitCode {
     let message = format!("{err:#}");
+    // A message that already names what to run knows better than the generic hint.
+    let hint = hint.filter(|_| !message.contains("`bulwark "));
     if json {
         let v = serde_json::json!({ "error": message, "exit_code": code, "hint": hint });
         println!("{v}");
