@@ -71,6 +71,14 @@ fn a_damaged_index_file_spares_other_snapshots_and_repair_index_rebuilds_it() {
         .into_owned();
     assert!(check.stdout.contains(&name), "{}", check.stdout);
 
+    // Snapshots are not rewritten while an index file hides intact data.
+    let early = env.run(&["repair", "snapshots"]);
+    assert_eq!(early.code, 6, "{}", early.stderr);
+    assert!(
+        early.stderr.contains("repair index` first"),
+        "{}",
+        early.stderr
+    );
     let dry = env.ok(&["--json", "repair", "index", "--dry-run"]).json();
     assert_eq!(dry["index_files_damaged"], 1, "{dry}");
     assert!(b_index[0].exists(), "a dry run changed the index");

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::check::{self, CheckOptions, ReadData};
 use crate::codec::Encoder;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::Index;
 use crate::items::{Item, ItemKind, ItemReader, ItemWriter};
@@ -94,10 +94,8 @@ pub fn repair_index(repo: &Repository, opts: &RepairOptions) -> Result<IndexRepa
     }
     let sizes: Vec<(PackId, u64)> = repo.pack_sizes()?.into_iter().collect();
     report.packs = sizes.len();
-    report.missing_packs = old
-        .keys()
-        .filter(|p| !sizes.iter().any(|(s, _)| s == *p))
-        .count();
+    let present: HashSet<&PackId> = sizes.iter().map(|(p, _)| p).collect();
+    report.missing_packs = old.keys().filter(|p| !present.contains(p)).count();
 
     opts.progress
         .send(Progress::Phase("reading pack headers".into()));
@@ -126,6 +124,11 @@ pub fn repair_index(repo: &Repository, opts: &RepairOptions) -> Result<IndexRepa
     for (pack, header) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
         match header {
             Ok(entries) => packs.push((pack, entries)),
+            // A pack that could not be read (storage trouble) is not a damaged one: stop
+            // before writing anything rather than leave it out of the index.
+            Err(e) if e.kind() != ErrorKind::Corrupt => {
+                return Err(e.context(format!("reading the header of pack {pack}")))
+            }
             Err(e) => {
                 report.unreadable_headers.push(format!("pack {pack}: {e}"));
                 match old.remove(&pack) {
@@ -332,6 +335,14 @@ pub fn repair_snapshots(repo: &Repository, opts: &SnapshotRepairOptions) -> Resu
     opts.progress.send(Progress::Phase("loading index".into()));
     let index = Arc::new(repo.load_index()?);
     report.index_files_damaged = index.damaged_files.len();
+    // Data a damaged index file hides is not lost: rewriting snapshots without it would
+    // throw intact files away.
+    if !index.damaged_files.is_empty() && !opts.dry_run {
+        return Err(Error::corrupt(format!(
+            "{} index file(s) are damaged, so data they list would look lost; run `bulwark repair index` first",
+            index.damaged_files.len()
+        )));
+    }
     let (snapshots, _) = snapshot::list_readable(repo)?;
     report.snapshots = snapshots.len();
     for (id, snap) in &snapshots {
