@@ -411,11 +411,21 @@ impl<R: Read> PointReader<R> {
         })
     }
 
+    /// Reads `n` bytes as they arrive (a damaged length must not cost an allocation of its
+    /// own size before the stream proves too short).
     fn read_exact(&mut self, n: usize) -> Result<()> {
-        self.buf.resize(n, 0);
-        self.inner
-            .read_exact(&mut self.buf)
-            .map_err(|e| damaged(format!("after {} point(s): {e}", self.read)))
+        self.buf.clear();
+        let got = (&mut self.inner)
+            .take(n as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| damaged(format!("after {} point(s): {e}", self.read)))?;
+        if got != n {
+            return Err(damaged(format!(
+                "after {} point(s): the stream ends early",
+                self.read
+            )));
+        }
+        Ok(())
     }
 
     pub fn next_point(&mut self) -> Result<Option<Point>> {
