@@ -246,13 +246,19 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
+/// A repository and a directory holding `a.txt` ("first").
+fn one_file_repository() -> (Env, std::path::PathBuf) {
     let env = Env::new();
     let data = env.path("data");
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::write(data.join("a.txt"), "first\n").expect("write");
     env.init();
+    (env, data)
+}
+
+#[test]
+fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
+    let (env, data) = one_file_repository();
     env.ok(&["backup", "--name", "old", data.to_str().expect("utf8")]);
     let snaps = walk_files(&env.path("repo/snapshots"));
     std::fs::write(&snaps[0], b"garbage").expect("damage the manifest");
@@ -295,11 +301,7 @@ fn one_damaged_snapshot_does_not_stop_backups_or_other_restores() {
 /// manifest by id. A damaged manifest older than the newest readable snapshot is no obstacle.
 #[test]
 fn latest_refuses_to_pass_over_a_damaged_manifest_that_may_be_newer() {
-    let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    std::fs::write(data.join("a.txt"), "first\n").expect("write");
-    env.init();
+    let (env, data) = one_file_repository();
     let path = data.to_str().expect("utf8");
     env.ok(&["backup", "--name", "docs", path]);
     std::fs::write(data.join("a.txt"), "second\n").expect("write");
