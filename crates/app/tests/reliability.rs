@@ -26,19 +26,23 @@ fn big_tree(env: &Env) -> std::path::PathBuf {
     data
 }
 
+/// A quiet backup of `data`, running in the background.
+fn spawn_backup(env: &Env, data: &std::path::Path) -> std::process::Child {
+    env.command()
+        .args(["-q", "backup", data.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
 #[test]
 fn sigkill_at_any_moment_leaves_a_repository_that_check_accepts() {
     let env = Env::new();
     let data = big_tree(&env);
     env.init();
     for delay_ms in [5u64, 40, 120, 250, 400, 700] {
-        let mut child = env
-            .command()
-            .args(["-q", "backup", data.to_str().expect("utf8")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn_backup(&env, &data);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -205,12 +209,7 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
     let data = big_tree(&env);
     env.init();
     // A backup holds a shared lock while it runs; prune must refuse with exit 10.
-    let mut child = env
-        .command()
-        .args(["-q", "backup", data.to_str().expect("utf8")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_backup(&env, &data);
     let mut saw_locked = false;
     for _ in 0..100 {
         if std::fs::read_dir(env.path("repo/locks"))
@@ -438,13 +437,7 @@ fn a_killed_backup_is_resumed_by_reusing_its_verified_packs() {
     let env = Env::new();
     let data = big_tree(&env);
     env.init();
-    let mut child = env
-        .command()
-        .args(["-q", "backup", data.to_str().expect("utf8")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_backup(&env, &data);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while packs(&env) < 2 {
         assert!(std::time::Instant::now() < deadline, "no pack was uploaded");
