@@ -48,19 +48,23 @@ pub fn adopt_unindexed_packs(
         let verified = repo
             .store()
             .read_into(ObjectKind::Pack, &pack.to_hex(), &mut bytes)
-            .ok()
-            .filter(|_| PackId::of_content(&bytes) == pack)
-            .and_then(|()| pack::read_header(repo.key(), &bytes).ok());
+            .and_then(|()| match PackId::of_content(&bytes) == pack {
+                true => pack::read_header(repo.key(), &bytes),
+                false => Err(crate::error::Error::corrupt(
+                    "content does not match its name",
+                )),
+            });
         match verified {
-            Some(entries) => {
+            Ok(entries) => {
                 out.packs += 1;
                 out.blobs += entries.len();
                 out.bytes += size;
                 index.add_pack(pack, &entries);
                 adopted.push((pack, entries));
             }
-            None => {
-                log::warn!("pack {pack} is not indexed and does not verify; prune will remove it");
+            // Not adopting is always safe: its data is stored again if this backup needs it.
+            Err(e) => {
+                log::warn!("pack {pack} is not indexed and was not reused ({e}); prune removes it");
                 out.rejected += 1;
             }
         }
