@@ -245,11 +245,13 @@ pub struct RestoreArgs {
     /// Qdrant snapshot a server (http://host:port; API key from QDRANT_API_KEY).
     #[arg(long, required_unless_present = "sandbox")]
     pub target: Option<String>,
-    /// Restore into a throwaway server, compare it with the backup, then remove it (Redis).
-    #[arg(long, conflicts_with = "target")]
+    /// Restore into something throwaway (a temporary directory, a redis-server, a
+    /// PostgreSQL recovery, Qdrant collections under sandbox names), compare it with the
+    /// backup, then remove it.
+    #[arg(long)]
     pub sandbox: bool,
-    /// Scratch space: dumps spooled for --jobs, the --sandbox server's files (default: the
-    /// system temp directory).
+    /// Scratch space: dumps spooled for --jobs, sandboxes (default: the system temp
+    /// directory).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
     /// Start a server on the restored files: PostgreSQL after --pitr (waits for recovery
@@ -262,25 +264,53 @@ pub struct RestoreArgs {
     /// Skip comparing the restored data with the figures recorded at backup time.
     #[arg(long)]
     pub no_verify: bool,
-    /// Keys compared value by value with the backup after a restore (Redis keys).
-    #[arg(long, default_value_t = 200)]
-    pub sample: u64,
-    /// Only paths matching this glob (or under a matching directory); repeatable.
-    #[arg(long)]
-    pub include: Vec<String>,
     /// Show what would be restored without writing anything.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub kind: KindRestoreArgs,
+}
+
+/// Restore options that belong to one kind of datastore. They reach the snapshot's
+/// connector by name (only those set), which refuses the ones it does not take.
+#[derive(Args, serde::Serialize)]
+pub struct KindRestoreArgs {
+    /// Only paths matching this glob (or under a matching directory); repeatable (files).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Keys compared value by value with the backup after a restore (Redis; default 200).
+    #[arg(long)]
+    pub sample: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub postgres: PgRestoreArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub redis: RedisRestoreArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub qdrant: QdrantRestoreArgs,
 }
 
+impl KindRestoreArgs {
+    /// The options given on the command line, by name; flags left unset are not sent.
+    pub fn set(&self) -> serde_json::Map<String, serde_json::Value> {
+        let all = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        all.into_iter()
+            .filter(|(_, v)| match v {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+                serde_json::Value::Array(a) => !a.is_empty(),
+                _ => true,
+            })
+            .collect()
+    }
+}
+
 /// Options for restoring a Qdrant snapshot.
-#[derive(Args)]
+#[derive(Args, serde::Serialize)]
 pub struct QdrantRestoreArgs {
     /// Restore only this collection (repeatable; default: every collection in the snapshot).
     #[arg(long)]
@@ -293,22 +323,24 @@ pub struct QdrantRestoreArgs {
     /// (default: the server snapshot).
     #[arg(long, value_enum)]
     pub mode: Option<QdrantMode>,
-    /// Snapshot recovery priority (Qdrant's `priority`).
-    #[arg(long, value_enum, default_value = "snapshot")]
-    pub priority: SnapshotPriority,
+    /// Snapshot recovery priority (Qdrant's `priority`; default snapshot).
+    #[arg(long, value_enum)]
+    pub priority: Option<SnapshotPriority>,
     /// Lowest acceptable overlap of each verification search's top-10 with the backup's
-    /// (1.0: exact search must give the same points).
-    #[arg(long, default_value_t = 1.0)]
-    pub min_overlap: f64,
+    /// (default 1.0: exact search must give the same points).
+    #[arg(long)]
+    pub min_overlap: Option<f64>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QdrantMode {
     Logical,
     Snapshot,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SnapshotPriority {
     Snapshot,
     Replica,
@@ -316,7 +348,7 @@ pub enum SnapshotPriority {
 }
 
 /// Options for restoring a Redis snapshot into a running server.
-#[derive(Args)]
+#[derive(Args, serde::Serialize)]
 #[group(multiple = false)]
 pub struct RedisRestoreArgs {
     /// Empty the databases being restored first.
@@ -332,7 +364,7 @@ pub struct RedisRestoreArgs {
 }
 
 /// Options for restoring a PostgreSQL snapshot into a server.
-#[derive(Args)]
+#[derive(Args, serde::Serialize)]
 pub struct PgRestoreArgs {
     /// Restore only this database (repeatable; default: every database in the snapshot).
     #[arg(long)]
@@ -352,9 +384,10 @@ pub struct PgRestoreArgs {
     /// (never the connecting role).
     #[arg(long, requires = "globals")]
     pub replace_passwords: bool,
-    /// Parallel pg_restore jobs per database; above 1 each dump is first written to --spool-dir.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// Parallel pg_restore jobs per database (default 1); above 1 each dump is first
+    /// written to --spool-dir.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
     /// PostgreSQL client tools to restore with (default: the source's bin_dir, else those
     /// matching the newer of the dumped and target servers, else PATH).
     #[arg(long)]

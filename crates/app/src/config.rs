@@ -6,21 +6,53 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use engine::connectors::interface::{Datastore, Kind, Section};
 use engine::store::StorageOptions;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize, Default)]
+/// The file as written; sources are checked by their connectors in [`parse`].
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawConfig {
+    default_repository: Option<String>,
+    #[serde(default)]
+    repositories: BTreeMap<String, RepoSection>,
+    #[serde(default)]
+    sources: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    retention: crate::cli::KeepArgs,
+}
+
+#[derive(Default, Debug)]
 pub struct ConfigFile {
     /// Which `[repositories.NAME]` commands use when --repo is not given.
     pub default_repository: Option<String>,
-    #[serde(default)]
     pub repositories: BTreeMap<String, RepoSection>,
-    #[serde(default)]
-    pub sources: BTreeMap<String, SourceSection>,
-    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
     pub retention: crate::cli::KeepArgs,
 }
+
+/// A `[sources.NAME]` section: the keys every kind shares, and the kind's own section as its
+/// connector read it.
+pub struct SourceConfig {
+    pub kind: Kind,
+    pub tags: Vec<String>,
+    /// The kind-specific keys, for the connector (restores read their source's settings).
+    pub section: Section,
+    pub datastore: Box<dyn Datastore>,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("kind", &self.kind)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys every source section may set, whatever its kind.
+const COMMON_KEYS: [&str; 2] = ["kind", "tags"];
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -36,136 +68,6 @@ pub struct RepoSection {
     pub concurrency: Option<usize>,
     pub retries: Option<usize>,
     pub timeout_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Files,
-    Config,
-    Command,
-    Postgres,
-    Redis,
-    Qdrant,
-}
-
-impl SourceKind {
-    /// The keys a section of this kind may set (besides `kind` and `tags`).
-    fn keys(self) -> &'static [&'static str] {
-        match self {
-            SourceKind::Files | SourceKind::Config => &["paths", "include", "exclude"],
-            SourceKind::Command => &["command", "filename"],
-            SourceKind::Postgres => &[
-                "url",
-                "password_file",
-                "password_env",
-                "databases",
-                "exclude_databases",
-                "modes",
-                "bin_dir",
-                "jobs",
-                "verify",
-                "wal_spool_dir",
-                "archive_wait_secs",
-            ],
-            SourceKind::Redis => &["url", "password_file", "password_env", "data_dir"],
-            SourceKind::Qdrant => &[
-                "url",
-                "password_file",
-                "password_env",
-                "collections",
-                "modes",
-            ],
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct SourceSection {
-    pub kind: SourceKind,
-    #[serde(default)]
-    pub paths: Vec<PathBuf>,
-    #[serde(default)]
-    pub include: Vec<String>,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// For `kind = "command"`: a shell command whose stdout is backed up.
-    pub command: Option<String>,
-    /// For `kind = "command"`: the file name the stream is stored under.
-    pub filename: Option<String>,
-    /// For `kind = "postgres"`: postgres://user@host:port/maintenance-db?sslmode=...;
-    /// for `kind = "redis"`: redis://[user@]host:port; for `kind = "qdrant"`: http(s)://host:port.
-    pub url: Option<String>,
-    /// For postgres, redis and qdrant: a file holding the password (postgres: else PGPASSWORD
-    /// or ~/.pgpass; qdrant: the API key).
-    pub password_file: Option<PathBuf>,
-    /// For postgres, redis and qdrant: the environment variable holding the password.
-    pub password_env: Option<String>,
-    #[serde(default)]
-    pub databases: Vec<String>,
-    #[serde(default)]
-    pub exclude_databases: Vec<String>,
-    /// What to capture: postgres "logical"/"physical", qdrant "logical"/"snapshot".
-    #[serde(default)]
-    pub modes: Vec<String>,
-    /// For `kind = "qdrant"`: the collections to back up (default: all).
-    #[serde(default)]
-    pub collections: Vec<String>,
-    /// PostgreSQL client tools to use (default: those matching the server's version).
-    pub bin_dir: Option<PathBuf>,
-    /// Databases dumped at once.
-    pub jobs: Option<usize>,
-    pub verify: Option<engine::connectors::postgres::Verify>,
-    /// For `kind = "postgres"`: where wal-push/wal-fetch keep their bookkeeping and read-ahead.
-    pub wal_spool_dir: Option<PathBuf>,
-    /// For `kind = "postgres"`: how long a base backup waits while PostgreSQL keeps failing
-    /// to archive the WAL it needs before giving up (default 60).
-    pub archive_wait_secs: Option<u64>,
-    /// For `kind = "redis"`: the server's data directory, to capture its AOF files too.
-    pub data_dir: Option<PathBuf>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-impl SourceSection {
-    /// The kind-specific keys this section sets.
-    fn keys_set(&self) -> Vec<&'static str> {
-        let set = [
-            ("paths", !self.paths.is_empty()),
-            ("include", !self.include.is_empty()),
-            ("exclude", !self.exclude.is_empty()),
-            ("command", self.command.is_some()),
-            ("filename", self.filename.is_some()),
-            ("url", self.url.is_some()),
-            ("password_file", self.password_file.is_some()),
-            ("password_env", self.password_env.is_some()),
-            ("databases", !self.databases.is_empty()),
-            ("exclude_databases", !self.exclude_databases.is_empty()),
-            ("modes", !self.modes.is_empty()),
-            ("collections", !self.collections.is_empty()),
-            ("bin_dir", self.bin_dir.is_some()),
-            ("jobs", self.jobs.is_some()),
-            ("verify", self.verify.is_some()),
-            ("wal_spool_dir", self.wal_spool_dir.is_some()),
-            ("archive_wait_secs", self.archive_wait_secs.is_some()),
-            ("data_dir", self.data_dir.is_some()),
-        ];
-        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
-    }
-}
-
-impl SourceSection {
-    /// `modes` as the source kind's own mode type.
-    pub fn modes_as<M: serde::de::DeserializeOwned>(&self) -> std::result::Result<Vec<M>, String> {
-        self.modes
-            .iter()
-            .map(|m| {
-                serde_json::from_value(serde_json::Value::String(m.clone()))
-                    .map_err(|e| format!("'{m}': {e}"))
-            })
-            .collect()
-    }
 }
 
 pub struct Loaded {
@@ -192,12 +94,13 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut config = parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
     // Relative paths mean "next to the config file", wherever bulwark runs from (cron: /).
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut config = parse(&text, &base).map_err(|e| anyhow!("{}:{e}", path.display()))?;
     for r in config.repositories.values_mut() {
         if let Some(p) = r.password_file.as_mut() {
             *p = base.join(&*p);
@@ -206,102 +109,27 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {
             r.url = base.join(local).to_string_lossy().into_owned();
         }
     }
-    for s in config.sources.values_mut() {
-        s.paths = s.paths.iter().map(|p| base.join(p)).collect();
-        for p in [
-            s.password_file.as_mut(),
-            s.wal_spool_dir.as_mut(),
-            s.bin_dir.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            *p = base.join(&*p);
-        }
-    }
     let path = std::path::absolute(&path).unwrap_or(path);
     Ok(Some(Loaded { config, path }))
 }
 
 /// Parses and validates; errors start with `LINE: ` so the caller can prefix the file name.
-pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
-    let config: ConfigFile = toml::from_str(text).map_err(|e| {
+/// `base` is where relative paths in source sections start.
+pub fn parse(text: &str, base: &Path) -> std::result::Result<ConfigFile, String> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
         format!("{line}: {}", e.message())
     })?;
-    for (name, s) in &config.sources {
-        let section = format!("sources.{name}");
-        let err = |key: &str, msg: String| {
-            format!(
-                "{}: [{section}] {key}: {msg}",
-                locate(text, &section, Some(key))
-            )
-        };
-        let kind_name = format!("{:?}", s.kind).to_lowercase();
-        if let Some(k) = s
-            .keys_set()
-            .into_iter()
-            .find(|k| !s.kind.keys().contains(k))
-        {
-            return Err(err(
-                k,
-                format!(
-                    "a {kind_name} source takes no `{k}` (it takes: {})",
-                    s.kind.keys().join(", ")
-                ),
-            ));
-        }
-        match s.kind {
-            SourceKind::Files | SourceKind::Config => {
-                if s.paths.is_empty() {
-                    return Err(err(
-                        "paths",
-                        "a files/config source needs at least one path".into(),
-                    ));
-                }
-                for (key, pats) in [("include", &s.include), ("exclude", &s.exclude)] {
-                    for p in pats.iter() {
-                        if let Err(e) = globset::Glob::new(p.trim_start_matches('/')) {
-                            return Err(err(key, format!("bad pattern '{p}': {e}")));
-                        }
-                    }
-                }
-            }
-            SourceKind::Command => {
-                if s.command.as_deref().unwrap_or("").trim().is_empty() {
-                    return Err(err(
-                        "command",
-                        "a command source needs `command = \"...\"`".into(),
-                    ));
-                }
-            }
-            SourceKind::Postgres => {
-                let url = s.url.as_deref().unwrap_or("");
-                if let Err(e) = engine::connectors::postgres::PgConn::parse(url) {
-                    return Err(err("url", e.to_string()));
-                }
-                if s.jobs == Some(0) {
-                    return Err(err("jobs", "must be at least 1".into()));
-                }
-                s.modes_as::<engine::connectors::postgres::Mode>()
-                    .map_err(|e| err("modes", e))?;
-            }
-            SourceKind::Redis => {
-                let url = s.url.as_deref().unwrap_or("");
-                if let Err(e) = engine::connectors::redis::RedisUrl::parse(url) {
-                    return Err(err("url", e.to_string()));
-                }
-            }
-            SourceKind::Qdrant => {
-                let url = s.url.as_deref().unwrap_or("");
-                if let Err(e) = engine::connectors::qdrant::api::Client::new(url, None) {
-                    return Err(err("url", e.to_string()));
-                }
-                s.modes_as::<engine::connectors::qdrant::Mode>()
-                    .map_err(|e| err("modes", e))?;
-            }
-        }
+    let mut sources = BTreeMap::new();
+    for (name, table) in raw.sources {
+        sources.insert(name.clone(), source(text, &name, table, base)?);
     }
+    let config = ConfigFile {
+        default_repository: raw.default_repository,
+        repositories: raw.repositories,
+        sources,
+        retention: raw.retention,
+    };
     for (name, r) in &config.repositories {
         let section = format!("repositories.{name}");
         if let Err(e) = engine::store::Backend::parse(&r.url) {
@@ -328,6 +156,83 @@ pub fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
         }
     }
     Ok(config)
+}
+
+/// One source section: its kind, its keys checked against that kind's connector (a key of
+/// another kind is named as such), then read by the connector.
+fn source(
+    text: &str,
+    name: &str,
+    mut table: toml::Table,
+    base: &Path,
+) -> std::result::Result<SourceConfig, String> {
+    let section = format!("sources.{name}");
+    let err = |key: &str, msg: String| {
+        format!(
+            "{}: [{section}] {}{msg}",
+            locate(text, &section, Some(key).filter(|k| !k.is_empty())),
+            if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key}: ")
+            }
+        )
+    };
+    let kinds = || {
+        Kind::ALL
+            .iter()
+            .map(|k| k.config_name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = match table.remove("kind") {
+        None => return Err(err("", format!("missing `kind` (one of {})", kinds()))),
+        Some(toml::Value::String(k)) => Kind::from_config_name(&k)
+            .ok_or_else(|| err("kind", format!("unknown kind '{k}' (one of {})", kinds())))?,
+        Some(other) => return Err(err("kind", format!("expected a string, found {other}"))),
+    };
+    let tags = match table.remove("tags") {
+        None => Vec::new(),
+        Some(v) => v
+            .try_into::<Vec<String>>()
+            .map_err(|e| err("tags", e.to_string()))?,
+    };
+    let connector = kind.connector();
+    let takes = connector.config_keys();
+    if let Some(key) = table.keys().find(|k| !takes.contains(&k.as_str())) {
+        let owners: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|k| k.connector().config_keys().contains(&key.as_str()))
+            .map(|k| k.config_name())
+            .collect();
+        let belongs = if owners.is_empty() {
+            String::new()
+        } else {
+            format!("; it belongs to {} sources", owners.join("/"))
+        };
+        return Err(err(
+            key,
+            format!(
+                "a {} source takes no `{key}`{belongs} (it takes: {}, and {})",
+                kind.config_name(),
+                takes.join(", "),
+                COMMON_KEYS.join(", ")
+            ),
+        ));
+    }
+    let section = Section {
+        table,
+        base: base.to_path_buf(),
+    };
+    let datastore = connector
+        .configure(name, &section)
+        .map_err(|e| err(&e.key, e.message))?;
+    Ok(SourceConfig {
+        kind,
+        tags,
+        section,
+        datastore,
+    })
 }
 
 fn line_at(text: &str, offset: usize) -> usize {
@@ -415,6 +320,10 @@ pub fn storage_options(section: Option<&RepoSection>) -> StorageOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
+        super::parse(text, Path::new("/"))
+    }
 
     #[test]
     fn valid_config_parses() {

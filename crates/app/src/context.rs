@@ -70,6 +70,14 @@ impl Context {
         Ok(cmd)
     }
 
+    /// [`Self::self_command`] for the default repository, for restores whose server calls
+    /// back (PostgreSQL's restore_command); or why there is none.
+    pub fn callback(&self) -> std::result::Result<String, String> {
+        self.target(None)
+            .and_then(|t| self.self_command(&t))
+            .map_err(|e| format!("{e:#}"))
+    }
+
     pub fn config_file(&self) -> Option<&config::ConfigFile> {
         self.config.as_ref().map(|l| &l.config)
     }

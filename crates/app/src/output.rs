@@ -110,9 +110,7 @@ fn shorten(s: &str, max: usize) -> String {
     format!("…{tail}")
 }
 
-pub fn bytes(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
-}
+pub use engine::stats::human_bytes as bytes;
 
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

@@ -102,7 +102,7 @@ fn restore_include_and_dry_run() {
     let dry = env
         .ok(&["--json", "restore", "--target", "dry", "--dry-run"])
         .json();
-    assert_eq!(dry["summary"]["files"], 5);
+    assert_eq!(dry["report"]["files"], 5);
     assert!(!env.path("dry").exists(), "dry run writes nothing");
     env.ok(&["restore", "--target", "part", "--include", "*.log"]);
     let got = restored(&env.path("part"), &data);

@@ -145,7 +145,7 @@ fn storage_outage_retention_and_recovery_across_timelines() {
         &env.repo(),
     ]);
     let copied = env.ok(&["--json", "copy", "--to", &offsite]).json();
-    assert_eq!(copied["wal_files_copied"], status["files"], "{copied}");
+    assert_eq!(copied["wal"]["files_copied"], status["files"], "{copied}");
     let copied_status = env
         .ok(&["--repo", &offsite, "wal", "status", "--json"])
         .json();

@@ -307,10 +307,7 @@ mod tests {
             time: time.parse().expect("timestamp"),
             hostname: "h".into(),
             username: "u".into(),
-            source: SourceInfo {
-                name: source.into(),
-                kind: "files".into(),
-            },
+            source: SourceInfo::new(source, crate::connectors::Kind::Files),
             set_id: None,
             tags: vec![],
             paths: vec![],

@@ -3,14 +3,14 @@
 //! with `read_data`, every pack and WAL object re-read and authenticated. Damage is reported by
 //! snapshot and file, so the operator knows what is lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use crate::backup::num_cpus;
-use crate::connectors::postgres::wal;
+use crate::connectors::interface::{log_archives, LogSourceCheck};
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::{ChunkId, PackId, SnapshotId};
@@ -57,8 +57,9 @@ pub struct CheckReport {
     pub notes: Vec<String>,
     pub damaged_chunks: Vec<ChunkId>,
     pub affected: Vec<Affected>,
-    /// The PostgreSQL WAL archives, per source.
-    pub wal: Vec<wal::SourceCheck>,
+    /// The log archives (`wal`), per source.
+    #[serde(flatten)]
+    pub logs: BTreeMap<&'static str, Vec<LogSourceCheck>>,
 }
 
 impl CheckReport {
@@ -141,16 +142,22 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     report
         .errors
         .extend(unreadable.iter().map(ToString::to_string));
-    let mut wal = wal::check_archives(repo, &snapshots, opts.read_data, &opts.progress)?;
-    report.errors.append(&mut wal.errors);
-    report.notes.append(&mut wal.notes);
-    report.wal = wal.sources;
+    let mut log_affected: BTreeMap<SnapshotId, Vec<String>> = BTreeMap::new();
+    for archive in log_archives() {
+        let mut found = archive.check(repo, &snapshots, opts.read_data, &opts.progress)?;
+        report.errors.append(&mut found.errors);
+        report.notes.append(&mut found.notes);
+        report.logs.insert(archive.name(), found.sources);
+        for (id, paths) in found.affected {
+            log_affected.entry(id).or_default().extend(paths);
+        }
+    }
     for (id, snap) in snapshots {
         let mut affected = Affected {
             snapshot: id,
             source: snap.source.name.clone(),
             time: snap.time.to_string(),
-            paths: wal.affected.remove(&id).unwrap_or_default(),
+            paths: log_affected.remove(&id).unwrap_or_default(),
         };
         let mut missing = 0usize;
         for c in &snap.tree {

@@ -4,13 +4,13 @@
 //! (`bulwark init --copy-params-from`), so item streams carry over unchanged. A PostgreSQL base
 //! backup is useless without its WAL, so the archived WAL it needs is copied with it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::codec;
-use crate::connectors::postgres::wal;
+use crate::connectors::interface::{log_archives, LogCopy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::items::ItemReader;
@@ -23,9 +23,10 @@ use crate::snapshot::{self, Snapshot};
 #[derive(Debug, Serialize)]
 pub struct CopyReport {
     pub snapshots: Vec<Copied>,
-    /// Archived PostgreSQL WAL the copied base backups need that the destination lacked.
-    pub wal_files_copied: usize,
-    pub wal_bytes_copied: u64,
+    /// Per log archive (`wal`): what recovering the copied snapshots reads that the
+    /// destination lacked.
+    #[serde(flatten)]
+    pub logs: BTreeMap<&'static str, LogCopy>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,12 +112,14 @@ pub fn copy(
             bytes_copied: bytes,
         });
     }
-    // Also for snapshots copied before: a copy interrupted during the WAL completes now.
-    progress.send(Progress::Phase("copying WAL".into()));
-    let (wal_files_copied, wal_bytes_copied) = wal::copy_needed(src, dst, snapshots)?;
+    // Also for snapshots copied before: a copy interrupted during a log completes now.
+    let mut logs = BTreeMap::new();
+    for archive in log_archives() {
+        progress.send(Progress::Phase(format!("copying {}", archive.name())));
+        logs.insert(archive.name(), archive.copy(src, dst, snapshots)?);
+    }
     Ok(CopyReport {
         snapshots: out,
-        wal_files_copied,
-        wal_bytes_copied,
+        logs,
     })
 }

@@ -2,6 +2,7 @@
 //! It knows nothing of command lines or terminals; progress leaves through a channel.
 
 pub mod backup;
+pub mod backup_set;
 pub mod buffers;
 pub mod catalog;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod crypto;
 pub mod diff;
 mod direct_write;
 pub mod error;
+pub mod filter;
 pub mod id;
 pub mod index;
 pub mod items;

@@ -4,14 +4,14 @@
 //! read, stop: we never delete what we cannot prove unused), copy the used blobs of sparse packs
 //! into new packs, write one new index for everything kept, delete the old index files, and
 //! only then delete packs. A crash at any step leaves a valid repository. Archived PostgreSQL
-//! WAL that no kept base backup can use goes too (see `wal::expire`).
+//! What no kept snapshot's recovery reads goes from the log archives too (PostgreSQL's WAL).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::connectors::postgres::wal::{self, WalExpiry};
+use crate::connectors::interface::{log_archives, LogExpiry};
 use crate::error::{Error, Result, ResultExt};
 use crate::id::{ChunkId, PackId};
 use crate::index::Index;
@@ -49,7 +49,9 @@ pub struct PruneReport {
     /// Partial files of failed writes (e.g. disk full) removed from a local repository.
     pub temp_bytes_removed: u64,
     /// Archived PostgreSQL WAL older than every kept base backup of its source.
-    pub wal: Vec<WalExpiry>,
+    /// What each log archive's retention removed, by archive (`wal`).
+    #[serde(flatten)]
+    pub logs: BTreeMap<&'static str, Vec<LogExpiry>>,
 }
 
 /// Every chunk referenced by the snapshots (item-stream chunks and file chunks).
@@ -165,7 +167,10 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .sum::<usize>()
         .saturating_sub(used.len());
     opts.progress.send(Progress::Phase("expiring WAL".into()));
-    report.wal = wal::expire(repo, &snapshots, opts.dry_run)?;
+    for archive in log_archives() {
+        let expired = archive.expire(repo, &snapshots, opts.dry_run)?;
+        report.logs.insert(archive.name(), expired);
+    }
     if opts.dry_run || (delete.is_empty() && repack.is_empty()) {
         return Ok(report);
     }

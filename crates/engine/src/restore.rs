@@ -17,8 +17,8 @@ use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use crate::backup::num_cpus;
-use crate::connectors::files::PathFilter;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::filter::PathFilter;
 use crate::id::{ChunkId, PackId};
 use crate::index::Index;
 use crate::items::{Item, ItemKind, ItemReader};

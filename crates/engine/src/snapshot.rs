@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::Kind;
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SetId, SnapshotId};
 use crate::repo::Repository;
@@ -14,8 +15,23 @@ use crate::store::ObjectKind;
 pub struct SourceInfo {
     /// The source's name in bulwark.toml, or a name derived from ad-hoc arguments.
     pub name: String,
-    /// `files`, `config`, `stream`, ...
+    /// The datastore kind's name (`files`, `postgres`, ...). Kept as text so that a kind
+    /// this build does not know (written by a newer one) still lists; see [`Self::kind`].
     pub kind: String,
+}
+
+impl SourceInfo {
+    pub fn new(name: &str, kind: Kind) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: kind.name().to_string(),
+        }
+    }
+
+    /// The kind, or `Unsupported` for one this build does not know.
+    pub fn kind(&self) -> Result<Kind> {
+        Kind::parse(&self.kind)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -100,8 +100,9 @@ pub enum ObjectKind {
     Index,
     Pack,
     Lock,
-    /// Archived PostgreSQL WAL files, named `<source>/<timeline>/<file>`.
-    Wal,
+    /// Log archives kept beside the snapshots, per source (PostgreSQL's WAL:
+    /// `<source>/<timeline>/<file>`), under `wal/` since format version 1.
+    Log,
 }
 
 impl ObjectKind {
@@ -113,7 +114,7 @@ impl ObjectKind {
             ObjectKind::Index => "index/",
             ObjectKind::Pack => "data/",
             ObjectKind::Lock => "locks/",
-            ObjectKind::Wal => "wal/",
+            ObjectKind::Log => "wal/",
         }
     }
 
@@ -328,7 +329,7 @@ impl Store {
             _ => None,
         };
         let direct = local.as_ref().filter(|_| {
-            matches!(kind, ObjectKind::Pack | ObjectKind::Wal)
+            matches!(kind, ObjectKind::Pack | ObjectKind::Log)
                 && self.direct_io.load(Ordering::Relaxed)
         });
         let written_directly = match direct {

@@ -1,98 +1,79 @@
-use anyhow::{anyhow, bail, Context as _, Result};
-use engine::backup::{BackupOptions, Source};
+//! `backup`: the sources to back up (configured, or directories and streams named on the
+//! command line) are run as one set by the engine; this file picks them and prints results.
+
+use anyhow::{bail, Result};
+use engine::backup_set::{self, Member, MemberResult, SetObserver, SetOptions};
 use engine::connectors::files::FilesSource;
-use engine::connectors::postgres::{Mode, PgConn, PgSettings, PostgresSource};
-use engine::connectors::qdrant::{verify, Mode as QdrantMode, QdrantSettings, QdrantSource};
-use engine::connectors::redis::{RedisSettings, RedisSource, RedisUrl};
 use engine::connectors::stream::{StreamInput, StreamSource};
-use engine::id::SetId;
+use engine::connectors::Kind;
+use engine::progress::Reporter;
 use engine::snapshot::Snapshot;
-use serde_json::json;
 
 use crate::cli::BackupArgs;
-use crate::config::{SourceKind, SourceSection};
 use crate::context::Context;
 use crate::exit::{usage, Status};
-use crate::output::{bytes, print_json};
-
-struct Job {
-    source: Box<dyn Source>,
-    tags: Vec<String>,
-}
+use crate::output::{bytes, print_json, ProgressView};
 
 pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
-    let jobs = plan(ctx, args)?;
+    let members = plan(ctx, args)?;
     let repo = ctx.open()?;
     let existing = ctx.snapshots(&repo)?;
-    let host = engine::repo::hostname();
-    let set_id = Some(SetId::random());
-    let (mut results, mut failures, mut status) = (Vec::new(), 0usize, Status::Ok);
-    for mut job in jobs {
-        let info = job.source.info();
-        let parent = if args.force {
-            None
-        } else {
-            existing
-                .list
-                .iter()
-                .filter(|(_, s)| {
-                    s.source.name == info.name && s.hostname == host && !s.summary.partial
-                })
-                .max_by_key(|(_, s)| s.time)
-                .map(|(id, _)| *id)
-        };
-        let view = ctx.progress(&info.name);
-        let mut tags = args.tags.clone();
-        tags.extend(job.tags.iter().cloned());
-        let opts = BackupOptions {
-            tags,
-            set_id,
-            parent,
-            threads: args.threads,
-            uploads: 0,
-            lock_wait: ctx.lock_wait,
-            progress: view.reporter(),
-        };
-        let outcome = engine::backup::run(&repo, job.source.as_mut(), opts);
-        view.finish();
-        match outcome {
-            Ok((id, snap)) => {
-                if snap.summary.partial {
-                    status = Status::Partial;
-                }
-                if !ctx.json {
-                    print_summary(&id.short(), &snap);
-                }
-                results.push(json!({ "source": info.name, "snapshot": id, "set_id": set_id, "summary": snap.summary }));
-            }
-            Err(e) => {
-                failures += 1;
-                eprintln!("error: source '{}': {e:#}", info.name);
-                results.push(json!({ "source": info.name, "error": format!("{e:#}") }));
-                // Every other source would meet the same lock.
-                if e.kind() == engine::ErrorKind::Locked {
-                    if ctx.json {
-                        print_json(&results)?;
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-    }
+    let opts = SetOptions {
+        tags: args.tags.clone(),
+        force: args.force,
+        threads: args.threads,
+        lock_wait: ctx.lock_wait,
+    };
+    let mut terminal = Terminal { ctx, view: None };
+    let report = backup_set::run(&repo, &existing, members, &opts, &mut terminal);
     if ctx.json {
-        print_json(&results)?;
+        print_json(&report.results)?;
     }
+    if let Some(e) = report.aborted {
+        return Err(e.into());
+    }
+    let failures = report.failures();
     if failures > 0 {
         bail!(
             "{failures} of {} source(s) failed; no snapshot was written for them",
-            results.len()
+            report.results.len()
         );
     }
-    Ok(status)
+    Ok(if report.partial() {
+        Status::Partial
+    } else {
+        Status::Ok
+    })
 }
 
-fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
-    let job = |source: Box<dyn Source>| Job {
+/// Progress bars and one summary per source.
+struct Terminal<'a> {
+    ctx: &'a Context,
+    view: Option<ProgressView>,
+}
+
+impl SetObserver for Terminal<'_> {
+    fn started(&mut self, source: &str) -> Reporter {
+        let view = self.ctx.progress(source);
+        let reporter = view.reporter();
+        self.view = Some(view);
+        reporter
+    }
+
+    fn finished(&mut self, result: &MemberResult) {
+        if let Some(view) = self.view.take() {
+            view.finish();
+        }
+        match (&result.error, &result.saved, &result.snapshot) {
+            (Some(e), ..) => eprintln!("error: source '{}': {e}", result.source),
+            (None, Some(snap), Some(id)) if !self.ctx.json => print_summary(&id.short(), snap),
+            _ => {}
+        }
+    }
+}
+
+fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Member>> {
+    let member = |source: Box<dyn engine::backup::Source>| Member {
         source,
         tags: Vec::new(),
     };
@@ -105,7 +86,7 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
             Some(cmd) => StreamInput::Command(cmd.clone()),
             None => StreamInput::Stdin,
         };
-        return Ok(vec![job(Box::new(StreamSource::new(
+        return Ok(vec![member(Box::new(StreamSource::new(
             &name,
             &args.stdin_filename,
             input,
@@ -116,26 +97,19 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
     let (named, paths): (Vec<&String>, Vec<&String>) =
         args.targets.iter().partition(|t| is_source(t));
     if !named.is_empty() && !paths.is_empty() {
+        let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         bail!(usage(format!(
             "mixing configured sources ({}) with paths ({}); back them up separately",
-            named
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            paths
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            list(&named),
+            list(&paths)
         )));
     }
     if !paths.is_empty() {
         let name = args.name.clone().unwrap_or_else(|| "files".into());
         let roots: Vec<std::path::PathBuf> = paths.iter().map(|p| p.into()).collect();
-        return Ok(vec![job(Box::new(FilesSource::new(
+        return Ok(vec![member(Box::new(FilesSource::new(
             &name,
-            "files",
+            Kind::Files,
             &roots,
             &[],
             &args.exclude,
@@ -144,120 +118,17 @@ fn plan(ctx: &Context, args: &BackupArgs) -> Result<Vec<Job>> {
     let sources = configured.filter(|s| !s.is_empty()).ok_or_else(|| {
         usage("nothing to back up: name directories (`bulwark backup DIR...`) or configure [sources.NAME] in bulwark.toml")
     })?;
-    let mut jobs = Vec::new();
+    let mut members = Vec::new();
     for (name, s) in sources {
         if !named.is_empty() && !named.contains(&name) {
             continue;
         }
-        let source: Box<dyn Source> = match s.kind {
-            SourceKind::Files | SourceKind::Config => {
-                let kind = if s.kind == SourceKind::Config {
-                    "config"
-                } else {
-                    "files"
-                };
-                Box::new(FilesSource::new(
-                    name, kind, &s.paths, &s.include, &s.exclude,
-                )?)
-            }
-            SourceKind::Postgres => Box::new(postgres_source(name, s)?),
-            SourceKind::Redis => Box::new(redis_source(name, s)?),
-            SourceKind::Qdrant => Box::new(qdrant_source(name, s)?),
-            SourceKind::Command => {
-                let filename = s.filename.clone().unwrap_or_else(|| format!("{name}.out"));
-                let cmd = s.command.clone().unwrap_or_default();
-                Box::new(StreamSource::new(
-                    name,
-                    &filename,
-                    StreamInput::Command(cmd),
-                )?)
-            }
-        };
-        jobs.push(Job {
-            source,
+        members.push(Member {
+            source: s.datastore.source()?,
             tags: s.tags.clone(),
         });
     }
-    Ok(jobs)
-}
-
-/// A source's password from `password_file` or `password_env`; read here, once, and never
-/// logged.
-fn source_password(name: &str, s: &SourceSection) -> Result<Option<String>> {
-    Ok(match (&s.password_file, &s.password_env) {
-        (Some(f), _) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| {
-                    format!("source '{name}': cannot read password_file {}", f.display())
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ),
-        (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-            anyhow!("source '{name}': password_env names ${var}, which is not set")
-        })?),
-        (None, None) => None,
-    })
-}
-
-/// A configured postgres source.
-pub fn postgres_source(name: &str, s: &SourceSection) -> Result<PostgresSource> {
-    let password = source_password(name, s)?;
-    let conn = PgConn::parse(s.url.as_deref().unwrap_or(""))?
-        .with_password(password)
-        .with_bin_dir(s.bin_dir.clone());
-    let modes = if s.modes.is_empty() {
-        vec![Mode::Logical]
-    } else {
-        s.modes_as()
-            .map_err(|e| anyhow!("source '{name}': modes: {e}"))?
-    };
-    Ok(PostgresSource::new(
-        name,
-        PgSettings {
-            conn,
-            databases: s.databases.clone(),
-            exclude_databases: s.exclude_databases.clone(),
-            modes,
-            jobs: s.jobs.unwrap_or(2),
-            verify: s.verify.unwrap_or_default(),
-            archive_wait: std::time::Duration::from_secs(s.archive_wait_secs.unwrap_or(60)),
-        },
-    )?)
-}
-
-/// A configured redis source.
-fn redis_source(name: &str, s: &SourceSection) -> Result<RedisSource> {
-    let url =
-        RedisUrl::parse(s.url.as_deref().unwrap_or(""))?.with_password(source_password(name, s)?);
-    Ok(RedisSource::new(
-        name,
-        RedisSettings {
-            url,
-            data_dir: s.data_dir.clone(),
-        },
-    ))
-}
-
-/// A configured qdrant source.
-fn qdrant_source(name: &str, s: &SourceSection) -> Result<QdrantSource> {
-    let modes = if s.modes.is_empty() {
-        vec![QdrantMode::Logical]
-    } else {
-        s.modes_as()
-            .map_err(|e| anyhow!("source '{name}': modes: {e}"))?
-    };
-    Ok(QdrantSource::new(
-        name,
-        QdrantSettings {
-            url: s.url.clone().unwrap_or_default(),
-            api_key: source_password(name, s)?,
-            collections: s.collections.clone(),
-            modes,
-            samples: verify::SAMPLE_POINTS,
-            queries: verify::SAMPLE_QUERIES,
-        },
-    ))
+    Ok(members)
 }
 
 fn print_summary(id: &str, snap: &Snapshot) {

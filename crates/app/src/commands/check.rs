@@ -35,9 +35,15 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
             report.packs_read,
             bytes(report.bytes_read)
         );
-        for w in &report.wal {
+        for w in report
+            .logs
+            .iter()
+            .flat_map(|(name, l)| l.iter().map(move |w| (name, w)))
+        {
+            let (name, w) = w;
             println!(
-                "WAL archive of '{}': {} file(s), {} base backup(s); read {} file(s) ({})",
+                "{} archive of '{}': {} file(s), {} base backup(s); read {} file(s) ({})",
+                name.to_uppercase(),
                 w.source,
                 w.files,
                 w.base_backups,

@@ -38,11 +38,12 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
                 ),
             }
         }
-        if report.wal_files_copied > 0 {
+        for (name, c) in report.logs.iter().filter(|(_, c)| c.files_copied > 0) {
             println!(
-                "copied {} archived WAL files ({}) the base backups need",
-                report.wal_files_copied,
-                bytes(report.wal_bytes_copied)
+                "copied {} archived {} files ({}) the copied snapshots need",
+                c.files_copied,
+                name.to_uppercase(),
+                bytes(c.bytes_copied)
             );
         }
     }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use engine::connectors::files::PathFilter;
+use engine::filter::PathFilter;
 use engine::items::{ItemKind, ItemReader};
 
 use crate::cli::LsArgs;

@@ -12,8 +12,6 @@ mod ls;
 mod prune;
 mod repair;
 mod restore;
-mod restore_qdrant;
-mod restore_redis;
 mod snapshots;
 mod stats;
 mod unlock;

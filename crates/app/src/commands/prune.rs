@@ -40,9 +40,14 @@ pub fn print(r: &PruneReport) {
             "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
             r.packs_before, r.packs_deleted, r.orphan_packs, r.packs_repacked, r.packs_written, bytes(r.bytes_freed), bytes(r.bytes_before)
         );
-        for w in &r.wal {
+        for (name, w) in r
+            .logs
+            .iter()
+            .flat_map(|(n, l)| l.iter().map(move |w| (n, w)))
+        {
             println!(
-                "WAL of '{}': {} {} files ({}) before log position {}, the oldest kept base backup's start",
+                "{} of '{}': {} {} files ({}) before log position {}, the oldest kept base backup's start",
+                name.to_uppercase(),
                 w.source,
                 if r.dry_run { "would delete" } else { "deleted" },
                 w.files_deleted,

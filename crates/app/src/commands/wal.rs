@@ -5,30 +5,42 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use engine::connectors::postgres::wal::{self, Spool, WalArchive};
+use engine::connectors::postgres::{
+    self,
+    wal::{self, Spool, WalArchive},
+};
+use engine::connectors::Kind;
 
 use crate::cli::{WalCommand, WalFetchArgs, WalPushArgs};
-use crate::config::SourceKind;
+use crate::config::SourceConfig;
 use crate::context::Context;
 use crate::exit::{usage, NotArchived, Status};
 use crate::output::{bytes, print_json};
 
-/// The postgres source named, or the only one configured.
+/// The postgres source named, or the only one configured, with its spool directory.
 fn source(ctx: &Context, named: Option<&str>) -> Result<(String, Option<PathBuf>)> {
-    let configured = ctx.config_file().map(|c| &c.sources);
-    let pg = configured
+    let spool_dir = |s: &SourceConfig| {
+        s.section
+            .parse::<postgres::connector::Settings>()
+            .ok()
+            .and_then(|p| p.wal_spool_dir)
+    };
+    let pg: Vec<(&String, &SourceConfig)> = ctx
+        .config_file()
+        .map(|c| &c.sources)
         .into_iter()
         .flatten()
-        .filter(|(_, s)| s.kind == SourceKind::Postgres);
+        .filter(|(_, s)| s.kind == Kind::Postgres)
+        .collect();
     if let Some(name) = named {
         let spool = pg
+            .iter()
             .filter(|(n, _)| n.as_str() == name)
-            .find_map(|(_, s)| s.wal_spool_dir.clone());
+            .find_map(|(_, s)| spool_dir(s));
         return Ok((name.to_string(), spool));
     }
-    let all: Vec<_> = pg.collect();
-    match all.as_slice() {
-        [(name, s)] => Ok((name.to_string(), s.wal_spool_dir.clone())),
+    match pg.as_slice() {
+        [(name, s)] => Ok((name.to_string(), spool_dir(s))),
         [] => bail!(usage("no postgres source configured: pass --source NAME")),
         _ => bail!(usage(
             "several postgres sources are configured: pass --source NAME"

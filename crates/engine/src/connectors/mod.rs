@@ -2,11 +2,17 @@
 
 pub mod config;
 pub mod files;
+pub mod interface;
 pub mod postgres;
 pub mod process;
 pub mod qdrant;
 pub mod redis;
+pub mod registry;
+pub mod sandbox;
 pub mod stream;
+
+pub use interface::{Connector, Datastore};
+pub use registry::Kind;
 
 /// A loopback port nothing listens on right now, for servers we start (restores, sandboxes).
 pub fn free_port() -> crate::error::Result<u16> {

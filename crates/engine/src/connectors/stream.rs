@@ -4,6 +4,11 @@
 use std::process::{Command, Stdio};
 
 use crate::backup::{SnapshotWriter, Source};
+use crate::connectors::files::connector::{restore_tree, tree_sandbox};
+use crate::connectors::interface::{
+    fields_of, ConfigError, Connector, Datastore, Kind, RestoreInput, RestoreRequest, Restored,
+    Section,
+};
 use crate::connectors::process::Child;
 use crate::error::{Error, Result};
 use crate::items::{Item, ItemKind};
@@ -49,10 +54,7 @@ pub fn stream_item(path: &str) -> Item {
 
 impl Source for StreamSource {
     fn info(&self) -> SourceInfo {
-        SourceInfo {
-            name: self.name.clone(),
-            kind: "stream".into(),
-        }
+        SourceInfo::new(&self.name, crate::connectors::Kind::Stream)
     }
 
     fn paths(&self) -> Vec<String> {
@@ -86,4 +88,90 @@ fn run_command(w: &mut SnapshotWriter, item: Item, cmd: &str) -> Result<()> {
         .finish(streamed)
         .map(|_| ())
         .map_err(|e| Error::new(e.kind(), format!("{e}; the backup is discarded")))
+}
+
+/// Command sources (`kind = "command"` in bulwark.toml) and ad-hoc streams: restored as the
+/// one file they hold, into a directory.
+pub struct StreamConnector;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSettings {
+    /// A shell command whose standard output is backed up.
+    command: String,
+    /// The file name the stream is stored under (default: NAME.out).
+    filename: Option<String>,
+}
+
+struct CommandDatastore {
+    name: String,
+    settings: CommandSettings,
+}
+
+impl Connector for StreamConnector {
+    fn kind(&self) -> Kind {
+        Kind::Stream
+    }
+
+    fn config_keys(&self) -> &'static [&'static str] {
+        fields_of::<CommandSettings>()
+    }
+
+    fn configure(&self, name: &str, section: &Section) -> Result<Box<dyn Datastore>, ConfigError> {
+        let settings: CommandSettings = section.parse()?;
+        if settings.command.trim().is_empty() {
+            return Err(ConfigError::new(
+                "command",
+                "a command source needs `command = \"...\"`",
+            ));
+        }
+        let filename = settings
+            .filename
+            .clone()
+            .unwrap_or_else(|| format!("{name}.out"));
+        StreamSource::new(name, &filename, StreamInput::Command(String::new()))
+            .map_err(|e| ConfigError::new("filename", e.to_string()))?;
+        Ok(Box::new(CommandDatastore {
+            name: name.to_string(),
+            settings,
+        }))
+    }
+
+    fn restore(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
+        req.options_as::<NoOptions>(Kind::Stream)?;
+        restore_tree(input, req, std::path::Path::new(req.target()?), &[], false)
+    }
+
+    fn sandbox(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
+        req.options_as::<NoOptions>(Kind::Stream)?;
+        tree_sandbox(input, req, &[])
+    }
+}
+
+/// A restore that takes no kind-specific options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+impl Datastore for CommandDatastore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Stream
+    }
+
+    fn source(&self) -> Result<Box<dyn Source>> {
+        let filename = self
+            .settings
+            .filename
+            .clone()
+            .unwrap_or_else(|| format!("{}.out", self.name));
+        Ok(Box::new(StreamSource::new(
+            &self.name,
+            &filename,
+            StreamInput::Command(self.settings.command.clone()),
+        )?))
+    }
 }

@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod conn;
+pub mod connector;
 pub mod globals;
 pub mod logical;
 pub mod physical;
@@ -244,10 +245,7 @@ impl PostgresSource {
 
 impl Source for PostgresSource {
     fn info(&self) -> SourceInfo {
-        SourceInfo {
-            name: self.name.clone(),
-            kind: "postgres".into(),
-        }
+        SourceInfo::new(&self.name, crate::connectors::Kind::Postgres)
     }
 
     fn paths(&self) -> Vec<String> {

@@ -208,16 +208,32 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
             Ok(end) => report.replay_end = Some(end),
             Err(e) => {
                 // Nothing may go on using a state that is not the one asked for.
-                let _ = as_owner(bin.as_deref(), "pg_ctl", &owner)
-                    .arg("-D")
-                    .arg(dir)
-                    .args(["-m", "fast", "-w", "stop"])
-                    .output();
+                stop(dir, bin.as_deref());
                 return Err(e);
             }
         }
     }
     Ok(report)
+}
+
+/// Stops the server running on a data directory, if one does (fast shutdown, waiting).
+/// `bin`: the server tools; default those of the directory's PG_VERSION.
+pub fn stop(dir: &Path, bin: Option<&Path>) {
+    let Ok(owner) = fs::metadata(dir.join("PG_VERSION")) else {
+        return;
+    };
+    let bin = bin.map(Path::to_path_buf).or_else(|| {
+        fs::read_to_string(dir.join("PG_VERSION"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .and_then(debian_bin_dir)
+    });
+    let _ = as_owner(bin.as_deref(), "pg_ctl", &owner)
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "fast", "-w", "stop"])
+        .stdin(Stdio::null())
+        .output();
 }
 
 /// A server tool run as the data directory's owner (PostgreSQL refuses to run as root).

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod collection;
+pub mod connector;
 pub mod points;
 pub mod restore;
 pub mod verify;
@@ -146,10 +147,7 @@ impl QdrantSource {
 
 impl Source for QdrantSource {
     fn info(&self) -> SourceInfo {
-        SourceInfo {
-            name: self.name.clone(),
-            kind: "qdrant".into(),
-        }
+        SourceInfo::new(&self.name, crate::connectors::Kind::Qdrant)
     }
 
     fn paths(&self) -> Vec<String> {

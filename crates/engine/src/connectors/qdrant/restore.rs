@@ -36,8 +36,11 @@ const BATCH_BYTES: usize = 4 << 20;
 pub struct RestoreOptions {
     /// Collections to restore (empty: every one in the snapshot).
     pub collections: Vec<String>,
-    /// The name to restore a single collection as (default `<name>__restored`).
+    /// The name to restore a single collection as (default `<name>` + `suffix`).
     pub target_collection: Option<String>,
+    /// Appended to each collection's name to name its copy ([`RESTORED_SUFFIX`] for a
+    /// restore; a sandbox's own for a sandbox).
+    pub suffix: String,
     /// Overwrite a target collection that exists.
     pub replace: bool,
     /// Which capture to restore from when the snapshot has both (default: the server snapshot).
@@ -137,7 +140,7 @@ fn plan<'a>(
         let target = opts
             .target_collection
             .clone()
-            .unwrap_or_else(|| format!("{}{RESTORED_SUFFIX}", f.name));
+            .unwrap_or_else(|| format!("{}{}", f.name, opts.suffix));
         let exists = collection::exists(client, &target)?;
         if exists && !opts.replace {
             taken.push(target.clone());

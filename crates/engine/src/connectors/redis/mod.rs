@@ -10,6 +10,7 @@
 //! ```
 //! and a `redis` fact with the server version and, per database, the keys by type.
 
+pub mod connector;
 pub mod encodings;
 pub mod rdb;
 pub mod resp;
@@ -179,10 +180,7 @@ fn config_get(c: &mut resp::Conn, key: &str) -> Option<String> {
 
 impl Source for RedisSource {
     fn info(&self) -> SourceInfo {
-        SourceInfo {
-            name: self.name.clone(),
-            kind: "redis".into(),
-        }
+        SourceInfo::new(&self.name, crate::connectors::Kind::Redis)
     }
 
     fn paths(&self) -> Vec<String> {

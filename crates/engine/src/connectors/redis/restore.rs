@@ -14,6 +14,7 @@ use super::server::RedisServer;
 use super::verify::{verify, Expected, Sampler, VerifyReport};
 use super::{Census, RedisFacts, RDB_PATH};
 use crate::connectors::free_port;
+use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
@@ -409,6 +410,7 @@ pub fn sandbox(
         .prefix("bulwark-redis-sandbox-")
         .tempdir_in(work)
         .with_context(|| format!("creating a sandbox directory in {}", work.display()))?;
+    let _removed = Throwaway::dir(dir.path());
     let started = Instant::now();
     let opts = DirOptions {
         target: dir.path().to_path_buf(),
@@ -422,9 +424,13 @@ pub fn sandbox(
     let loading = Instant::now();
     progress.send(Progress::Phase("starting the sandbox server".into()));
     let server = RedisServer::start(dir.path(), free_port()?, &[], false)?;
+    let stopped = server.pid().map(Throwaway::process);
     let load_secs = loading.elapsed().as_secs_f64();
     let ready_secs = started.elapsed().as_secs_f64();
     let verify = check_loaded(&server, dir.path(), &facts, &opts)?;
+    if let Some(s) = stopped {
+        s.disarm();
+    }
     drop(server);
     Ok(SandboxReport {
         keys: facts.census.keys(),

@@ -136,6 +136,11 @@ impl RedisServer {
         }
     }
 
+    /// The server's process id, while we have it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Stops the server (without saving, unless `extra` configured saving).
     pub fn stop(&mut self) {
         // A signal to our own process, not SHUTDOWN to the port, which may be someone

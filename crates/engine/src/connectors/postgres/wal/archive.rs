@@ -89,7 +89,7 @@ impl<'a> WalArchive<'a> {
     /// or a damaged file), and nothing is overwritten.
     pub fn push_file(&self, name: &str, content: &[u8]) -> Result<Pushed> {
         let object = object_name(&self.source, name)?;
-        match self.repo.store().read(ObjectKind::Wal, &object) {
+        match self.repo.store().read(ObjectKind::Log, &object) {
             Ok(sealed) => {
                 let archived = self.unseal(name, &sealed)?;
                 if archived == content {
@@ -107,14 +107,14 @@ impl<'a> WalArchive<'a> {
             Err(e) => return Err(e),
         }
         let sealed = self.seal(name, content)?;
-        self.repo.store().write(ObjectKind::Wal, &object, &sealed)?;
+        self.repo.store().write(ObjectKind::Log, &object, &sealed)?;
         Ok(Pushed::Stored)
     }
 
     /// The content of an archived WAL file, or None if the archive does not have it.
     pub fn fetch_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let object = object_name(&self.source, name)?;
-        match self.repo.store().read(ObjectKind::Wal, &object) {
+        match self.repo.store().read(ObjectKind::Log, &object) {
             Ok(sealed) => self
                 .unseal(name, &sealed)
                 .map(Some)
@@ -129,7 +129,7 @@ impl<'a> WalArchive<'a> {
         Ok(self
             .repo
             .store()
-            .list_under(ObjectKind::Wal, &format!("{}/", self.source))?
+            .list_under(ObjectKind::Log, &format!("{}/", self.source))?
             .into_iter()
             .filter(|l| wal_kind(&l.name).is_some())
             .map(|l| (l.name, l.size))
@@ -139,13 +139,13 @@ impl<'a> WalArchive<'a> {
     pub fn delete(&self, name: &str) -> Result<()> {
         self.repo
             .store()
-            .delete(ObjectKind::Wal, &object_name(&self.source, name)?)
+            .delete(ObjectKind::Log, &object_name(&self.source, name)?)
     }
 
     pub fn modified(&self, name: &str) -> Result<Option<jiff::Timestamp>> {
         self.repo
             .store()
-            .modified(ObjectKind::Wal, &object_name(&self.source, name)?)
+            .modified(ObjectKind::Log, &object_name(&self.source, name)?)
     }
 
     /// The segment size, from the header of the first of `names` (segments, in order) that

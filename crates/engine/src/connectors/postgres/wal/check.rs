@@ -7,11 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
-
 use super::timeline::{ArchiveMap, Chain, ChainEnd, Lsn};
 use super::{parallel, segment_number, wal_kind, WalArchive, WalKind};
 use crate::check::ReadData;
+use crate::connectors::interface::{LogCheck, LogSourceCheck};
 use crate::connectors::postgres::PgFacts;
 use crate::error::Result;
 use crate::id::SnapshotId;
@@ -19,24 +18,6 @@ use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::store::ObjectKind;
-
-#[derive(Debug, Default, Serialize)]
-pub struct SourceCheck {
-    pub source: String,
-    pub files: usize,
-    pub base_backups: usize,
-    pub files_read: usize,
-    pub bytes_read: u64,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct WalCheck {
-    pub sources: Vec<SourceCheck>,
-    pub errors: Vec<String>,
-    pub notes: Vec<String>,
-    /// Per base backup, what in the archive breaks its recovery.
-    pub affected: BTreeMap<SnapshotId, Vec<String>>,
-}
 
 /// A base backup of the source being checked, and the WAL its recovery reads.
 struct Base {
@@ -76,7 +57,7 @@ pub fn check_archives(
     snapshots: &[(SnapshotId, Snapshot)],
     read: ReadData,
     progress: &Reporter,
-) -> Result<WalCheck> {
+) -> Result<LogCheck> {
     let mut bases: BTreeMap<String, Vec<Base>> = BTreeMap::new();
     for (id, snap) in snapshots {
         let Some(base) = PgFacts::of(snap).ok().and_then(|f| f.physical) else {
@@ -92,11 +73,11 @@ pub fn check_archives(
     }
     let mut sources: BTreeSet<String> = repo
         .store()
-        .list_dirs(ObjectKind::Wal)?
+        .list_dirs(ObjectKind::Log)?
         .into_iter()
         .collect();
     sources.extend(bases.keys().cloned());
-    let mut out = WalCheck::default();
+    let mut out = LogCheck::default();
     for source in sources {
         progress.send(Progress::Phase(format!("checking WAL archive of {source}")));
         let mut these = bases.remove(&source).unwrap_or_default();
@@ -111,9 +92,9 @@ fn check_source(
     bases: &mut [Base],
     read: ReadData,
     progress: &Reporter,
-    out: &mut WalCheck,
+    out: &mut LogCheck,
 ) {
-    let mut summary = SourceCheck {
+    let mut summary = LogSourceCheck {
         source: source.to_string(),
         base_backups: bases.len(),
         ..Default::default()
@@ -155,7 +136,7 @@ fn check_chains(
     map: &ArchiveMap,
     bases: &mut [Base],
     prefix: &str,
-    out: &mut WalCheck,
+    out: &mut LogCheck,
 ) -> BTreeSet<String> {
     let mut in_chains: BTreeSet<String> = BTreeSet::new();
     for base in bases.iter_mut() {
@@ -214,7 +195,7 @@ fn note_unneeded_gaps(
     map: &ArchiveMap,
     in_chains: &BTreeSet<String>,
     prefix: &str,
-    out: &mut WalCheck,
+    out: &mut LogCheck,
 ) {
     for (tli, numbers) in &map.segments {
         let numbers: Vec<u64> = numbers.iter().copied().collect();
@@ -240,7 +221,7 @@ fn read_back(
     read: ReadData,
     progress: &Reporter,
     prefix: &str,
-    out: &mut WalCheck,
+    out: &mut LogCheck,
 ) -> (usize, u64) {
     let mut names: Vec<&String> = map.files.keys().collect();
     match read {

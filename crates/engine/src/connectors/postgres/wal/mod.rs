@@ -19,13 +19,56 @@ mod status;
 pub mod timeline;
 
 pub use archive::{Pushed, WalArchive};
-pub use check::{check_archives, SourceCheck, WalCheck};
-pub use retention::{copy_needed, expire, oldest_needed, WalExpiry};
+pub use check::check_archives;
+pub use retention::{copy_needed, expire, oldest_needed};
 pub use spool::{fetch, fetch_read_ahead, push, pushed_before, PushReport, Spool};
 pub use status::{status, wal_age_secs, ArchiveStatus, TimelineStatus};
 pub use timeline::{ArchiveMap, Chain, ChainEnd, Lsn};
 
+/// The WAL archive as the log archive of PostgreSQL sources, for the core verbs.
+pub struct WalLog;
+
+impl LogArchive for WalLog {
+    fn name(&self) -> &'static str {
+        "wal"
+    }
+
+    fn expire(
+        &self,
+        repo: &Repository,
+        kept: &[(SnapshotId, Snapshot)],
+        dry_run: bool,
+    ) -> Result<Vec<LogExpiry>> {
+        expire(repo, kept, dry_run)
+    }
+
+    fn copy(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        snapshots: &[(SnapshotId, Snapshot)],
+    ) -> Result<LogCopy> {
+        copy_needed(src, dst, snapshots)
+    }
+
+    fn check(
+        &self,
+        repo: &Repository,
+        snapshots: &[(SnapshotId, Snapshot)],
+        read: ReadData,
+        progress: &Reporter,
+    ) -> Result<LogCheck> {
+        check_archives(repo, snapshots, read, progress)
+    }
+}
+
+use crate::check::ReadData;
+use crate::connectors::interface::{LogArchive, LogCheck, LogCopy, LogExpiry};
 use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::progress::Reporter;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
 
 /// What kind of WAL file a name is; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::{position, WalArchive};
+use crate::connectors::interface::{LogCopy, LogExpiry};
 use crate::connectors::postgres::PgFacts;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::id::SnapshotId;
@@ -39,16 +38,6 @@ pub fn oldest_needed(snapshots: &[(SnapshotId, Snapshot)]) -> Result<BTreeMap<St
     Ok(out)
 }
 
-/// What WAL retention removed (or would remove) from one source's archive.
-#[derive(Debug, Clone, Serialize)]
-pub struct WalExpiry {
-    pub source: String,
-    /// Files before this log position (log and segment number) went; all later ones stay.
-    pub kept_from: String,
-    pub files_deleted: usize,
-    pub bytes_freed: u64,
-}
-
 /// WAL retention: for every source with a base backup among `kept`, deletes the archived WAL
 /// older than the oldest such base backup. A source with no kept base backup keeps all of its
 /// WAL: without a base nothing proves which WAL is unneeded. Oldest first, so an interruption
@@ -57,7 +46,7 @@ pub fn expire(
     repo: &Repository,
     kept: &[(SnapshotId, Snapshot)],
     dry_run: bool,
-) -> Result<Vec<WalExpiry>> {
+) -> Result<Vec<LogExpiry>> {
     let mut out = Vec::new();
     for (source, kept_from) in oldest_needed(kept)? {
         let archive = WalArchive::new(repo, &source)?;
@@ -71,7 +60,7 @@ pub fn expire(
                 archive.delete(name)?;
             }
         }
-        out.push(WalExpiry {
+        out.push(LogExpiry {
             source,
             kept_from,
             files_deleted: old.len(),
@@ -83,13 +72,13 @@ pub fn expire(
 
 /// Copies the WAL the base backups in `snapshots` need (from each one's start onwards, plus
 /// every timeline history) into `dst`, sealed with its key. Files `dst` already has are
-/// skipped, so a copy interrupted or repeated completes the archive. Returns files and bytes.
+/// skipped, so a copy interrupted or repeated completes the archive.
 pub fn copy_needed(
     src: &Repository,
     dst: &Repository,
     snapshots: &[(SnapshotId, Snapshot)],
-) -> Result<(usize, u64)> {
-    let (mut files, mut bytes) = (0, 0);
+) -> Result<LogCopy> {
+    let mut copied = LogCopy::default();
     for (source, from) in oldest_needed(snapshots)? {
         let (from_archive, to_archive) = (
             WalArchive::new(src, &source)?,
@@ -107,9 +96,9 @@ pub fn copy_needed(
                 )
             })?;
             to_archive.push_file(&name, &content)?;
-            files += 1;
-            bytes += content.len() as u64;
+            copied.files_copied += 1;
+            copied.bytes_copied += content.len() as u64;
         }
     }
-    Ok((files, bytes))
+    Ok(copied)
 }

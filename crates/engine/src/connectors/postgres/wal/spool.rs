@@ -153,7 +153,7 @@ pub fn pushed_before(store: &Store, spool: &Spool, source: &str, path: &Path) ->
     let name = file_name(path)?;
     let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if spool.was_pushed(&name, &content)
-        && store.exists(ObjectKind::Wal, &object_name(source, &name)?)?
+        && store.exists(ObjectKind::Log, &object_name(source, &name)?)?
     {
         spool.unmark(&name);
         return Ok(true);

@@ -5,76 +5,26 @@
 //! sorted by name, which is the item stream's order and lets the writer reuse unchanged files
 //! from the parent snapshot without reading them.
 
+pub mod connector;
+
+pub use connector::FilesConnector;
+
 use std::collections::HashSet;
 use std::fs::{self, Metadata};
 use std::io::Cursor;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::config::validate_syntax;
+use crate::connectors::Kind;
 use crate::error::{Error, ErrorKind, Result};
+use crate::filter::PathFilter;
 use crate::items::{Item, ItemKind};
 use crate::snapshot::SourceInfo;
 
 /// Config files larger than this are backed up but not syntax-checked.
 const MAX_VALIDATED_SIZE: u64 = 16 * 1024 * 1024;
-
-/// Glob patterns, matched against the whole stored path (`srv/app/x.log`) or, for patterns
-/// without a '/', against the file name alone.
-#[derive(Clone)]
-pub struct PathFilter {
-    full: GlobSet,
-    name: GlobSet,
-    empty: bool,
-}
-
-impl PathFilter {
-    pub fn new(patterns: &[String]) -> Result<Self> {
-        let (mut full, mut name) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        for p in patterns {
-            let trimmed = p.trim_start_matches('/');
-            let glob = Glob::new(trimmed)
-                .map_err(|e| Error::invalid(format!("bad pattern '{p}': {e}")))?;
-            if trimmed.contains('/') {
-                full.add(glob);
-            } else {
-                name.add(glob);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .map_err(|e| Error::invalid(format!("bad patterns: {e}")))
-        };
-        Ok(Self {
-            full: build(full)?,
-            name: build(name)?,
-            empty: patterns.is_empty(),
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.empty
-    }
-
-    /// Whether the path, or one of its parent directories, matches.
-    pub fn matches(&self, path: &str) -> bool {
-        let mut prefix_end = path.len();
-        loop {
-            let p = &path[..prefix_end];
-            let name = p.rsplit('/').next().unwrap_or(p);
-            if self.full.is_match(p) || self.name.is_match(name) {
-                return true;
-            }
-            match p.rfind('/') {
-                Some(i) => prefix_end = i,
-                None => return false,
-            }
-        }
-    }
-}
 
 pub struct FilesSource {
     info: SourceInfo,
@@ -85,10 +35,10 @@ pub struct FilesSource {
 }
 
 impl FilesSource {
-    /// `kind` is "files" or "config"; config sources check each YAML/JSON/TOML file's syntax.
+    /// `kind` is files or config; config sources check each YAML/JSON/TOML file's syntax.
     pub fn new(
         name: &str,
-        kind: &str,
+        kind: Kind,
         roots: &[PathBuf],
         include: &[String],
         exclude: &[String],
@@ -118,14 +68,11 @@ impl FilesSource {
             }
         }
         Ok(Self {
-            info: SourceInfo {
-                name: name.to_string(),
-                kind: kind.to_string(),
-            },
+            info: SourceInfo::new(name, kind),
             roots: kept,
             include: PathFilter::new(include)?,
             exclude: PathFilter::new(exclude)?,
-            validate: kind == "config",
+            validate: kind == Kind::Config,
         })
     }
 
@@ -271,23 +218,4 @@ pub fn item_from(path: &str, kind: ItemKind, meta: &Metadata) -> Item {
         item.size = meta.len();
     }
     item
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filter_matches_names_paths_and_parents() {
-        let f = PathFilter::new(&["*.log".into(), "srv/cache/**".into(), "/srv/tmp".into()])
-            .expect("valid");
-        assert!(f.matches("srv/app/x.log"));
-        assert!(f.matches("srv/cache/a/b"));
-        assert!(
-            f.matches("srv/tmp/inside/file"),
-            "a matching parent covers its contents"
-        );
-        assert!(!f.matches("srv/app/x.txt"));
-        assert!(PathFilter::new(&["[".into()]).is_err());
-    }
 }

@@ -1,0 +1,130 @@
+//! Throwaways: the servers, directories and collections a sandbox restore creates. Each one is
+//! registered while it lives, so that an interrupted process removes it too (the application's
+//! signal handler calls [`remove_all`]); on every other path dropping its guard removes it.
+//! This is process-wide state on purpose: a signal arrives for the process, not for a call.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+type Cleanup = Box<dyn FnOnce() + Send>;
+
+static LIVE: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Something throwaway that exists while this guard does.
+#[must_use = "the throwaway is removed when the guard is dropped"]
+pub struct Throwaway {
+    id: u64,
+}
+
+impl Throwaway {
+    pub fn new(cleanup: impl FnOnce() + Send + 'static) -> Self {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        live().push((id, Box::new(cleanup)));
+        Self { id }
+    }
+
+    /// A directory, removed with everything in it.
+    pub fn dir(path: &Path) -> Self {
+        let path: PathBuf = path.to_path_buf();
+        Self::new(move || {
+            let _ = std::fs::remove_dir_all(&path);
+        })
+    }
+
+    /// A process we started: asked to stop (SIGTERM), killed if it has not within 10 s.
+    pub fn process(pid: u32) -> Self {
+        Self::new(move || stop_process(pid))
+    }
+}
+
+impl Throwaway {
+    /// Forgets the throwaway without removing it: its owner has removed it already (a
+    /// process reaped by its owner must not be signalled again: its pid may be reused).
+    pub fn disarm(self) {
+        drop(self.take());
+        std::mem::forget(self);
+    }
+
+    fn take(&self) -> Option<Cleanup> {
+        let mut live = live();
+        live.iter()
+            .position(|(id, _)| *id == self.id)
+            .map(|i| live.remove(i).1)
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.take() {
+            cleanup();
+        }
+    }
+}
+
+/// Removes every throwaway still alive, newest first (a server before its directory).
+/// Returns how many there were.
+pub fn remove_all() -> usize {
+    let all: Vec<(u64, Cleanup)> = std::mem::take(&mut *live());
+    let n = all.len();
+    for (_, cleanup) in all.into_iter().rev() {
+        cleanup();
+    }
+    n
+}
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(u64, Cleanup)>> {
+    // A cleanup that panicked cannot leave the list inconsistent: entries are removed
+    // before they run.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn stop_process(pid: u32) {
+    let pid = pid as libc::pid_t;
+    let alive = || {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    };
+    // SAFETY: kill(2) on a process this program started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        reap(pid);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reap(pid);
+    }
+}
+
+/// Reaps the process if it is our child and has exited, so `kill(pid, 0)` stops seeing it.
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: WNOHANG never blocks; a pid that is not our child just fails.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_and_interrupted_throwaways_are_removed() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (base.path().join("a"), base.path().join("b"));
+        std::fs::create_dir(&a).expect("a");
+        std::fs::create_dir(&b).expect("b");
+        let guard_a = Throwaway::dir(&a);
+        let guard_b = Throwaway::dir(&b);
+        drop(guard_a);
+        assert!(!a.exists());
+        assert!(b.exists());
+        assert!(remove_all() >= 1);
+        assert!(!b.exists());
+        drop(guard_b);
+    }
+}
