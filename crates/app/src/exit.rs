@@ -132,3 +132,19 @@ fn show(err: &anyhow::Error, json: bool, code: u8, hint: Option<&str>) -> ExitCo
     }
     ExitCode::from(code)
 }
+
+/// Exit status after Ctrl-C or SIGTERM.
+pub const INTERRUPTED: u8 = 130;
+
+/// From here on a Ctrl-C or SIGTERM first removes what sandboxes this process created (a
+/// server, its directory, drill collections), then exits 130. Only commands that create
+/// sandboxes set it: wal-fetch must keep the default, which PostgreSQL tells apart from failure.
+pub fn remove_sandboxes_on_interrupt() {
+    let _ = ctrlc::set_handler(|| {
+        let removed = engine::connectors::sandbox::remove_all();
+        if removed > 0 {
+            eprintln!("interrupted: removed {removed} sandbox resource(s)");
+        }
+        std::process::exit(INTERRUPTED.into());
+    });
+}

@@ -31,6 +31,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
         progress: view.reporter(),
     };
     let restored = if args.sandbox {
+        crate::exit::remove_sandboxes_on_interrupt();
         interface::sandbox(&input, &req)
     } else {
         interface::restore(&input, &req)

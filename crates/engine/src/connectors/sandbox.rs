@@ -26,11 +26,18 @@ impl Throwaway {
         Self { id }
     }
 
-    /// A directory, removed with everything in it.
+    /// A directory, removed with everything in it. On an interrupt the restore's threads
+    /// may still be creating entries while it goes, so removal is retried until it holds.
     pub fn dir(path: &Path) -> Self {
         let path: PathBuf = path.to_path_buf();
         Self::new(move || {
-            let _ = std::fs::remove_dir_all(&path);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir_all(&path).is_err()
+                && path.exists()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         })
     }
 

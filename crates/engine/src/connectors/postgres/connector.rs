@@ -204,6 +204,12 @@ impl Connector for PostgresConnector {
                 format!("creating a sandbox directory in {}", req.scratch.display())
             })?;
         let _removed = Throwaway::dir(dir.path());
+        // The server runs as the owner of the restored files, who must reach the data dir.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .with_context(|| format!("opening {} to the server's user", dir.path().display()))?;
         recover(input, req, &opts, &dir.path().join("data"), true)
     }
 

@@ -1,0 +1,230 @@
+//! Sandboxes: a restore into something throwaway, verified, then removed, whether the
+//! verification passed, failed, or the run was interrupted. Real files, a real redis-server and
+//! a real PostgreSQL recovery; "removed" is checked by looking at the scratch directory.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_archived};
+use common::redis::Redis;
+use common::{pseudo_random, write_sample_tree, Env};
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_files_sandbox_is_verified_item_by_item_and_removed() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_sample_tree(&data);
+    env.init();
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    let r = env
+        .ok(&[
+            "--json",
+            "restore",
+            "--sandbox",
+            "--spool-dir",
+            scratch.to_str().expect("utf8"),
+        ])
+        .json();
+    let outcome = &r["outcome"];
+    assert_eq!(outcome["sandbox"], true, "{r}");
+    assert_eq!(outcome["kind"], "files", "{r}");
+    let checked = outcome["verdict"]["checked"].as_u64().expect("checked");
+    assert!(checked >= 5, "every item is compared: {r}");
+    assert_eq!(
+        outcome["verdict"]["mismatches"],
+        serde_json::json!([]),
+        "{r}"
+    );
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+}
+
+#[test]
+fn an_interrupted_files_sandbox_is_removed() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir(&data).expect("data");
+    for i in 0..160u64 {
+        std::fs::write(data.join(format!("f{i:03}")), pseudo_random(1 << 20, i)).expect("write");
+    }
+    env.init();
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    let mut child = env
+        .command()
+        .args(["restore", "--sandbox", "--spool-dir"])
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    // Interrupted once the sandbox holds restored data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let filled = entries(&scratch)
+            .iter()
+            .any(|d| !entries(&scratch.join(d)).is_empty());
+        if filled || Instant::now() > deadline {
+            break filled;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(started, "the sandbox never filled");
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+}
+
+#[test]
+fn a_redis_sandbox_that_loads_other_data_fails_verification_and_is_removed() {
+    let Some(src) = Redis::start(&[]) else {
+        return;
+    };
+    for i in 0..50 {
+        src.cli(&["SET", &format!("key:{i}"), &format!("value {i}")]);
+    }
+    // Another server's RDB: what a restore path that wrote the wrong bytes would load.
+    let other = Redis::start(&[]).expect("second server");
+    other.cli(&["SET", "intruder", "x"]);
+    other.cli(&["SAVE"]);
+    let other_rdb = other.dir.path().join("dump.rdb");
+
+    let mut env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            src.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+
+    // A good sandbox first: verified and removed.
+    let good = env
+        .ok(&[
+            "--json",
+            "restore",
+            "--sandbox",
+            "--spool-dir",
+            scratch.to_str().expect("utf8"),
+        ])
+        .json();
+    assert_eq!(
+        good["outcome"]["verdict"]["mismatches"],
+        serde_json::json!([]),
+        "{good}"
+    );
+    assert_eq!(good["outcome"]["items"], 50, "{good}");
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+
+    let wrapper = env.path("redis-server-swapping-rdb");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprev=\"\"\nfor a in \"$@\"; do [ \"$prev\" = \"--dir\" ] && dir=\"$a\"; prev=\"$a\"; done\ncp '{}' \"$dir/dump.rdb\"\nexec redis-server \"$@\"\n",
+            other_rdb.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
+    let bad = env.run(&[
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        scratch.to_str().expect("utf8"),
+    ]);
+    assert_eq!(bad.code, 7, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(bad.stdout.contains("MISMATCH"), "{}", bad.stdout);
+    assert!(
+        bad.stderr.contains("differs from the backup"),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+}
+
+#[test]
+fn a_postgres_sandbox_recovers_the_base_backup_and_is_removed() {
+    let env = Env::new();
+    let Some(pg) = archiving_server(&env) else {
+        return;
+    };
+    insert(&pg, pg.port, 1, 1000);
+    env.ok(&["backup"]);
+    insert(&pg, pg.port, 1001, 1500);
+    switch_and_wait_archived(&pg, pg.port);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    chown_postgres(env.dir.path());
+    let r = env.run(&[
+        "--repo",
+        "main",
+        "--json",
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        scratch.to_str().expect("utf8"),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let out = r.json();
+    assert_eq!(out["outcome"]["sandbox"], true, "{out}");
+    assert_eq!(out["outcome"]["verdict"]["checked"], 1, "{out}");
+    assert!(
+        out["outcome"]["timings"]["ready_secs"].as_f64().is_some(),
+        "{out}"
+    );
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", "bulwark-pg-sandbox"])
+        .output()
+        .expect("pgrep");
+    assert!(!running.status.success(), "a sandbox server still runs");
+}
