@@ -69,7 +69,7 @@ fn an_interrupted_files_sandbox_is_removed() {
     env.ok(&["backup", data.to_str().expect("utf8")]);
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
-    let mut child = env
+    let child = env
         .command()
         .args(["restore", "--sandbox", "--spool-dir"])
         .arg(&scratch)
