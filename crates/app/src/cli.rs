@@ -72,6 +72,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Remove stale locks left by crashed processes.
     Unlock(UnlockArgs),
+    /// Probe the configured sources: reachable, version, role, warnings, and the newest
+    /// point each can be recovered to from the repository.
+    Health(HealthArgs),
     /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -82,6 +85,12 @@ pub enum Command {
     /// The PostgreSQL WAL archive.
     #[command(subcommand)]
     Wal(WalCommand),
+}
+
+#[derive(Args)]
+pub struct HealthArgs {
+    /// Configured sources to probe (default: all).
+    pub sources: Vec<String>,
 }
 
 #[derive(Args)]

@@ -27,6 +27,8 @@ pub enum Status {
     Damaged,
     /// Restored, but the data does not match the figures recorded at backup time.
     Mismatch,
+    /// Finished, and what it checked is failing (a source that cannot be reached).
+    Failed,
 }
 
 impl From<Status> for ExitCode {
@@ -36,6 +38,7 @@ impl From<Status> for ExitCode {
             Status::Partial => PARTIAL,
             Status::Damaged => DAMAGED,
             Status::Mismatch => MISMATCH,
+            Status::Failed => FAILED,
         })
     }
 }

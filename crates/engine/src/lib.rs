@@ -22,6 +22,7 @@ pub mod lock;
 pub mod pack;
 pub mod progress;
 pub mod prune;
+pub mod recovery;
 pub mod repair;
 pub mod repo;
 pub mod restore;

@@ -5,6 +5,7 @@ mod check;
 mod copy;
 mod diff;
 mod forget;
+mod health;
 mod history;
 mod init;
 mod key;
@@ -39,6 +40,7 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::History(a) => history::run(ctx, a),
         Command::Unlock(a) => unlock::run(ctx, a),
+        Command::Health(a) => health::run(ctx, a),
         Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

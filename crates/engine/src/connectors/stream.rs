@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::files::connector::{restore_tree, tree_sandbox};
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Kind, RestoreInput, RestoreRequest, Restored,
-    Section,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, RestoreInput, RestoreRequest,
+    Restored, Section,
 };
 use crate::connectors::process::Child;
 use crate::error::{Error, Result};
@@ -160,6 +160,32 @@ impl Datastore for CommandDatastore {
 
     fn kind(&self) -> Kind {
         Kind::Stream
+    }
+
+    /// Whether the command's program can be found (the command itself is not run).
+    fn health(&self) -> Health {
+        let program = self
+            .settings
+            .command
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let found = if program.contains('/') {
+            std::path::Path::new(&program).exists()
+        } else {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|d| d.join(&program).is_file())
+            })
+        };
+        let mut h = Health {
+            reachable: found,
+            ..Health::default()
+        };
+        if !found {
+            h.error = Some(format!("`{program}` is not found on PATH"));
+        }
+        h
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::FilesSource;
 use crate::backup::Source;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Kind, Mismatch, RestoreInput, RestoreOutcome,
-    RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, RestoreInput,
+    RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
@@ -100,12 +100,54 @@ impl Datastore for FilesDatastore {
         self.kind
     }
 
+    /// Each path present, and the free space of the filesystem holding it.
+    fn health(&self) -> Health {
+        let mut h = Health {
+            reachable: true,
+            ..Health::default()
+        };
+        let mut free = std::collections::BTreeMap::new();
+        for p in &self.settings.paths {
+            if !p.exists() {
+                h.reachable = false;
+                h.warnings.push(format!("{} does not exist", p.display()));
+                continue;
+            }
+            if let Some((avail, total)) = free_space(p) {
+                free.insert(p.display().to_string(), avail);
+                if total > 0 && avail * 10 < total {
+                    h.warnings.push(format!(
+                        "the filesystem holding {} has {} free ({}%)",
+                        p.display(),
+                        crate::stats::human_bytes(avail),
+                        avail * 100 / total
+                    ));
+                }
+            }
+        }
+        h.detail("free_bytes", free);
+        h
+    }
+
     fn source(&self) -> Result<Box<dyn Source>> {
         let s = &self.settings;
         Ok(Box::new(FilesSource::new(
             &self.name, self.kind, &s.paths, &s.include, &s.exclude,
         )?))
     }
+}
+
+/// Bytes available to unprivileged users and the size of the filesystem holding `path`.
+fn free_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass and reads the C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frsize = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
 }
 
 /// Restores a snapshot's items into a temporary directory under the scratch space, verifies

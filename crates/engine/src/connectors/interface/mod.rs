@@ -4,6 +4,7 @@
 //! of that kind.
 
 mod fields;
+mod health;
 mod log_archive;
 mod outcome;
 mod secret;
@@ -11,6 +12,7 @@ mod secret;
 use std::path::{Path, PathBuf};
 
 pub use fields::fields_of;
+pub use health::{newest_snapshot, Health, RecoveryPoint};
 pub use log_archive::{log_archives, LogArchive, LogCheck, LogCopy, LogExpiry, LogSourceCheck};
 pub use outcome::{Mismatch, RestoreOutcome, Restored, Timings, Verdict};
 pub use secret::read_secret;
@@ -47,6 +49,17 @@ pub trait Connector: Sync {
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         None
     }
+
+    /// The newest moment `source` can be recovered to from this repository: by default its
+    /// newest complete snapshot; a kind with a log archive reaches further.
+    fn recovery_point(
+        &self,
+        _repo: &Repository,
+        snapshots: &Snapshots,
+        source: &str,
+    ) -> Result<Option<RecoveryPoint>> {
+        Ok(newest_snapshot(snapshots, source))
+    }
 }
 
 /// One configured source.
@@ -55,6 +68,8 @@ pub trait Datastore: Send + Sync {
     fn kind(&self) -> Kind;
     /// What a backup run reads from; a new one per run.
     fn source(&self) -> Result<Box<dyn Source>>;
+    /// Probes the datastore now: reachable, version, role, and what needs attention.
+    fn health(&self) -> Health;
 }
 
 /// A `[sources.NAME]` section as written, with the directory relative paths start from.

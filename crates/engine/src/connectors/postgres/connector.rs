@@ -11,12 +11,15 @@ use super::pitr::{self, PitrOptions, PitrReport, RecoveryTarget};
 use super::verify::TableStats;
 use super::{pitr_check, Mode, PgConn, PgFacts, PgSettings, PostgresSource, Verify};
 use crate::backup::Source;
+use crate::catalog::Snapshots;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Kind, LogArchive, Mismatch,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, LogArchive, Mismatch,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
+use crate::connectors::interface::{newest_snapshot, RecoveryPoint};
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
+use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::stats::human_bytes;
 
@@ -216,6 +219,44 @@ impl Connector for PostgresConnector {
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         Some(&super::wal::WalLog)
     }
+
+    /// The newest snapshot, or, when a base backup of the source exists, the moment the
+    /// newest WAL segment was archived with no gap after that base: what replaying the
+    /// archive reaches.
+    fn recovery_point(
+        &self,
+        repo: &Repository,
+        snapshots: &Snapshots,
+        source: &str,
+    ) -> Result<Option<RecoveryPoint>> {
+        let by_snapshot = newest_snapshot(snapshots, source);
+        let base = snapshots
+            .list
+            .iter()
+            .filter(|(_, s)| s.source.name == source && has_base(s))
+            .max_by_key(|(_, s)| s.time);
+        let Some((id, snap)) = base else {
+            return Ok(by_snapshot);
+        };
+        let wal_source = PgFacts::of(snap)?
+            .physical
+            .map(|p| p.wal_source)
+            .unwrap_or_else(|| source.to_string());
+        let status = super::wal::status(&super::wal::WalArchive::new(repo, &wal_source)?)?;
+        let gapless = status.timelines.iter().all(|t| t.gaps.is_empty());
+        let by_wal = match (status.newest_archived, gapless) {
+            (Some(t), true) if t > snap.time => Some(RecoveryPoint {
+                time: t,
+                snapshot: *id,
+                via: "wal".into(),
+            }),
+            _ => None,
+        };
+        Ok([by_snapshot, by_wal]
+            .into_iter()
+            .flatten()
+            .max_by_key(|p| p.time))
+    }
 }
 
 impl Datastore for PostgresDatastore {
@@ -225,6 +266,67 @@ impl Datastore for PostgresDatastore {
 
     fn kind(&self) -> Kind {
         Kind::Postgres
+    }
+
+    /// Version, role (primary or replica), and the archiver: failures since the last success
+    /// and the age of the last archived segment.
+    fn health(&self) -> Health {
+        let probe = || -> Result<Health> {
+            let conn = self.settings.conn(&self.name)?;
+            let v: serde_json::Value = conn.query(
+                &conn.maintenance_db,
+                "SELECT json_build_object(\
+                   'version', current_setting('server_version'), \
+                   'in_recovery', pg_is_in_recovery(), \
+                   'archive_mode', current_setting('archive_mode'), \
+                   'archived_count', archived_count, 'failed_count', failed_count, \
+                   'last_archived_wal', last_archived_wal, \
+                   'last_archived_age_secs', extract(epoch FROM now() - last_archived_time), \
+                   'last_failed_wal', last_failed_wal, 'last_failed_time', last_failed_time, \
+                   'failing', coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)) \
+                 FROM pg_stat_archiver",
+            )?;
+            let mut h = Health {
+                reachable: true,
+                version: v["version"].as_str().map(str::to_string),
+                role: Some(
+                    if v["in_recovery"] == true {
+                        "replica"
+                    } else {
+                        "primary"
+                    }
+                    .into(),
+                ),
+                ..Health::default()
+            };
+            if v["failing"] == true {
+                h.warnings.push(format!(
+                    "WAL archiving is failing: {} failed at {} and nothing was archived since",
+                    v["last_failed_wal"].as_str().unwrap_or("?"),
+                    v["last_failed_time"].as_str().unwrap_or("?")
+                ));
+            }
+            let archiving = v["archive_mode"].as_str().is_some_and(|m| m != "off");
+            if archiving
+                && v["archived_count"] == 0
+                && self.settings.modes.contains(&Mode::Physical)
+            {
+                h.warnings
+                    .push("archive_mode is on but no WAL segment was archived yet".into());
+            }
+            for key in [
+                "archive_mode",
+                "archived_count",
+                "failed_count",
+                "last_archived_wal",
+                "last_archived_age_secs",
+                "last_failed_wal",
+            ] {
+                h.detail(key, &v[key]);
+            }
+            Ok(h)
+        };
+        probe().unwrap_or_else(Health::unreachable)
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

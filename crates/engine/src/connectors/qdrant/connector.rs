@@ -12,8 +12,8 @@ use super::verify::{VerifyReport, SAMPLE_POINTS, SAMPLE_QUERIES};
 use super::{Mode, QdrantFacts, QdrantSettings, QdrantSource};
 use crate::backup::Source;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Kind, Mismatch, RestoreInput,
-    RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
+    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result};
@@ -214,6 +214,43 @@ impl Datastore for QdrantDatastore {
 
     fn kind(&self) -> Kind {
         Kind::Qdrant
+    }
+
+    /// Version, and each configured (or every) collection's status (green, yellow, red).
+    fn health(&self) -> Health {
+        let probe = || -> Result<Health> {
+            let s = &self.settings;
+            let client = Client::new(&s.url, s.api_key(&self.name)?)?;
+            let mut h = Health {
+                reachable: true,
+                version: Some(client.version()?),
+                ..Health::default()
+            };
+            let names = if s.collections.is_empty() {
+                super::collection::list(&client)?
+            } else {
+                s.collections.clone()
+            };
+            let mut states = std::collections::BTreeMap::new();
+            for n in names {
+                let state = client
+                    .get(&format!("/collections/{}", seg(&n)))
+                    .map(|v| {
+                        v["result"]["status"]
+                            .as_str()
+                            .unwrap_or("unknown")
+                            .to_string()
+                    })
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                if state != "green" {
+                    h.warnings.push(format!("collection '{n}' is {state}"));
+                }
+                states.insert(n, state);
+            }
+            h.detail("collections", states);
+            Ok(h)
+        };
+        probe().unwrap_or_else(Health::unreachable)
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

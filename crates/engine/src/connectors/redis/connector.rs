@@ -10,8 +10,8 @@ use super::verify::VerifyReport;
 use super::{RedisSettings, RedisSource, RedisUrl};
 use crate::backup::Source;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Kind, Mismatch, RestoreInput,
-    RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
+    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::error::{Error, Result};
 use crate::stats::human_bytes;
@@ -135,6 +135,42 @@ impl Datastore for RedisDatastore {
 
     fn kind(&self) -> Kind {
         Kind::Redis
+    }
+
+    /// Version, replication role, and the status of its last RDB save and AOF write.
+    fn health(&self) -> Health {
+        let probe = || -> Result<Health> {
+            let s = &self.settings;
+            let password = read_secret(
+                &self.name,
+                s.password_file.as_deref(),
+                s.password_env.as_deref(),
+            )?;
+            let mut conn =
+                super::resp::Conn::open(&RedisUrl::parse(&s.url)?.with_password(password))?;
+            let mut h = Health {
+                reachable: true,
+                version: conn.info_field("server", "redis_version")?,
+                role: conn.info_field("replication", "role")?,
+                ..Health::default()
+            };
+            for (field, what) in [
+                ("rdb_last_bgsave_status", "the last RDB save"),
+                ("aof_last_write_status", "the last AOF write"),
+            ] {
+                let status = conn.info_field("persistence", field)?;
+                if let Some(st) = status.as_deref().filter(|st| *st != "ok") {
+                    h.warnings.push(format!("{what} failed ({field}: {st})"));
+                }
+                h.detail(field, status);
+            }
+            h.detail(
+                "rdb_last_save_time",
+                conn.info_field("persistence", "rdb_last_save_time")?,
+            );
+            Ok(h)
+        };
+        probe().unwrap_or_else(Health::unreachable)
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

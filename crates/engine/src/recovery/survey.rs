@@ -1,0 +1,59 @@
+//! Every source's health and newest recovery point, probed at once: the figures an
+//! assessment judges against RPO targets, the same way for every kind.
+
+use serde::Serialize;
+
+use crate::catalog::Snapshots;
+use crate::connectors::interface::{Datastore, Health, Kind, RecoveryPoint};
+use crate::error::Result;
+use crate::repo::Repository;
+
+#[derive(Debug, Serialize)]
+pub struct SourceState {
+    pub source: String,
+    pub kind: Kind,
+    pub health: Health,
+    /// The newest moment the repository can bring this source back to; None when it holds
+    /// no complete snapshot of it.
+    pub recovery_point: Option<RecoveryPoint>,
+    /// Seconds from the recovery point to now: the data lost if the source died now.
+    pub recovery_point_age_secs: Option<f64>,
+}
+
+/// Probes every source (in parallel: a server that does not answer costs its own timeout,
+/// not everyone's) and finds its recovery point in the repository.
+pub fn survey(
+    repo: &Repository,
+    snapshots: &Snapshots,
+    sources: &[&dyn Datastore],
+) -> Result<Vec<SourceState>> {
+    let healths: Vec<Health> = std::thread::scope(|scope| {
+        let probes: Vec<_> = sources
+            .iter()
+            .map(|d| scope.spawn(move || d.health()))
+            .collect();
+        probes
+            .into_iter()
+            .map(|p| {
+                p.join()
+                    .unwrap_or_else(|_| Health::unreachable("the health probe panicked"))
+            })
+            .collect()
+    });
+    let now = jiff::Timestamp::now();
+    let mut out = Vec::new();
+    for (d, health) in sources.iter().zip(healths) {
+        let point = d
+            .kind()
+            .connector()
+            .recovery_point(repo, snapshots, d.name())?;
+        out.push(SourceState {
+            source: d.name().to_string(),
+            kind: d.kind(),
+            health,
+            recovery_point_age_secs: point.as_ref().map(|p| p.age_secs(now)),
+            recovery_point: point,
+        });
+    }
+    Ok(out)
+}
