@@ -9,6 +9,7 @@ pub mod qdrant;
 pub mod redis;
 pub mod registry;
 pub mod sandbox;
+pub mod sqlite;
 pub mod stream;
 
 pub use interface::{Connector, Datastore};

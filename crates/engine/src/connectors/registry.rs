@@ -40,6 +40,7 @@ registry! {
     Postgres => "postgres", postgres::connector::PostgresConnector;
     Redis => "redis", redis::connector::RedisConnector;
     Qdrant => "qdrant", qdrant::connector::QdrantConnector;
+    Sqlite => "sqlite", super::sqlite::connector::SqliteConnector;
 }
 
 impl Kind {
