@@ -119,7 +119,10 @@ impl Child {
         }
         let how = match status.code() {
             Some(c) => format!("exited with status {c}"),
-            None => "was killed by a signal".to_string(),
+            None => match std::os::unix::process::ExitStatusExt::signal(&status) {
+                Some(sig) => format!("was killed by a signal ({sig})"),
+                None => "was killed by a signal".to_string(),
+            },
         };
         let detail = if stderr.is_empty() {
             String::new()

@@ -41,7 +41,8 @@ impl Throwaway {
         })
     }
 
-    /// A process we started: asked to stop (SIGTERM), killed if it has not within 10 s.
+    /// A child process we started: asked to stop (SIGTERM), killed if it has not within
+    /// 10 s. Never signals a pid that is no longer our running child.
     pub fn process(pid: u32) -> Self {
         Self::new(move || stop_process(pid))
     }
@@ -90,29 +91,32 @@ fn live() -> std::sync::MutexGuard<'static, Vec<(u64, Cleanup)>> {
 
 fn stop_process(pid: u32) {
     let pid = pid as libc::pid_t;
-    let alive = || {
-        // SAFETY: signal 0 only checks that the process exists.
-        unsafe { libc::kill(pid, 0) == 0 }
-    };
-    // SAFETY: kill(2) on a process this program started.
+    // Only a child of ours that is still running is signalled: once reaped (by us or its
+    // owner), its pid may already belong to another process.
+    if !running_child(pid) {
+        return;
+    }
+    // SAFETY: kill(2) on our own running, unreaped child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive() && Instant::now() < deadline {
-        reap(pid);
+    while Instant::now() < deadline {
+        if !running_child(pid) {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    if alive() {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        reap(pid);
-    }
+    // SAFETY: as above: still our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut status = 0;
+    // SAFETY: waits for our own child, which SIGKILL ends.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
-/// Reaps the process if it is our child and has exited, so `kill(pid, 0)` stops seeing it.
-fn reap(pid: libc::pid_t) {
+/// True while `pid` is a child of ours that has not exited; reaps it if it has.
+fn running_child(pid: libc::pid_t) -> bool {
     let mut status = 0;
-    // SAFETY: WNOHANG never blocks; a pid that is not our child just fails.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    // SAFETY: WNOHANG never blocks; for a pid that is not our child it fails (ECHILD).
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 }
 }
 
 #[cfg(test)]

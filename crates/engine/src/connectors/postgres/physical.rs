@@ -268,6 +268,9 @@ fn stream_tar(w: &mut SnapshotWriter, input: impl Read) -> Result<Option<String>
             ItemKind::File => w.put_deferred(item, Some(&mut entry))?,
         }
     }
+    // The tar reader stops at the first end-of-archive block; pg_basebackup may still be
+    // writing the rest of it. Read to the end, or it dies of SIGPIPE.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
     Ok(label)
 }
 
