@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use engine::connectors::postgres::{archive, globals, wal};
+use engine::connectors::postgres::{dump_format, globals, wal};
 use engine::connectors::qdrant::points::PointReader;
 use engine::connectors::redis::rdb::{RdbReader, Record};
 use engine::connectors::redis::resp::RespReader;
@@ -106,7 +106,7 @@ pub fn resp(data: &[u8]) -> bool {
 
 /// A pg_dump custom-format archive, with per-table checksums.
 pub fn pg_archive(data: &[u8]) -> bool {
-    archive::summarize(data, true).is_ok()
+    dump_format::summarize(data, true).is_ok()
 }
 
 /// A timeline history file from the WAL archive.

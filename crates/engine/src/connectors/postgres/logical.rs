@@ -4,7 +4,7 @@
 //! still restore selectively and in parallel.
 //!
 //! Each dump runs in a snapshot exported by a helper session. Every table's row count and
-//! checksum are taken from the dump's own COPY text as it streams past (`archive`), so they
+//! checksum are taken from the dump's own COPY text as it streams past (`dump_format`), so they
 //! describe exactly the data in the dump at no extra read of the tables.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::archive;
 use super::conn::{debian_bin_dir, PgConn};
+use super::dump_format;
 use super::globals;
 use super::verify::{self, Mismatch, TextSettings};
 use super::{DatabaseFacts, PgFacts, PgSettings, ServerInfo, Verify};
@@ -26,10 +26,10 @@ use crate::connectors::process::Child;
 use crate::connectors::stream::stream_item;
 use crate::connectors::{ChannelReader, Tee};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::item_data::{find_items, ItemStream};
 use crate::items::Item;
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
-use crate::restore::{find_items, ItemStream};
 use crate::snapshot::Snapshot;
 
 const GLOBALS: &str = "logical/globals.sql";
@@ -211,7 +211,7 @@ fn dump_database(
         let checksums = verify == Verify::Checksums;
         let mut teed = 0;
         std::thread::scope(|s| {
-            let reader = s.spawn(move || archive::summarize(ChannelReader::new(rx), checksums));
+            let reader = s.spawn(move || dump_format::summarize(ChannelReader::new(rx), checksums));
             // Dropping stdout when the copy ends also stops a pg_dump whose output we refused.
             let copied = sink.copy_from(Tee::new(stdout, tx, &mut teed));
             let summary = reader

@@ -11,9 +11,9 @@
 //! The WAL lives beside snapshots, in the repository's WAL archive (see `wal`).
 //! and a `postgres` fact with the server version and, per database, its item path and tables.
 
-pub mod archive;
 pub mod conn;
 pub mod connector;
+pub mod dump_format;
 pub mod globals;
 pub mod logical;
 pub mod physical;

@@ -19,10 +19,10 @@ use super::{
     item_path, CollectionFacts, Mode, QdrantFacts, DEFINITION, FINGERPRINT, POINTS, SNAPSHOT_FILE,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_data::{find_items, ItemStream};
 use crate::items::Item;
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
-use crate::restore::{find_items, ItemStream};
 use crate::snapshot::Snapshot;
 
 /// Suffix of the default restore target.

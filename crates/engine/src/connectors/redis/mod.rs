@@ -13,6 +13,7 @@
 pub mod connector;
 pub mod encodings;
 pub mod rdb;
+mod rdb_values;
 pub mod resp;
 pub mod restore;
 pub mod server;

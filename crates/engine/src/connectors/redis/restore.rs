@@ -16,9 +16,10 @@ use super::{Census, RedisFacts, RDB_PATH};
 use crate::connectors::free_port;
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::item_data::{find_items, ItemStream};
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
-use crate::restore::{ensure_empty_dir, find_items, restore, ItemStream, RestoreOptions};
+use crate::restore::{ensure_empty_dir, restore, RestoreOptions};
 use crate::snapshot::Snapshot;
 
 /// What to do with keys the target already has.

@@ -16,7 +16,7 @@ use crate::connectors::interface::{
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::restore::{find_items, ItemStream};
+use crate::item_data::{find_items, ItemStream};
 
 pub struct SqliteConnector;
 
