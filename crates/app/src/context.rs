@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use engine::progress::Reporter;
 use engine::repo::Repository;
 use engine::store::Store;
 
@@ -174,6 +175,15 @@ impl Context {
 
     pub fn progress(&self, label: &str) -> ProgressView {
         ProgressView::start(!self.quiet && !self.json, label)
+    }
+
+    /// Runs `work` with progress bars labelled `label` (none with --json or -q), and takes
+    /// them down before the result is printed.
+    pub fn with_progress<T>(&self, label: &str, work: impl FnOnce(Reporter) -> T) -> T {
+        let view = self.progress(label);
+        let out = work(view.reporter());
+        view.finish();
+        out
     }
 }
 

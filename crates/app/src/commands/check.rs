@@ -14,16 +14,15 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
         (None, false) => ReadData::None,
     };
     let repo = ctx.open()?;
-    let view = ctx.progress("check");
-    let report = engine::check::check(
-        &repo,
-        &CheckOptions {
-            read_data,
-            progress: view.reporter(),
-        },
-    );
-    view.finish();
-    let report = report?;
+    let report = ctx.with_progress("check", |progress| {
+        engine::check::check(
+            &repo,
+            &CheckOptions {
+                read_data,
+                progress,
+            },
+        )
+    })?;
     if ctx.json {
         print_json(&report)?;
     } else {

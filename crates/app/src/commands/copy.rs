@@ -15,10 +15,9 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
     };
     let list = ctx.snapshots(&src)?;
     let chosen = list.select(&args.snapshots, &args.filter.to_engine())?;
-    let view = ctx.progress("copy");
-    let result = engine::copy::copy(&src, &dst, &chosen, ctx.lock_wait, &view.reporter());
-    view.finish();
-    let report = result?;
+    let report = ctx.with_progress("copy", |progress| {
+        engine::copy::copy(&src, &dst, &chosen, ctx.lock_wait, &progress)
+    })?;
     if ctx.json {
         print_json(&report)?;
     } else {

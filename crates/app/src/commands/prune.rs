@@ -19,17 +19,17 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
 /// Prunes, printing nothing but progress.
 pub fn execute(ctx: &Context, args: &PruneArgs) -> Result<PruneReport> {
     let repo = ctx.open()?;
-    let view = ctx.progress("prune");
-    let report = engine::prune::prune(
-        &repo,
-        &PruneOptions {
-            dry_run: args.dry_run,
-            max_unused: args.max_unused / 100.0,
-            lock_wait: ctx.lock_wait,
-            progress: view.reporter(),
-        },
-    );
-    view.finish();
+    let report = ctx.with_progress("prune", |progress| {
+        engine::prune::prune(
+            &repo,
+            &PruneOptions {
+                dry_run: args.dry_run,
+                max_unused: args.max_unused / 100.0,
+                lock_wait: ctx.lock_wait,
+                progress,
+            },
+        )
+    });
     Ok(report?)
 }
 

@@ -8,19 +8,18 @@ use crate::output::{local_time, print_json};
 
 pub fn run(ctx: &Context, command: &RepairCommand) -> Result<Status> {
     let repo = ctx.open()?;
-    let view = ctx.progress("repair");
     match command {
         RepairCommand::Index { dry_run } => {
-            let report = engine::repair::repair_index(
-                &repo,
-                &RepairOptions {
-                    dry_run: *dry_run,
-                    lock_wait: ctx.lock_wait,
-                    progress: view.reporter(),
-                },
-            );
-            view.finish();
-            let r = report?;
+            let r = ctx.with_progress("repair", |progress| {
+                engine::repair::repair_index(
+                    &repo,
+                    &RepairOptions {
+                        dry_run: *dry_run,
+                        lock_wait: ctx.lock_wait,
+                        progress,
+                    },
+                )
+            })?;
             if ctx.json {
                 print_json(&r)?;
             } else {
@@ -54,18 +53,18 @@ pub fn run(ctx: &Context, command: &RepairCommand) -> Result<Status> {
             read_data,
             forget,
         } => {
-            let report = engine::repair::repair_snapshots(
-                &repo,
-                &SnapshotRepairOptions {
-                    dry_run: *dry_run,
-                    read_data: *read_data,
-                    forget: *forget,
-                    lock_wait: ctx.lock_wait,
-                    progress: view.reporter(),
-                },
-            );
-            view.finish();
-            let r = report?;
+            let r = ctx.with_progress("repair", |progress| {
+                engine::repair::repair_snapshots(
+                    &repo,
+                    &SnapshotRepairOptions {
+                        dry_run: *dry_run,
+                        read_data: *read_data,
+                        forget: *forget,
+                        lock_wait: ctx.lock_wait,
+                        progress,
+                    },
+                )
+            })?;
             if ctx.json {
                 print_json(&r)?;
             } else {

@@ -14,30 +14,31 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     let list = ctx.snapshots(&repo)?;
     let chosen = list.resolve(&args.snapshot, args.source.as_deref())?;
     let input = RestoreInput::new(&repo, &list, chosen, args.snapshot == "latest")?;
-    let view = ctx.progress(if args.sandbox { "sandbox" } else { "restore" });
-    let req = RestoreRequest {
-        target: args.target.clone(),
-        options: args.kind.set(),
-        dry_run: args.dry_run,
-        verify: !args.no_verify,
-        start: args.start,
-        port: args.port,
-        scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-        configured: ctx
-            .config_file()
-            .and_then(|c| c.sources.get(&chosen.1.source.name))
-            .map(|s| s.section.clone()),
-        callback: ctx.callback(),
-        progress: view.reporter(),
-    };
-    let restored = if args.sandbox {
-        crate::exit::remove_sandboxes_on_interrupt();
-        interface::sandbox(&input, &req)
-    } else {
-        interface::restore(&input, &req)
-    };
-    view.finish();
-    render(ctx, &restored?)
+    let label = if args.sandbox { "sandbox" } else { "restore" };
+    let restored = ctx.with_progress(label, |progress| {
+        let req = RestoreRequest {
+            target: args.target.clone(),
+            options: args.kind.set(),
+            dry_run: args.dry_run,
+            verify: !args.no_verify,
+            start: args.start,
+            port: args.port,
+            scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            configured: ctx
+                .config_file()
+                .and_then(|c| c.sources.get(&chosen.1.source.name))
+                .map(|s| s.section.clone()),
+            callback: ctx.callback(),
+            progress,
+        };
+        if args.sandbox {
+            crate::exit::remove_sandboxes_on_interrupt();
+            interface::sandbox(&input, &req)
+        } else {
+            interface::restore(&input, &req)
+        }
+    })?;
+    render(ctx, &restored)
 }
 
 /// Prints a restore (JSON: the common outcome and the connector's own report) and returns
