@@ -1,5 +1,6 @@
 //! `bulwark`: backup and disaster recovery for AI platforms.
 
+mod access;
 mod cli;
 mod commands;
 mod config;

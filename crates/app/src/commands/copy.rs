@@ -1,7 +1,8 @@
 use anyhow::{Context as _, Result};
 
+use crate::access::read_password_file;
 use crate::cli::CopyArgs;
-use crate::context::{read_password_file, Context};
+use crate::context::Context;
 use crate::exit::Status;
 use crate::output::{bytes, print_json};
 

@@ -1,9 +1,10 @@
 use anyhow::{bail, Result};
 use engine::lock::LockGuard;
 
+use crate::access::read_password_file;
 use crate::cli::KeyCommand;
 use crate::commands::init::kdf_from_env;
-use crate::context::{prompt, read_password_file, Context};
+use crate::context::{prompt, Context};
 use crate::exit::{usage, Status};
 use crate::output::{local_time, print_json};
 

@@ -81,7 +81,7 @@ pub fn push(ctx: &Context, args: &WalPushArgs) -> Result<Status> {
     if wal::pushed_before(&ctx.store(&target)?, &spool, &name, &args.path)? {
         return Ok(Status::Ok);
     }
-    let repo = ctx.open_at(&target)?;
+    let repo = ctx.open_unattended(&target)?;
     let report = wal::push(&WalArchive::new(&repo, &name)?, &spool, &args.path)?;
     if ctx.json {
         print_json(&report)?;
@@ -96,7 +96,7 @@ pub fn fetch(ctx: &Context, args: &WalFetchArgs) -> Result<Status> {
     if wal::fetch_read_ahead(&spool, &args.name, &args.dest)? {
         return Ok(Status::Ok);
     }
-    let repo = ctx.open_at(&target)?;
+    let repo = ctx.open_unattended(&target)?;
     let archive = WalArchive::new(&repo, &name)?;
     if !wal::fetch(&archive, &spool, &args.name, &args.dest, args.allow_gap)? {
         // PostgreSQL asks past the newest WAL and for histories of timelines that never
