@@ -228,3 +228,80 @@ fn a_postgres_sandbox_recovers_the_base_backup_and_is_removed() {
         .expect("pgrep");
     assert!(!running.status.success(), "a sandbox server still runs");
 }
+
+#[test]
+fn an_interrupted_redis_sandbox_stops_its_server_and_is_removed() {
+    let Some(src) = Redis::start(&[]) else {
+        return;
+    };
+    src.cli(&["DEBUG", "POPULATE", "3000"]);
+    let mut env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            src.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    // A server that loads slowly (1 ms a key), so the interrupt comes while it loads.
+    let wrapper = env.path("slow-redis-server");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec redis-server \"$@\" --key-load-delay 1000\n",
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    // Redis renames its process, but it runs in its --dir: find it by its working directory.
+    let server_pid = || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
+            cwd.starts_with(&scratch)
+                .then(|| p.file_name().to_string_lossy().parse::<i32>().ok())
+                .flatten()
+        })
+    };
+    let child = env
+        .command()
+        .args(["restore", "--sandbox", "--spool-dir"])
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Some(pid) = server_pid() {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox server never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the sandbox server (process {pid}) still runs"
+    );
+    assert!(
+        entries(&scratch).is_empty(),
+        "left behind: {:?}",
+        entries(&scratch)
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -424,8 +424,10 @@ pub fn sandbox(
     let laid = restore_dir(repo, snap, &opts)?;
     let loading = Instant::now();
     progress.send(Progress::Phase("starting the sandbox server".into()));
-    let server = RedisServer::start(dir.path(), free_port()?, &[], false)?;
+    // Registered before it loads: an interrupt while it loads stops it too.
+    let mut server = RedisServer::spawn(dir.path(), free_port()?, &[])?;
     let stopped = server.pid().map(Throwaway::process);
+    server.wait_ready(Duration::from_secs(600))?;
     let load_secs = loading.elapsed().as_secs_f64();
     let ready_secs = started.elapsed().as_secs_f64();
     let verify = check_loaded(&server, dir.path(), &facts, &opts)?;

@@ -30,6 +30,15 @@ impl RedisServer {
     /// appendonly on) and waits until it has loaded its data and answers. `extra` are
     /// further `--option value` arguments.
     pub fn start(dir: &Path, port: u16, extra: &[&str], keep_running: bool) -> Result<Self> {
+        let mut server = Self::spawn(dir, port, extra)?;
+        server.wait_ready(Duration::from_secs(600))?;
+        server.keep = keep_running;
+        Ok(server)
+    }
+
+    /// Starts redis-server without waiting for it: the caller can take charge of the process
+    /// (a sandbox registers it for removal) before [`Self::wait_ready`].
+    pub fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Result<Self> {
         let mut cmd = Command::new(binary());
         cmd.arg("--port")
             .arg(port.to_string())
@@ -60,15 +69,12 @@ impl RedisServer {
         })?;
         // Watched as our child while it starts, so a server that exits (port taken, bad
         // files) is reported at once rather than waited for.
-        let mut server = Self {
+        Ok(Self {
             port,
             dir: dir.to_path_buf(),
             child: Some(child),
             keep: false,
-        };
-        server.wait_ready(Duration::from_secs(600))?;
-        server.keep = keep_running;
-        Ok(server)
+        })
     }
 
     fn failed(dir: &Path, port: u16) -> Error {
@@ -88,7 +94,7 @@ impl RedisServer {
     }
 
     /// Waits until the server answers PING (not "LOADING").
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let Some(child) = self.child.as_mut() else {
