@@ -140,14 +140,7 @@ impl Datastore for RedisDatastore {
     /// Version, replication role, and the status of its last RDB save and AOF write.
     fn health(&self) -> Health {
         let probe = || -> Result<Health> {
-            let s = &self.settings;
-            let password = read_secret(
-                &self.name,
-                s.password_file.as_deref(),
-                s.password_env.as_deref(),
-            )?;
-            let mut conn =
-                super::resp::Conn::open(&RedisUrl::parse(&s.url)?.with_password(password))?;
+            let mut conn = super::resp::Conn::open(&self.url()?)?;
             let mut h = Health {
                 reachable: true,
                 version: conn.info_field("server", "redis_version")?,
@@ -174,19 +167,26 @@ impl Datastore for RedisDatastore {
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {
+        Ok(Box::new(RedisSource::new(
+            &self.name,
+            RedisSettings {
+                url: self.url()?,
+                data_dir: self.settings.data_dir.clone(),
+            },
+        )))
+    }
+}
+
+impl RedisDatastore {
+    /// The configured server, with its password read now.
+    fn url(&self) -> Result<RedisUrl> {
         let s = &self.settings;
         let password = read_secret(
             &self.name,
             s.password_file.as_deref(),
             s.password_env.as_deref(),
         )?;
-        Ok(Box::new(RedisSource::new(
-            &self.name,
-            RedisSettings {
-                url: RedisUrl::parse(&s.url)?.with_password(password),
-                data_dir: s.data_dir.clone(),
-            },
-        )))
+        Ok(RedisUrl::parse(&s.url)?.with_password(password))
     }
 }
 
