@@ -349,3 +349,27 @@ fn bad_input_fails_clearly_and_writes_no_snapshot() {
     let snaps = env.ok(&["snapshots", "--json"]).json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(0), "{snaps}");
 }
+
+#[test]
+fn a_kind_specific_flag_names_the_source_latest_means() {
+    let env = Env::new();
+    create_sample(&env.path("app.db"));
+    common::write_sample_tree(&env.path("data"));
+    std::fs::write(
+        env.path("bulwark.toml"),
+        "[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+         [sources.docs]\nkind = \"files\"\npaths = [\"data\"]\n",
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    // Without a flag, "latest" of two sources is ambiguous.
+    let r = env.run(&["restore", "--target", "out"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
+    // --include is a files flag: only the files source takes it.
+    let r = env
+        .ok(&["--json", "restore", "--target", "out", "--include", "*.log"])
+        .json();
+    assert_eq!(r["outcome"]["source"], "docs", "{r}");
+}

@@ -12,13 +12,19 @@ use crate::output::print_json;
 pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let list = ctx.snapshots(&repo)?;
-    let chosen = list.resolve(&args.snapshot, args.source.as_deref())?;
+    let options = args.kind.set();
+    // `--pitr` and the like say which kind is meant, and so which source's "latest".
+    let source = args
+        .source
+        .clone()
+        .or_else(|| interface::source_for_options(&list, &options));
+    let chosen = list.resolve(&args.snapshot, source.as_deref())?;
     let input = RestoreInput::new(&repo, &list, chosen, args.snapshot == "latest")?;
     let label = if args.sandbox { "sandbox" } else { "restore" };
     let restored = ctx.with_progress(label, |progress| {
         let req = RestoreRequest {
             target: args.target.clone(),
-            options: args.kind.set(),
+            options,
             dry_run: args.dry_run,
             verify: !args.no_verify,
             start: args.start,

@@ -113,6 +113,10 @@ impl Connector for StreamConnector {
         Kind::Stream
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<NoOptions>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<CommandSettings>()
     }

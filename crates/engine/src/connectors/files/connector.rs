@@ -53,6 +53,10 @@ impl Connector for FilesConnector {
         self.0
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<TreeOptions>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<FilesSettings>()
     }

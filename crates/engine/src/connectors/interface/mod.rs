@@ -31,6 +31,9 @@ pub use super::registry::Kind;
 pub trait Connector: Sync {
     fn kind(&self) -> Kind;
 
+    /// The restore options (flags) this kind takes, by name.
+    fn restore_options(&self) -> &'static [&'static str];
+
     /// The keys a `[sources.NAME]` section of this kind takes, besides `kind` and `tags`.
     fn config_keys(&self) -> &'static [&'static str];
 
@@ -207,6 +210,33 @@ impl<'a> RestoreInput<'a> {
             snapshot,
             latest,
         })
+    }
+}
+
+/// With no source named, the one source whose kind takes every option given (`--pitr` names
+/// the PostgreSQL source): which source's "latest" such a restore means. None without
+/// options, or when that is not exactly one source.
+pub fn source_for_options(
+    snapshots: &Snapshots,
+    options: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if options.is_empty() {
+        return None;
+    }
+    let mut names: std::collections::BTreeSet<&str> = snapshots
+        .list
+        .iter()
+        .filter(|(_, s)| {
+            s.source.kind().is_ok_and(|k| {
+                let takes = k.connector().restore_options();
+                options.keys().all(|o| takes.contains(&o.as_str()))
+            })
+        })
+        .map(|(_, s)| s.source.name.as_str())
+        .collect();
+    match (names.pop_first(), names.is_empty()) {
+        (Some(only), true) => Some(only.to_string()),
+        _ => None,
     }
 }
 

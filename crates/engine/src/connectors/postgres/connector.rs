@@ -129,6 +129,10 @@ impl Connector for PostgresConnector {
         Kind::Postgres
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<Options>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<Settings>()
     }

@@ -97,6 +97,10 @@ impl Connector for QdrantConnector {
         Kind::Qdrant
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<Options>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<Settings>()
     }

@@ -55,6 +55,10 @@ impl Connector for RedisConnector {
         Kind::Redis
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<Options>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<Settings>()
     }

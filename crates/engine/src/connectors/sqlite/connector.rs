@@ -45,6 +45,10 @@ impl Connector for SqliteConnector {
         Kind::Sqlite
     }
 
+    fn restore_options(&self) -> &'static [&'static str] {
+        fields_of::<NoOptions>()
+    }
+
     fn config_keys(&self) -> &'static [&'static str] {
         fields_of::<Settings>()
     }
