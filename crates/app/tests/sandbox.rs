@@ -12,6 +12,29 @@ use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_arc
 use common::redis::Redis;
 use common::{pseudo_random, write_sample_tree, Env};
 
+/// A repository with one backup of a redis source reading `src`.
+fn backed_up_redis(src: &Redis) -> Env {
+    let env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            src.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    env
+}
+
+/// A shell script standing in for redis-server.
+fn executable(path: &Path, script: impl AsRef<[u8]>) {
+    std::fs::write(path, script).expect("script");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -116,17 +139,7 @@ fn a_redis_sandbox_that_loads_other_data_fails_verification_and_is_removed() {
     other.cli(&["SAVE"]);
     let other_rdb = other.dir.path().join("dump.rdb");
 
-    let mut env = Env::new();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
-            src.port()
-        ),
-    )
-    .expect("config");
-    env.init();
-    env.ok(&["backup"]);
+    let mut env = backed_up_redis(&src);
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
 
@@ -153,19 +166,13 @@ fn a_redis_sandbox_that_loads_other_data_fails_verification_and_is_removed() {
     );
 
     let wrapper = env.path("redis-server-swapping-rdb");
-    std::fs::write(
+    executable(
         &wrapper,
         format!(
             "#!/bin/sh\nprev=\"\"\nfor a in \"$@\"; do [ \"$prev\" = \"--dir\" ] && dir=\"$a\"; prev=\"$a\"; done\ncp '{}' \"$dir/dump.rdb\"\nexec redis-server \"$@\"\n",
             other_rdb.display()
         ),
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    );
     env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
     let bad = env.run(&[
         "restore",
@@ -235,29 +242,13 @@ fn an_interrupted_redis_sandbox_stops_its_server_and_is_removed() {
         return;
     };
     src.cli(&["DEBUG", "POPULATE", "3000"]);
-    let mut env = Env::new();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
-            src.port()
-        ),
-    )
-    .expect("config");
-    env.init();
-    env.ok(&["backup"]);
+    let mut env = backed_up_redis(&src);
     // A server that loads slowly (1 ms a key), so the interrupt comes while it loads.
     let wrapper = env.path("slow-redis-server");
-    std::fs::write(
+    executable(
         &wrapper,
         "#!/bin/sh\nexec redis-server \"$@\" --key-load-delay 1000\n",
-    )
-    .expect("wrapper");
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    );
     env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
