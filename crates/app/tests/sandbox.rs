@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_archived};
+use common::postgres::{Flavor, PgServer};
 use common::redis::Redis;
 use common::{pseudo_random, write_sample_tree, Env};
 
@@ -45,6 +46,28 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A process of ours that runs in `dir` (servers run in their data directory).
+fn process_in(dir: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
+        cwd.starts_with(dir)
+            .then(|| p.file_name().to_string_lossy().parse::<i32>().ok())
+            .flatten()
+    })
+}
+
+/// The scratch directory is empty and no server runs in it.
+fn assert_nothing_left(scratch: &Path) {
+    assert!(
+        entries(scratch).is_empty(),
+        "left behind: {:?}",
+        entries(scratch)
+    );
+    if let Some(pid) = process_in(scratch) {
+        panic!("a sandbox server (process {pid}) still runs");
+    }
+}
+
 #[test]
 fn a_files_sandbox_is_verified_item_by_item_and_removed() {
     let env = Env::new();
@@ -73,11 +96,7 @@ fn a_files_sandbox_is_verified_item_by_item_and_removed() {
         serde_json::json!([]),
         "{r}"
     );
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
-    );
+    assert_nothing_left(&scratch);
 }
 
 #[test]
@@ -118,11 +137,7 @@ fn an_interrupted_files_sandbox_is_removed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
-    );
+    assert_nothing_left(&scratch);
 }
 
 #[test]
@@ -159,11 +174,7 @@ fn a_redis_sandbox_that_loads_other_data_fails_verification_and_is_removed() {
         "{good}"
     );
     assert_eq!(good["outcome"]["items"], 50, "{good}");
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
-    );
+    assert_nothing_left(&scratch);
 
     let wrapper = env.path("redis-server-swapping-rdb");
     executable(
@@ -187,11 +198,7 @@ fn a_redis_sandbox_that_loads_other_data_fails_verification_and_is_removed() {
         "{}",
         bad.stderr
     );
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
-    );
+    assert_nothing_left(&scratch);
 }
 
 #[test]
@@ -224,16 +231,7 @@ fn a_postgres_sandbox_recovers_the_base_backup_and_is_removed() {
         out["outcome"]["timings"]["ready_secs"].as_f64().is_some(),
         "{out}"
     );
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
-    );
-    let running = std::process::Command::new("pgrep")
-        .args(["-f", "bulwark-pg-sandbox"])
-        .output()
-        .expect("pgrep");
-    assert!(!running.status.success(), "a sandbox server still runs");
+    assert_nothing_left(&scratch);
 }
 
 #[test]
@@ -253,14 +251,7 @@ fn an_interrupted_redis_sandbox_stops_its_server_and_is_removed() {
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
     // Redis renames its process, but it runs in its --dir: find it by its working directory.
-    let server_pid = || {
-        std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
-            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
-            cwd.starts_with(&scratch)
-                .then(|| p.file_name().to_string_lossy().parse::<i32>().ok())
-                .flatten()
-        })
-    };
+    let server_pid = || process_in(&scratch);
     let child = env
         .command()
         .args(["restore", "--sandbox", "--spool-dir"])
@@ -290,9 +281,154 @@ fn an_interrupted_redis_sandbox_stops_its_server_and_is_removed() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the sandbox server (process {pid}) still runs"
     );
-    assert!(
-        entries(&scratch).is_empty(),
-        "left behind: {:?}",
-        entries(&scratch)
+    assert_nothing_left(&scratch);
+}
+
+/// A repository with a logical backup of `pg` (two tables) and a scratch directory the
+/// sandbox server's user can reach.
+fn backed_up_postgres(pg: &PgServer) -> (Env, std::path::PathBuf) {
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql("postgres", "CREATE ROLE reader");
+    pg.sql(
+        "app",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); \
+         INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 3000) g; \
+         CREATE TABLE tags (note int, tag text); ALTER TABLE tags OWNER TO reader; \
+         INSERT INTO tags SELECT g, 't' || (g % 7) FROM generate_series(1, 500) g;",
     );
+    let env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+            pg.url(),
+            pg.password_file().display()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    chown_postgres(env.dir.path());
+    (env, scratch)
+}
+
+/// The server tools of `pg`, with pg_restore replaced by a shell script.
+fn tools_with_pg_restore(env: &Env, pg: &PgServer, script: &str) -> std::path::PathBuf {
+    let tools = env.path("tools");
+    std::fs::create_dir(&tools).expect("tools");
+    for tool in std::fs::read_dir(&pg.bin).expect("bin").flatten() {
+        if tool.file_name() != "pg_restore" {
+            std::os::unix::fs::symlink(tool.path(), tools.join(tool.file_name())).expect("link");
+        }
+    }
+    executable(&tools.join("pg_restore"), script);
+    chown_postgres(&tools);
+    tools
+}
+
+#[test]
+fn a_postgres_logical_sandbox_is_verified_in_a_throwaway_cluster_and_removed() {
+    let Some(pg) = PgServer::start(Flavor::Debian15) else {
+        return;
+    };
+    let (env, scratch) = backed_up_postgres(&pg);
+    let spool = scratch.to_str().expect("utf8");
+    let good = env
+        .ok(&["--json", "restore", "--sandbox", "--spool-dir", spool])
+        .json();
+    let outcome = &good["outcome"];
+    assert_eq!(outcome["sandbox"], true, "{good}");
+    assert_eq!(outcome["unit"], "databases", "{good}");
+    assert_eq!(
+        outcome["verdict"]["mismatches"],
+        serde_json::json!([]),
+        "{good}"
+    );
+    assert!(
+        outcome["verdict"]["checked"].as_u64() >= Some(2),
+        "both tables of app are checked: {good}"
+    );
+    assert_nothing_left(&scratch);
+
+    // A pg_restore that loads the schema but no rows: the verdict names the tables.
+    let tools = tools_with_pg_restore(
+        &env,
+        &pg,
+        &format!(
+            "#!/bin/sh\nexec {} --schema-only \"$@\"\n",
+            pg.bin.join("pg_restore").display()
+        ),
+    );
+    let tools = tools.to_str().expect("utf8");
+    let bad = env.run(&[
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        spool,
+        "--pg-bin-dir",
+        tools,
+    ]);
+    assert_eq!(bad.code, 7, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(bad.stdout.contains("MISMATCH public.notes"), "{}", bad.stdout);
+    assert!(
+        bad.stderr.contains("differs from the backup"),
+        "{}",
+        bad.stderr
+    );
+    assert_nothing_left(&scratch);
+
+    // No server to run: a clear error, nothing left.
+    let missing = env.run(&[
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        spool,
+        "--pg-bin-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(missing.code, 2, "{}\n{}", missing.stdout, missing.stderr);
+    assert!(missing.stderr.contains("initdb"), "{}", missing.stderr);
+    assert_nothing_left(&scratch);
+}
+
+#[test]
+fn an_interrupted_postgres_sandbox_stops_its_cluster_and_is_removed() {
+    let Some(pg) = PgServer::start(Flavor::Debian15) else {
+        return;
+    };
+    let (env, scratch) = backed_up_postgres(&pg);
+    // A pg_restore that says it started and then waits for bulwark to go.
+    let started = env.path("pg_restore-started");
+    let tools = tools_with_pg_restore(
+        &env,
+        &pg,
+        &format!(
+            "#!/bin/sh\ntouch '{}'\nwhile kill -0 $PPID 2>/dev/null; do sleep 0.1; done\nexit 1\n",
+            started.display()
+        ),
+    );
+    let child = env
+        .command()
+        .args(["restore", "--sandbox", "--pg-bin-dir"])
+        .arg(&tools)
+        .arg("--spool-dir")
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the restore never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(process_in(&scratch).is_some(), "the sandbox cluster runs");
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_nothing_left(&scratch);
 }

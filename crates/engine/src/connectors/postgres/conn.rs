@@ -76,6 +76,20 @@ impl PgConn {
         })
     }
 
+    /// A server on this machine reached through its Unix socket in `socket_dir`.
+    pub fn local(socket_dir: &Path, port: u16, user: &str) -> Self {
+        Self {
+            params: vec![
+                ("host".into(), socket_dir.display().to_string()),
+                ("port".into(), port.to_string()),
+                ("user".into(), user.into()),
+            ],
+            maintenance_db: "postgres".into(),
+            password: None,
+            bin_dir: None,
+        }
+    }
+
     pub fn with_password(mut self, password: Option<String>) -> Self {
         if password.is_some() {
             self.password = password;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::logical::{self, RestoreReport};
 use super::pitr::{self, PitrOptions, PitrReport, RecoveryTarget};
+use super::server::{self, ThrowawayCluster};
 use super::verify::TableStats;
 use super::{pitr_check, Mode, PgConn, PgFacts, PgSettings, PostgresSource, Verify};
 use crate::backup::Source;
@@ -184,8 +185,10 @@ impl Connector for PostgresConnector {
         )
     }
 
-    /// A base backup is recovered into a throwaway data directory and started on a free
-    /// port with archiving off, its replay end is checked, and it is stopped and removed.
+    /// Logical dumps are restored into a throwaway cluster and their tables verified; a
+    /// base backup (a snapshot without dumps, or --pitr / a recovery target) is recovered
+    /// into a throwaway data directory, started on a free port with archiving off, and its
+    /// replay end checked. Either is stopped and removed.
     fn sandbox(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
         let opts: Options = req.options_as(Kind::Postgres)?;
         req.refuse(
@@ -198,26 +201,32 @@ impl Connector for PostgresConnector {
                 ("--clean", opts.clean),
             ],
         )?;
-        if !has_base(input.snapshot) {
-            return Err(Error::invalid(format!(
-                "snapshot {} holds no base backup; a PostgreSQL sandbox recovers a base backup (source modes = [\"physical\"])",
-                input.id.short()
-            )));
+        let facts = PgFacts::of(input.snapshot)?;
+        let wants_recovery = opts.pitr || opts.recovery_target() != RecoveryTarget::Latest;
+        if facts.databases.is_empty() || wants_recovery {
+            return sandbox_recovery(input, req, &opts);
         }
-        let dir = tempfile::Builder::new()
-            .prefix("bulwark-pg-sandbox-")
-            .tempdir_in(&req.scratch)
-            .with_context(|| {
-                format!("creating a sandbox directory in {}", req.scratch.display())
-            })?;
-        let _removed = Throwaway::dir(dir.path());
-        // The server runs as the owner of the restored files, who must reach the data dir.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .with_context(|| format!("opening {} to the server's user", dir.path().display()))?;
-        recover(input, req, &opts, &dir.path().join("data"), true)
+        let bin = server::server_bin_dir(
+            opts.pg_bin_dir.as_deref(),
+            opts.bin_dir(req).as_deref(),
+            facts.server_version_num / 10000,
+        )?;
+        req.progress.send(crate::progress::Progress::Phase(
+            "starting a sandbox cluster".into(),
+        ));
+        let cluster = ThrowawayCluster::start(&req.scratch, &bin)?;
+        let sandbox_opts = Options {
+            create: true,
+            globals: facts.globals.is_some(),
+            ..opts
+        };
+        let mut restored = restore_logical(input, req, &sandbox_opts, cluster.conn.clone())?;
+        drop(cluster);
+        restored.outcome.sandbox = true;
+        restored
+            .lines
+            .push("the sandbox cluster was stopped and removed".into());
+        Ok(restored)
     }
 
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
@@ -354,6 +363,32 @@ impl Datastore for PostgresDatastore {
     }
 }
 
+/// A base backup recovered into a throwaway data directory.
+fn sandbox_recovery(
+    input: &RestoreInput<'_>,
+    req: &RestoreRequest,
+    opts: &Options,
+) -> Result<Restored> {
+    if !has_base(input.snapshot) && !input.latest {
+        return Err(Error::invalid(format!(
+            "snapshot {} holds no base backup to recover (source modes = [\"physical\"])",
+            input.id.short()
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("bulwark-pg-sandbox-")
+        .tempdir_in(&req.scratch)
+        .with_context(|| format!("creating a sandbox directory in {}", req.scratch.display()))?;
+    let _removed = Throwaway::dir(dir.path());
+    // The server runs as the owner of the restored files, who must reach the data dir.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .with_context(|| format!("opening {} to the server's user", dir.path().display()))?;
+    recover(input, req, opts, &dir.path().join("data"), true)
+}
+
 fn has_base(s: &Snapshot) -> bool {
     PgFacts::of(s).is_ok_and(|f| f.physical.is_some())
 }
@@ -421,7 +456,7 @@ fn recover(
     // A sandbox's server is stopped whatever happens; registered before it can start.
     let stopper = sandbox.then(|| {
         let (dir, bin) = (dir.to_path_buf(), opts.pg_bin_dir.clone());
-        Throwaway::new(move || pitr::stop(&dir, bin.as_deref()))
+        Throwaway::new(move || server::stop(&dir, bin.as_deref()))
     });
     let started = Instant::now();
     let report = pitr::restore_pitr(input.repo, snap, &pitr_opts)?;

@@ -19,6 +19,7 @@ pub mod logical;
 pub mod physical;
 pub mod pitr;
 pub mod pitr_check;
+pub mod server;
 pub mod verify;
 pub mod wal;
 

@@ -4,16 +4,16 @@
 //! promoted, and check that replay reached the target.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::conn::debian_bin_dir;
 use super::pitr_check::{self, RecoveryPlan, ReplayEnd};
+use super::server::{append_conf, as_owner, quote_conf, stop};
 use super::PgFacts;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::progress::{Progress, Reporter};
@@ -77,10 +77,6 @@ impl PitrReport {
     pub fn short_by_request(&self) -> bool {
         self.plan.short_by_request(&self.target)
     }
-}
-
-fn quote_conf(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "''"))
 }
 
 /// Restores the base backup of `snap` into `opts.target_dir` and configures recovery.
@@ -176,13 +172,7 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
     if let Some(p) = opts.port {
         conf.push_str(&format!("port = {p}\n"));
     }
-    let auto = dir.join("postgresql.auto.conf");
-    fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&auto)
-        .and_then(|mut f| f.write_all(conf.as_bytes()))
-        .with_context(|| format!("writing {}", auto.display()))?;
+    append_conf(&dir.join("postgresql.auto.conf"), &conf)?;
     fs::write(dir.join("recovery.signal"), b"").with_context(|| "writing recovery.signal")?;
     for f in ["postgresql.auto.conf", "recovery.signal"] {
         let _ = std::os::unix::fs::chown(dir.join(f), Some(owner.uid()), Some(owner.gid()));
@@ -214,44 +204,6 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         }
     }
     Ok(report)
-}
-
-/// Stops the server running on a data directory, if one does (fast shutdown, waiting).
-/// `bin`: the server tools; default those of the directory's PG_VERSION.
-pub fn stop(dir: &Path, bin: Option<&Path>) {
-    let Ok(owner) = fs::metadata(dir.join("PG_VERSION")) else {
-        return;
-    };
-    let bin = bin.map(Path::to_path_buf).or_else(|| {
-        fs::read_to_string(dir.join("PG_VERSION"))
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .and_then(debian_bin_dir)
-    });
-    let _ = as_owner(bin.as_deref(), "pg_ctl", &owner)
-        .arg("-D")
-        .arg(dir)
-        .args(["-m", "fast", "-w", "stop"])
-        .stdin(Stdio::null())
-        .output();
-}
-
-/// A server tool run as the data directory's owner (PostgreSQL refuses to run as root).
-fn as_owner(bin: Option<&Path>, tool: &str, owner: &fs::Metadata) -> Command {
-    let program = bin
-        .map(|b| b.join(tool))
-        .unwrap_or_else(|| PathBuf::from(tool));
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && owner.uid() != 0 {
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={}", owner.uid()))
-            .arg(format!("--regid={}", owner.gid()))
-            .arg("--init-groups")
-            .arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
 }
 
 /// Starts the server and waits until the control file says it is in production (recovery
