@@ -1,6 +1,7 @@
 //! Sandboxes: a restore into something throwaway, verified, then removed, whether the
-//! verification passed, failed, or the run was interrupted. Real files, a real redis-server and
-//! a real PostgreSQL recovery; "removed" is checked by looking at the scratch directory.
+//! verification passed, failed, or the run was interrupted. Real files, SQLite, a real
+//! redis-server, a real PostgreSQL cluster and recovery; "removed" is checked by looking at the
+//! scratch directory and for processes still running in it.
 
 mod common;
 
@@ -97,6 +98,48 @@ fn a_files_sandbox_is_verified_item_by_item_and_removed() {
         "{r}"
     );
     assert_nothing_left(&scratch);
+
+    // A byte flipped in the largest pack (file data): a file does not restore as it was
+    // backed up, and the sandbox goes all the same.
+    let pack = files_under(&env.path("repo/data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("pack");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&pack, bytes).expect("damage");
+    let bad = env.run(&[
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        scratch.to_str().expect("utf8"),
+    ]);
+    // Exit 4: restored incompletely, the damaged file named.
+    assert_eq!(bad.code, 4, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("blob.bin: damaged data in pack"),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stderr.contains("could NOT be restored"),
+        "{}",
+        bad.stderr
+    );
+    assert_nothing_left(&scratch);
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 #[test]
@@ -371,7 +414,11 @@ fn a_postgres_logical_sandbox_is_verified_in_a_throwaway_cluster_and_removed() {
         tools,
     ]);
     assert_eq!(bad.code, 7, "{}\n{}", bad.stdout, bad.stderr);
-    assert!(bad.stdout.contains("MISMATCH public.notes"), "{}", bad.stdout);
+    assert!(
+        bad.stdout.contains("MISMATCH public.notes"),
+        "{}",
+        bad.stdout
+    );
     assert!(
         bad.stderr.contains("differs from the backup"),
         "{}",
@@ -425,6 +472,59 @@ fn an_interrupted_postgres_sandbox_stops_its_cluster_and_is_removed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(process_in(&scratch).is_some(), "the sandbox cluster runs");
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_nothing_left(&scratch);
+}
+
+#[test]
+fn an_interrupted_sqlite_sandbox_is_removed() {
+    let env = Env::new();
+    let db = env.path("big.db");
+    {
+        let c = rusqlite::Connection::open(&db).expect("create");
+        c.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+            .expect("schema");
+        for i in 0..160u64 {
+            c.execute(
+                "INSERT INTO blobs VALUES (?1, ?2)",
+                rusqlite::params![i as i64, pseudo_random(1 << 20, i)],
+            )
+            .expect("insert");
+        }
+    }
+    std::fs::write(
+        env.path("bulwark.toml"),
+        "[sources.app]\nkind = \"sqlite\"\npath = \"big.db\"\n",
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    let child = env
+        .command()
+        .args(["restore", "--sandbox", "--spool-dir"])
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    // Interrupted once the sandbox's file is being written.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let filled = entries(&scratch)
+            .iter()
+            .any(|d| !entries(&scratch.join(d)).is_empty());
+        if filled || Instant::now() > deadline {
+            break filled;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(started, "the sandbox never filled");
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().expect("wait");

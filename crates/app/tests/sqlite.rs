@@ -293,6 +293,23 @@ fn a_corrupt_database_is_never_a_complete_backup_and_fails_verification() {
     ]);
     assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("MISMATCH database"), "{}", r.stdout);
+
+    // Its sandbox fails the same verification and is removed all the same.
+    let scratch = env.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch");
+    let s = env.run(&[
+        "restore",
+        "--sandbox",
+        "--spool-dir",
+        scratch.to_str().expect("utf8"),
+    ]);
+    assert_eq!(s.code, 7, "{}\n{}", s.stdout, s.stderr);
+    assert!(s.stdout.contains("MISMATCH database"), "{}", s.stdout);
+    assert_eq!(
+        std::fs::read_dir(&scratch).expect("scratch").count(),
+        0,
+        "sandbox left behind"
+    );
 }
 
 #[test]
