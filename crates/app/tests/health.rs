@@ -111,4 +111,23 @@ fn postgres_reports_the_archiver_and_recovers_to_the_newest_archived_wal() {
         wal_point > base_point.as_str(),
         "{base_point} .. {wal_point}"
     );
+
+    // An unreadable WAL archive: health still answers, the recovery point falls back to the
+    // newest snapshot and says why.
+    let timeline = std::path::PathBuf::from(env.repo()).join("wal/pg/00000001");
+    for segment in std::fs::read_dir(&timeline).expect("archive").flatten() {
+        let mut bytes = std::fs::read(segment.path()).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 64].fill(0x5a);
+        std::fs::write(segment.path(), bytes).expect("damage");
+    }
+    let h = env.ok(&["--json", "health"]).json();
+    assert_eq!(h[0]["recovery_point"]["via"], "snapshot", "{h}");
+    assert_eq!(h[0]["recovery_point"]["time"], base_point.as_str(), "{h}");
+    assert!(h[0]["recovery_point_error"].is_string(), "{h}");
+    let text = env.ok(&["health"]).stdout;
+    assert!(
+        text.contains("recovery point beyond the newest snapshot is unknown"),
+        "{text}"
+    );
 }

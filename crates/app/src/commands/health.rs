@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &HealthArgs) -> Result<Status> {
         .collect();
     let repo = ctx.open()?;
     let snapshots = ctx.snapshots(&repo)?;
-    let states = survey(&repo, &snapshots, &chosen)?;
+    let states = survey(&repo, &snapshots, &chosen);
     if ctx.json {
         print_json(&states)?;
     } else {
@@ -56,6 +56,11 @@ pub fn run(ctx: &Context, args: &HealthArgs) -> Result<Status> {
             }
             for w in &h.warnings {
                 println!("  warning: {w}");
+            }
+            if let Some(e) = &s.recovery_point_error {
+                println!(
+                    "  warning: the recovery point beyond the newest snapshot is unknown: {e}"
+                );
             }
             match (&s.recovery_point, s.recovery_point_age_secs) {
                 (Some(p), Some(age)) => println!(

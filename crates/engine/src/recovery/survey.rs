@@ -4,8 +4,7 @@
 use serde::Serialize;
 
 use crate::catalog::Snapshots;
-use crate::connectors::interface::{Datastore, Health, Kind, RecoveryPoint};
-use crate::error::Result;
+use crate::connectors::interface::{newest_snapshot, Datastore, Health, Kind, RecoveryPoint};
 use crate::repo::Repository;
 
 #[derive(Debug, Serialize)]
@@ -18,15 +17,20 @@ pub struct SourceState {
     pub recovery_point: Option<RecoveryPoint>,
     /// Seconds from the recovery point to now: the data lost if the source died now.
     pub recovery_point_age_secs: Option<f64>,
+    /// Why the connector could not read its own recovery point (an unreadable log archive):
+    /// the point above is then the newest complete snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_point_error: Option<String>,
 }
 
 /// Probes every source (in parallel: a server that does not answer costs its own timeout,
-/// not everyone's) and finds its recovery point in the repository.
+/// not everyone's) and finds its recovery point in the repository. One source's trouble is
+/// reported for that source; it never hides the others.
 pub fn survey(
     repo: &Repository,
     snapshots: &Snapshots,
     sources: &[&dyn Datastore],
-) -> Result<Vec<SourceState>> {
+) -> Vec<SourceState> {
     let healths: Vec<Health> = std::thread::scope(|scope| {
         let probes: Vec<_> = sources
             .iter()
@@ -43,17 +47,22 @@ pub fn survey(
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
     for (d, health) in sources.iter().zip(healths) {
-        let point = d
+        let (point, error) = match d
             .kind()
             .connector()
-            .recovery_point(repo, snapshots, d.name())?;
+            .recovery_point(repo, snapshots, d.name())
+        {
+            Ok(point) => (point, None),
+            Err(e) => (newest_snapshot(snapshots, d.name()), Some(e.to_string())),
+        };
         out.push(SourceState {
             source: d.name().to_string(),
             kind: d.kind(),
             health,
             recovery_point_age_secs: point.as_ref().map(|p| p.age_secs(now)),
             recovery_point: point,
+            recovery_point_error: error,
         });
     }
-    Ok(out)
+    out
 }
