@@ -20,6 +20,7 @@ use crate::backup::num_cpus;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::filter::PathFilter;
 use crate::id::{ChunkId, PackId};
+use crate::index::Index;
 use crate::items::{Item, ItemKind, ItemReader};
 use crate::pack::PackBuffers;
 use crate::progress::{Progress, Reporter};
@@ -92,9 +93,19 @@ pub fn restore(
     snap: &Snapshot,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
-    let started = Instant::now();
     opts.progress.send(Progress::Phase("loading index".into()));
-    let index = Arc::new(repo.load_index()?);
+    restore_using(repo, Arc::new(repo.load_index()?), snap, opts)
+}
+
+/// [`restore`] with the index already loaded (a caller that goes on to read the snapshot
+/// again loads it once).
+pub fn restore_using(
+    repo: &Repository,
+    index: Arc<Index>,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let started = Instant::now();
     let filter = PathFilter::new(&opts.include)?;
     let mut summary = RestoreSummary::default();
     let mut files: Vec<FileTask> = Vec::new();

@@ -18,7 +18,9 @@ use crate::connectors::interface::{
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
 use crate::filter::PathFilter;
+use crate::index::Index;
 use crate::items::{ItemKind, ItemReader};
+use crate::progress::Progress;
 use crate::restore::{RestoreOptions, RestoreSummary};
 
 /// Files, or config files (whose syntax is checked at backup time).
@@ -197,11 +199,14 @@ pub(crate) fn restore_tree(
         threads: 0,
         progress: req.progress.clone(),
     };
-    let summary = crate::restore::restore(input.repo, input.snapshot, &opts)?;
+    req.progress.send(Progress::Phase("loading index".into()));
+    let index = Arc::new(input.repo.load_index()?);
+    let summary =
+        crate::restore::restore_using(input.repo, index.clone(), input.snapshot, &opts)?;
     let transfer_secs = started.elapsed().as_secs_f64();
     let verdict = if req.verify && !req.dry_run {
         let checking = Instant::now();
-        let v = verify_tree(input, target, include, &summary)?;
+        let v = verify_tree(input, index, target, include, &summary)?;
         Some((v, checking.elapsed().as_secs_f64()))
     } else {
         None
@@ -291,6 +296,7 @@ fn tree_lines(
 /// counted again.
 fn verify_tree(
     input: &RestoreInput<'_>,
+    index: Arc<Index>,
     target: &Path,
     include: &[String],
     summary: &RestoreSummary,
@@ -298,7 +304,6 @@ fn verify_tree(
     let filter = PathFilter::new(include)?;
     let failed: std::collections::HashSet<&str> =
         summary.errors.iter().map(|e| e.path.as_str()).collect();
-    let index = Arc::new(input.repo.load_index()?);
     let mut verdict = Verdict::default();
     for item in ItemReader::new(input.repo.clone(), index, input.snapshot.tree.clone()) {
         let Ok(item) = item else {
