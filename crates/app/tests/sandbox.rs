@@ -69,6 +69,39 @@ fn assert_nothing_left(scratch: &Path) {
     }
 }
 
+/// Starts `restore --sandbox` with `extra` arguments, interrupts it (SIGINT) once `ready`
+/// holds, and checks that it exits 130 and leaves nothing in `scratch`, no server either.
+fn interrupt_sandbox(env: &Env, scratch: &Path, extra: &[&str], ready: impl Fn() -> bool) {
+    let child = env
+        .command()
+        .args(["restore", "--sandbox", "--spool-dir"])
+        .arg(scratch)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "the sandbox never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_nothing_left(scratch);
+}
+
+/// True once a sandbox directory under `scratch` holds something.
+fn sandbox_filled(scratch: &Path) -> bool {
+    entries(scratch)
+        .iter()
+        .any(|d| !entries(&scratch.join(d)).is_empty())
+}
+
 #[test]
 fn a_files_sandbox_is_verified_item_by_item_and_removed() {
     let env = Env::new();
@@ -154,33 +187,8 @@ fn an_interrupted_files_sandbox_is_removed() {
     env.ok(&["backup", data.to_str().expect("utf8")]);
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
-    let child = env
-        .command()
-        .args(["restore", "--sandbox", "--spool-dir"])
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bulwark runs");
     // Interrupted once the sandbox holds restored data.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let started = loop {
-        let filled = entries(&scratch)
-            .iter()
-            .any(|d| !entries(&scratch.join(d)).is_empty());
-        if filled || Instant::now() > deadline {
-            break filled;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(started, "the sandbox never filled");
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_nothing_left(&scratch);
+    interrupt_sandbox(&env, &scratch, &[], || sandbox_filled(&scratch));
 }
 
 #[test]
@@ -293,38 +301,17 @@ fn an_interrupted_redis_sandbox_stops_its_server_and_is_removed() {
     env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
-    // Redis renames its process, but it runs in its --dir: find it by its working directory.
-    let server_pid = || process_in(&scratch);
-    let child = env
-        .command()
-        .args(["restore", "--sandbox", "--spool-dir"])
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bulwark runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let pid = loop {
-        if let Some(pid) = server_pid() {
-            break pid;
+    // Redis renames its process, but it runs in its --dir: found by its working directory.
+    // Interrupted while it loads, a moment after it started.
+    let started = std::cell::Cell::new(None::<Instant>);
+    interrupt_sandbox(&env, &scratch, &[], || {
+        if started.get().is_none() && process_in(&scratch).is_some() {
+            started.set(Some(Instant::now()));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the sandbox server never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the sandbox server (process {pid}) still runs"
-    );
-    assert_nothing_left(&scratch);
+        started
+            .get()
+            .is_some_and(|t| t.elapsed() > Duration::from_millis(300))
+    });
 }
 
 /// A repository with a logical backup of `pg` (two tables) and a scratch directory the
@@ -456,28 +443,15 @@ fn an_interrupted_postgres_sandbox_stops_its_cluster_and_is_removed() {
             started.display()
         ),
     );
-    let child = env
-        .command()
-        .args(["restore", "--sandbox", "--pg-bin-dir"])
-        .arg(&tools)
-        .arg("--spool-dir")
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bulwark runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the restore never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(process_in(&scratch).is_some(), "the sandbox cluster runs");
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert_nothing_left(&scratch);
+    let tools = tools.to_str().expect("utf8");
+    interrupt_sandbox(&env, &scratch, &["--pg-bin-dir", tools], || {
+        let going = started.exists();
+        assert!(
+            !going || process_in(&scratch).is_some(),
+            "the sandbox cluster runs"
+        );
+        going
+    });
 }
 
 #[test]
@@ -505,30 +479,6 @@ fn an_interrupted_sqlite_sandbox_is_removed() {
     env.ok(&["backup"]);
     let scratch = env.path("scratch");
     std::fs::create_dir(&scratch).expect("scratch");
-    let child = env
-        .command()
-        .args(["restore", "--sandbox", "--spool-dir"])
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bulwark runs");
     // Interrupted once the sandbox's file is being written.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let started = loop {
-        let filled = entries(&scratch)
-            .iter()
-            .any(|d| !entries(&scratch.join(d)).is_empty());
-        if filled || Instant::now() > deadline {
-            break filled;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(started, "the sandbox never filled");
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert_nothing_left(&scratch);
+    interrupt_sandbox(&env, &scratch, &[], || sandbox_filled(&scratch));
 }

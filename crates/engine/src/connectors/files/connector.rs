@@ -201,8 +201,7 @@ pub(crate) fn restore_tree(
     };
     req.progress.send(Progress::Phase("loading index".into()));
     let index = Arc::new(input.repo.load_index()?);
-    let summary =
-        crate::restore::restore_using(input.repo, index.clone(), input.snapshot, &opts)?;
+    let summary = crate::restore::restore_using(input.repo, index.clone(), input.snapshot, &opts)?;
     let transfer_secs = started.elapsed().as_secs_f64();
     let verdict = if req.verify && !req.dry_run {
         let checking = Instant::now();
