@@ -75,6 +75,11 @@ pub enum Command {
     /// Probe the configured sources: reachable, version, role, warnings, and the newest
     /// point each can be recovered to from the repository.
     Health(HealthArgs),
+    /// Can the stack be recovered within its targets? Each source's health and recovery
+    /// point against its RPO, the repository; healthy, degraded or critical, with what to do.
+    Assess(AssessArgs),
+    /// The recovery scenarios (built in and configured) and the sources each recovers, in order.
+    Scenarios,
     /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -91,6 +96,16 @@ pub enum Command {
 pub struct HealthArgs {
     /// Configured sources to probe (default: all).
     pub sources: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct AssessArgs {
+    /// Configured sources to assess (default: all).
+    #[arg(conflicts_with = "scenario")]
+    pub sources: Vec<String>,
+    /// Assess the sources of one scenario (see `bulwark scenarios`).
+    #[arg(long)]
+    pub scenario: Option<String>,
 }
 
 #[derive(Args)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use engine::connectors::interface::{Datastore, Kind, Section};
+use engine::recovery::stack::{Member, Stack, TargetSettings, Targets};
 use engine::store::StorageOptions;
 use serde::Deserialize;
 
@@ -21,6 +22,15 @@ struct RawConfig {
     sources: BTreeMap<String, toml::Table>,
     #[serde(default)]
     retention: crate::cli::KeepArgs,
+    #[serde(default)]
+    scenarios: BTreeMap<String, ScenarioSection>,
+}
+
+/// `[scenarios.NAME]`: sources recovered together, in this order.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioSection {
+    sources: Vec<String>,
 }
 
 #[derive(Default, Debug)]
@@ -30,6 +40,23 @@ pub struct ConfigFile {
     pub repositories: BTreeMap<String, RepoSection>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub retention: crate::cli::KeepArgs,
+    /// Configured scenarios: name → sources in recovery order.
+    pub scenarios: BTreeMap<String, Vec<String>>,
+}
+
+impl ConfigFile {
+    /// The sources with their recovery targets, and the scenarios.
+    pub fn stack(&self) -> Stack<'_> {
+        let members = self
+            .sources
+            .values()
+            .map(|s| Member {
+                datastore: s.datastore.as_ref(),
+                targets: Targets::of(s.datastore.as_ref(), &s.targets),
+            })
+            .collect();
+        Stack::new(members, self.scenarios.clone())
+    }
 }
 
 /// A `[sources.NAME]` section: the keys every kind shares, and the kind's own section as its
@@ -37,6 +64,8 @@ pub struct ConfigFile {
 pub struct SourceConfig {
     pub kind: Kind,
     pub tags: Vec<String>,
+    /// rpo, rto, priority.
+    pub targets: TargetSettings,
     /// The kind-specific keys, for the connector (restores read their source's settings).
     pub section: Section,
     pub datastore: Box<dyn Datastore>,
@@ -52,7 +81,7 @@ impl std::fmt::Debug for SourceConfig {
 }
 
 /// Keys every source section may set, whatever its kind.
-const COMMON_KEYS: [&str; 2] = ["kind", "tags"];
+const COMMON_KEYS: [&str; 5] = ["kind", "tags", "rpo", "rto", "priority"];
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -124,11 +153,30 @@ pub fn parse(text: &str, base: &Path) -> std::result::Result<ConfigFile, String>
     for (name, table) in raw.sources {
         sources.insert(name.clone(), source(text, &name, table, base)?);
     }
+    let mut scenarios = BTreeMap::new();
+    for (name, section) in raw.scenarios {
+        let header = format!("scenarios.{name}");
+        if let Some(unknown) = section.sources.iter().find(|s| !sources.contains_key(*s)) {
+            return Err(format!(
+                "{}: [{header}] sources: no [sources.{unknown}] section (the sources are: {})",
+                locate(text, &header, Some("sources")),
+                sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if section.sources.is_empty() {
+            return Err(format!(
+                "{}: [{header}] sources: a scenario recovers at least one source",
+                locate(text, &header, Some("sources"))
+            ));
+        }
+        scenarios.insert(name, section.sources);
+    }
     let config = ConfigFile {
         default_repository: raw.default_repository,
         repositories: raw.repositories,
         sources,
         retention: raw.retention,
+        scenarios,
     };
     for (name, r) in &config.repositories {
         let section = format!("repositories.{name}");
@@ -197,6 +245,27 @@ fn source(
             .try_into::<Vec<String>>()
             .map_err(|e| err("tags", e.to_string()))?,
     };
+    let mut duration = |key: &str| match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(d)) => parse_duration(&d)
+            .map(Some)
+            .map_err(|e| err(key, e.to_string())),
+        Some(other) => Err(err(
+            key,
+            format!("expected a duration like \"15m\", found {other}"),
+        )),
+    };
+    let (rpo, rto) = (duration("rpo")?, duration("rto")?);
+    let priority = match table.remove("priority") {
+        None => None,
+        Some(toml::Value::Integer(p)) if p >= 0 => Some(p as u32),
+        Some(other) => {
+            return Err(err(
+                "priority",
+                format!("expected a whole number (lower recovers first), found {other}"),
+            ))
+        }
+    };
     let connector = kind.connector();
     let takes = connector.config_keys();
     if let Some(key) = table.keys().find(|k| !takes.contains(&k.as_str())) {
@@ -230,6 +299,7 @@ fn source(
     Ok(SourceConfig {
         kind,
         tags,
+        targets: TargetSettings { rpo, rto, priority },
         section,
         datastore,
     })
@@ -383,6 +453,67 @@ keep_within = "2d"
         assert!(e.starts_with("3:"), "{e}");
         let e = parse("[repositories.x]\nurl = \"/a\"\ncolour = 1\n").expect_err("unknown key");
         assert!(e.starts_with("3:") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn targets_and_scenarios_take_defaults_and_name_their_errors() {
+        let c = parse(
+            r#"
+[sources.uploads]
+kind = "files"
+paths = ["/srv/uploads"]
+rto = "10m"
+[sources.db]
+kind = "postgres"
+url = "postgres://h/"
+modes = ["logical", "physical"]
+[sources.dump]
+kind = "postgres"
+url = "postgres://h/"
+rpo = "1h"
+priority = 45
+[sources.cache]
+kind = "redis"
+url = "redis://h"
+[scenarios.app]
+sources = ["uploads", "cache"]
+"#,
+        )
+        .expect("valid");
+        let stack = c.stack();
+        let order: Vec<&str> = stack.members().iter().map(|m| m.name()).collect();
+        assert_eq!(order, ["db", "cache", "uploads", "dump"], "by priority");
+        let targets = |n: &str| stack.member(n).expect(n).targets.clone();
+        assert_eq!(targets("db").rpo_secs, 15 * 60, "WAL archiving: 15 minutes");
+        assert_eq!(targets("cache").rpo_secs, 24 * 3600, "else daily");
+        assert_eq!(targets("dump").rpo_secs, 3600);
+        assert_eq!(targets("uploads").rto_secs, 600);
+        assert_eq!(targets("cache").rto_secs, 30 * 60);
+        let names = |s: &str| {
+            stack
+                .scenario(s)
+                .expect(s)
+                .1
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("database_failure"), ["db", "dump"]);
+        assert_eq!(names("full_disaster"), ["db", "cache", "uploads", "dump"]);
+        assert_eq!(names("app"), ["uploads", "cache"], "in the configured order");
+        let e = stack.scenario("vector_failure").expect_err("no qdrant");
+        assert!(e.to_string().contains("no sources"), "{e}");
+        let e = stack.scenario("nope").expect_err("unknown");
+        assert!(e.to_string().contains("full_disaster, app"), "{e}");
+
+        let files = "[sources.a]\nkind = \"files\"\npaths = [\"/x\"]\n";
+        let e = parse(&format!("{files}rpo = \"soon\"\n")).expect_err("bad rpo");
+        assert!(e.starts_with("4:") && e.contains("rpo"), "{e}");
+        let e = parse(&format!("{files}priority = -1\n")).expect_err("bad priority");
+        assert!(e.starts_with("4:") && e.contains("priority"), "{e}");
+        let e = parse(&format!("{files}\n[scenarios.x]\nsources = [\"a\", \"b\"]\n"))
+            .expect_err("unknown source");
+        assert!(e.starts_with("6:") && e.contains("[sources.b]"), "{e}");
     }
 
     #[test]

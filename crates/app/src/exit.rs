@@ -12,6 +12,11 @@ pub const PARTIAL: u8 = 4;
 pub const NO_REPOSITORY: u8 = 5;
 pub const DAMAGED: u8 = 6;
 pub const MISMATCH: u8 = 7;
+/// `assess`: the stack is degraded (a target missed, a warning).
+pub const DEGRADED: u8 = 8;
+/// `assess`: the stack is critical (a source unreachable or never backed up, the repository
+/// unreadable, a recovery point twice its RPO old).
+pub const CRITICAL: u8 = 9;
 pub const LOCKED: u8 = 10;
 /// `wal-fetch` only: PostgreSQL takes any restore_command status up to 125 for "not in the
 /// archive" and ends recovery there as if the WAL had ended; above 125 it aborts recovery.
@@ -29,6 +34,8 @@ pub enum Status {
     Mismatch,
     /// Finished, and what it checked is failing (a source that cannot be reached).
     Failed,
+    Degraded,
+    Critical,
 }
 
 impl From<Status> for ExitCode {
@@ -39,6 +46,8 @@ impl From<Status> for ExitCode {
             Status::Damaged => DAMAGED,
             Status::Mismatch => MISMATCH,
             Status::Failed => FAILED,
+            Status::Degraded => DEGRADED,
+            Status::Critical => CRITICAL,
         })
     }
 }

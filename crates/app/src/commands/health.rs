@@ -1,32 +1,33 @@
 //! `health`: each configured source probed (through its connector) and its newest recovery
 //! point in the repository. Exit 1 when a source cannot be reached.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use engine::connectors::Datastore;
 use engine::recovery::survey::survey;
 
 use crate::cli::HealthArgs;
 use crate::context::Context;
 use crate::exit::{usage, Status};
+
+/// The config file, which must configure sources.
+pub fn configured(ctx: &Context) -> Result<&crate::config::ConfigFile> {
+    Ok(ctx
+        .config_file()
+        .filter(|c| !c.sources.is_empty())
+        .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))?)
+}
 use crate::output::{local_time, print_json};
 
 pub fn run(ctx: &Context, args: &HealthArgs) -> Result<Status> {
-    let configured = ctx
-        .config_file()
-        .map(|c| &c.sources)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))?;
-    if let Some(unknown) = args.sources.iter().find(|s| !configured.contains_key(*s)) {
-        bail!(usage(format!("no configured source '{unknown}'")));
-    }
-    let chosen: Vec<&dyn Datastore> = configured
-        .iter()
-        .filter(|(name, _)| args.sources.is_empty() || args.sources.contains(name))
-        .map(|(_, s)| s.datastore.as_ref())
+    let stack = configured(ctx)?.stack();
+    let chosen: Vec<&dyn Datastore> = stack
+        .select(&args.sources)?
+        .into_iter()
+        .map(|m| m.datastore)
         .collect();
     let repo = ctx.open()?;
     let snapshots = ctx.snapshots(&repo)?;
-    let states = survey(&repo, &snapshots, &chosen);
+    let states = survey(Some((&repo, &snapshots)), &chosen);
     if ctx.json {
         print_json(&states)?;
     } else {

@@ -1,5 +1,6 @@
 //! One thin file per verb: parse options, call the engine, print.
 
+mod assess;
 mod backup;
 mod check;
 mod copy;
@@ -41,6 +42,8 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::History(a) => history::run(ctx, a),
         Command::Unlock(a) => unlock::run(ctx, a),
         Command::Health(a) => health::run(ctx, a),
+        Command::Assess(a) => assess::run(ctx, a),
+        Command::Scenarios => assess::scenarios(ctx),
         Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::files::connector::{restore_tree, tree_sandbox};
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, ConfigError, Connector, Datastore, Health, Kind, RestoreInput, RestoreRequest,
     Restored, Section,
@@ -111,6 +112,10 @@ struct CommandDatastore {
 impl Connector for StreamConnector {
     fn kind(&self) -> Kind {
         Kind::Stream
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::Files
     }
 
     fn restore_options(&self) -> &'static [&'static str] {

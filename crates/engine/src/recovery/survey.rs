@@ -17,8 +17,8 @@ pub struct SourceState {
     pub recovery_point: Option<RecoveryPoint>,
     /// Seconds from the recovery point to now: the data lost if the source died now.
     pub recovery_point_age_secs: Option<f64>,
-    /// Why the connector could not read its own recovery point (an unreadable log archive):
-    /// the point above is then the newest complete snapshot.
+    /// Why the recovery point could not be read in full (an unreadable log archive: the point
+    /// above is then the newest complete snapshot; an unreadable repository: it is unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_point_error: Option<String>,
 }
@@ -26,9 +26,9 @@ pub struct SourceState {
 /// Probes every source (in parallel: a server that does not answer costs its own timeout,
 /// not everyone's) and finds its recovery point in the repository. One source's trouble is
 /// reported for that source; it never hides the others.
+/// Without a readable repository (`None`) the recovery points are unknown.
 pub fn survey(
-    repo: &Repository,
-    snapshots: &Snapshots,
+    repo: Option<(&Repository, &Snapshots)>,
     sources: &[&dyn Datastore],
 ) -> Vec<SourceState> {
     let healths: Vec<Health> = std::thread::scope(|scope| {
@@ -47,13 +47,18 @@ pub fn survey(
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
     for (d, health) in sources.iter().zip(healths) {
-        let (point, error) = match d
-            .kind()
-            .connector()
-            .recovery_point(repo, snapshots, d.name())
-        {
-            Ok(point) => (point, None),
-            Err(e) => (newest_snapshot(snapshots, d.name()), Some(e.to_string())),
+        let (point, error) = match repo {
+            None => (None, Some("the repository cannot be read".to_string())),
+            Some((repo, snapshots)) => {
+                match d
+                    .kind()
+                    .connector()
+                    .recovery_point(repo, snapshots, d.name())
+                {
+                    Ok(point) => (point, None),
+                    Err(e) => (newest_snapshot(snapshots, d.name()), Some(e.to_string())),
+                }
+            }
         };
         out.push(SourceState {
             source: d.name().to_string(),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::FilesSource;
 use crate::backup::Source;
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, RestoreInput,
     RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
@@ -53,6 +54,13 @@ struct TreeOptions {
 impl Connector for FilesConnector {
     fn kind(&self) -> Kind {
         self.0
+    }
+
+    fn tier(&self) -> Tier {
+        match self.0 {
+            Kind::Config => Tier::Config,
+            _ => Tier::Files,
+        }
     }
 
     fn restore_options(&self) -> &'static [&'static str] {

@@ -8,6 +8,7 @@ mod health;
 mod log_archive;
 mod outcome;
 mod secret;
+mod tier;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub use health::{newest_snapshot, Health, RecoveryPoint};
 pub use log_archive::{log_archives, LogArchive, LogCheck, LogCopy, LogExpiry, LogSourceCheck};
 pub use outcome::{Mismatch, RestoreOutcome, Restored, Timings, Verdict};
 pub use secret::read_secret;
+pub use tier::Tier;
 
 use crate::backup::Source;
 use crate::catalog::Snapshots;
@@ -30,6 +32,10 @@ pub use super::registry::Kind;
 /// A kind of datastore: how its configuration reads and how its snapshots come back.
 pub trait Connector: Sync {
     fn kind(&self) -> Kind;
+
+    /// Which part of the stack this kind holds: its place in a full recovery and the
+    /// built-in scenario it belongs to.
+    fn tier(&self) -> Tier;
 
     /// The restore options (flags) this kind takes, by name.
     fn restore_options(&self) -> &'static [&'static str];
@@ -73,6 +79,11 @@ pub trait Datastore: Send + Sync {
     fn source(&self) -> Result<Box<dyn Source>>;
     /// Probes the datastore now: reachable, version, role, and what needs attention.
     fn health(&self) -> Health;
+    /// True when a log archive moves its recovery point on between backups (PostgreSQL
+    /// with WAL archiving): its default RPO is minutes, not the backup interval.
+    fn archives_continuously(&self) -> bool {
+        false
+    }
 }
 
 /// A `[sources.NAME]` section as written, with the directory relative paths start from.

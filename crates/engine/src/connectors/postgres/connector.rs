@@ -13,6 +13,7 @@ use super::verify::TableStats;
 use super::{pitr_check, Mode, PgConn, PgFacts, PgSettings, PostgresSource, Verify};
 use crate::backup::Source;
 use crate::catalog::Snapshots;
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, LogArchive, Mismatch,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
@@ -128,6 +129,10 @@ impl Settings {
 impl Connector for PostgresConnector {
     fn kind(&self) -> Kind {
         Kind::Postgres
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::Database
     }
 
     fn restore_options(&self) -> &'static [&'static str] {
@@ -340,6 +345,11 @@ impl Datastore for PostgresDatastore {
             Ok(h)
         };
         probe().unwrap_or_else(Health::unreachable)
+    }
+
+    /// A source with base backups archives its WAL (a base backup waits for it).
+    fn archives_continuously(&self) -> bool {
+        self.settings.modes.contains(&Mode::Physical)
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

@@ -11,6 +11,7 @@ use super::restore::{self, RestoreOptions, RestoreReport, RESTORED_SUFFIX};
 use super::verify::{VerifyReport, SAMPLE_POINTS, SAMPLE_QUERIES};
 use super::{Mode, QdrantFacts, QdrantSettings, QdrantSource};
 use crate::backup::Source;
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
@@ -95,6 +96,10 @@ impl Options {
 impl Connector for QdrantConnector {
     fn kind(&self) -> Kind {
         Kind::Qdrant
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::Vectors
     }
 
     fn restore_options(&self) -> &'static [&'static str] {

@@ -9,6 +9,7 @@ use super::restore::{self, DirOptions, DirReport, Existing, LiveOptions, LiveRep
 use super::verify::VerifyReport;
 use super::{RedisSettings, RedisSource, RedisUrl};
 use crate::backup::Source;
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
@@ -53,6 +54,10 @@ const DEFAULT_SAMPLE: u64 = 200;
 impl Connector for RedisConnector {
     fn kind(&self) -> Kind {
         Kind::Redis
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::Cache
     }
 
     fn restore_options(&self) -> &'static [&'static str] {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{integrity, open_read_only, table_sums, SqliteFacts, SqliteSource};
 use crate::backup::Source;
+use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, RestoreInput,
     RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
@@ -43,6 +44,10 @@ struct NoOptions {}
 impl Connector for SqliteConnector {
     fn kind(&self) -> Kind {
         Kind::Sqlite
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::Database
     }
 
     fn restore_options(&self) -> &'static [&'static str] {

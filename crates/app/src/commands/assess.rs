@@ -1,0 +1,111 @@
+//! `assess` and `scenarios`: the engine judges the stack against its targets; this file picks
+//! the sources, opens the repository (an unreadable one is a finding, not an error) and renders.
+
+use anyhow::Result;
+use engine::recovery::assess::{assess, span, Assessment, Status as Health};
+
+use super::health::configured;
+use crate::cli::AssessArgs;
+use crate::context::Context;
+use crate::exit::Status;
+use crate::output::{bytes, local_time, print_json};
+
+pub fn run(ctx: &Context, args: &AssessArgs) -> Result<Status> {
+    let stack = configured(ctx)?.stack();
+    let members = match &args.scenario {
+        Some(name) => stack.scenario(name)?.1,
+        None => stack.select(&args.sources)?,
+    };
+    let target = ctx.target(None)?;
+    let opened = ctx
+        .open_at(&target)
+        .and_then(|repo| Ok((ctx.snapshots(&repo)?, repo)));
+    let a = assess(
+        &target.url,
+        opened
+            .as_ref()
+            .map(|(snapshots, repo)| (repo, snapshots))
+            .map_err(|e| format!("{e:#}")),
+        &members,
+    );
+    if ctx.json {
+        print_json(&a)?;
+    } else {
+        render(&a);
+    }
+    Ok(match a.overall_status {
+        Health::Healthy => Status::Ok,
+        Health::Degraded => Status::Degraded,
+        Health::Critical => Status::Critical,
+    })
+}
+
+fn label(s: Health) -> &'static str {
+    match s {
+        Health::Healthy => "healthy",
+        Health::Degraded => "DEGRADED",
+        Health::Critical => "CRITICAL",
+    }
+}
+
+fn render(a: &Assessment) {
+    println!("overall: {}", label(a.overall_status));
+    for s in &a.services {
+        let d = &s.details;
+        let point = match (&d.state.recovery_point, d.state.recovery_point_age_secs) {
+            (Some(p), Some(age)) => format!(
+                "recoverable to {} ({} ago, RPO target {})",
+                local_time(p.time),
+                span(age),
+                span(d.targets.rpo_secs as f64)
+            ),
+            _ => "no recovery point".into(),
+        };
+        println!(
+            "{} ({}): {}; {point}; RTO target {}",
+            s.name,
+            s.kind,
+            label(s.status),
+            span(d.targets.rto_secs as f64)
+        );
+        for f in &s.findings {
+            println!("  {}: {}", label(f.status), f.problem);
+        }
+    }
+    let r = &a.repository;
+    match (r.snapshots, r.size_bytes) {
+        (Some(n), Some(size)) => println!("repository {}: {n} snapshot(s), {}", r.url, bytes(size)),
+        _ => println!("repository {}: {}", r.url, label(r.status)),
+    }
+    for f in &r.findings {
+        println!("  {}: {}", label(f.status), f.problem);
+    }
+    if !a.recommendations.is_empty() {
+        println!("recommendations:");
+        for (i, rec) in a.recommendations.iter().enumerate() {
+            println!("  {}. {rec}", i + 1);
+        }
+    }
+}
+
+pub fn scenarios(ctx: &Context) -> Result<Status> {
+    let stack = configured(ctx)?.stack();
+    let all = stack.scenarios();
+    if ctx.json {
+        print_json(&all)?;
+    } else {
+        for s in &all {
+            println!(
+                "{}{}: {}",
+                s.name,
+                if s.configured { " (configured)" } else { "" },
+                if s.sources.is_empty() {
+                    "no sources".to_string()
+                } else {
+                    s.sources.join(" → ")
+                }
+            );
+        }
+    }
+    Ok(Status::Ok)
+}

@@ -1,0 +1,222 @@
+//! Assessment: can the stack be recovered now, within its targets? Every source is probed
+//! (`survey`) and its newest recovery point judged against its RPO; the repository must be
+//! readable. Each finding carries its status and what to do about it.
+
+use serde::Serialize;
+
+use super::stack::{scenario_for, Member, Targets};
+use super::survey::{survey, SourceState};
+use crate::catalog::Snapshots;
+use crate::connectors::interface::{Kind, Tier};
+use crate::repo::Repository;
+
+/// Ordered: the worse status is the greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Critical,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub status: Status,
+    pub problem: String,
+    pub recommendation: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub details: ServiceDetails,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceDetails {
+    pub tier: Tier,
+    pub targets: Targets,
+    #[serde(flatten)]
+    pub state: SourceState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RepositoryState {
+    pub url: String,
+    pub reachable: bool,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Assessment {
+    pub assessed_at: jiff::Timestamp,
+    pub overall_status: Status,
+    pub services: Vec<Service>,
+    pub repository: RepositoryState,
+    /// Every finding's recommendation, the most serious first.
+    pub recommendations: Vec<String>,
+}
+
+/// The repository as the caller could open it: its listing, or why it could not be read.
+pub type Opened<'r> = std::result::Result<(&'r Repository, &'r Snapshots), String>;
+
+/// Assesses `members` (in their recovery order) and the repository at `url`.
+pub fn assess(url: &str, opened: Opened<'_>, members: &[&Member<'_>]) -> Assessment {
+    let datastores: Vec<_> = members.iter().map(|m| m.datastore).collect();
+    let states = survey(opened.as_ref().ok().copied(), &datastores);
+    let services: Vec<Service> = members
+        .iter()
+        .zip(states)
+        .map(|(m, state)| service(m, state))
+        .collect();
+    let repository = repository(url, opened);
+    let mut all: Vec<&Finding> = services
+        .iter()
+        .flat_map(|s| &s.findings)
+        .chain(&repository.findings)
+        .collect();
+    all.sort_by_key(|f| std::cmp::Reverse(f.status));
+    let mut recommendations: Vec<String> = Vec::new();
+    for f in all {
+        if !recommendations.contains(&f.recommendation) {
+            recommendations.push(f.recommendation.clone());
+        }
+    }
+    let overall_status = services
+        .iter()
+        .map(|s| s.status)
+        .chain([repository.status])
+        .max()
+        .unwrap_or(Status::Healthy);
+    Assessment {
+        assessed_at: jiff::Timestamp::now(),
+        overall_status,
+        services,
+        repository,
+        recommendations,
+    }
+}
+
+fn service(m: &Member<'_>, state: SourceState) -> Service {
+    let name = m.name();
+    let scenario = scenario_for(m.tier());
+    let backup = format!("run `bulwark backup {name}`");
+    let mut findings = Vec::new();
+    let mut find = |status, problem: String, recommendation: String| {
+        findings.push(Finding {
+            status,
+            problem,
+            recommendation,
+        })
+    };
+    let h = &state.health;
+    if !h.reachable {
+        find(
+            Status::Critical,
+            format!(
+                "{name} is unreachable: {}",
+                h.error.as_deref().unwrap_or("no answer")
+            ),
+            format!("bring {name} back; if its data is lost, run `bulwark recover --scenario {scenario}`"),
+        );
+    }
+    for w in &h.warnings {
+        find(
+            Status::Degraded,
+            format!("{name}: {w}"),
+            format!("fix {name}: {w}"),
+        );
+    }
+    if let Some(e) = &state.recovery_point_error {
+        find(
+            Status::Degraded,
+            format!("{name}: its log archive cannot be read: {e}"),
+            "run `bulwark check --read-data` to find the damage".into(),
+        );
+    }
+    let rpo = m.targets.rpo_secs as f64;
+    match state.recovery_point_age_secs {
+        None => find(
+            Status::Critical,
+            format!("{name} has no complete snapshot: it cannot be recovered"),
+            backup,
+        ),
+        Some(age) if age > rpo => find(
+            if age > 2.0 * rpo {
+                Status::Critical
+            } else {
+                Status::Degraded
+            },
+            format!(
+                "{name}'s newest recovery point is {} old; its RPO target is {}",
+                span(age),
+                span(rpo)
+            ),
+            format!("{backup}, and back it up at least every {}", span(rpo)),
+        ),
+        Some(_) => {}
+    }
+    Service {
+        name: name.to_string(),
+        kind: m.kind(),
+        status: findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Healthy),
+        details: ServiceDetails {
+            tier: m.tier(),
+            targets: m.targets.clone(),
+            state,
+        },
+        findings,
+    }
+}
+
+fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
+    let unreachable = |e: String| RepositoryState {
+        url: url.to_string(),
+        reachable: false,
+        status: Status::Critical,
+        snapshots: None,
+        size_bytes: None,
+        findings: vec![Finding {
+            status: Status::Critical,
+            problem: format!("the repository cannot be read: {e}"),
+            recommendation: "check the repository's storage, credentials and password".into(),
+        }],
+    };
+    let (repo, snapshots) = match opened {
+        Ok(o) => o,
+        Err(e) => return unreachable(e),
+    };
+    match repo.pack_sizes() {
+        Ok(sizes) => RepositoryState {
+            url: url.to_string(),
+            reachable: true,
+            status: Status::Healthy,
+            snapshots: Some(snapshots.list.len()),
+            size_bytes: Some(sizes.values().sum()),
+            findings: Vec::new(),
+        },
+        Err(e) => unreachable(e.to_string()),
+    }
+}
+
+/// A duration for people: `45s`, `12m`, `3.5h`, `2.0d`.
+pub fn span(secs: f64) -> String {
+    match secs {
+        s if s < 120.0 => format!("{s:.0}s"),
+        s if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1}h", s / 3600.0),
+        s => format!("{:.1}d", s / 86400.0),
+    }
+}
