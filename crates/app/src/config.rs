@@ -500,7 +500,11 @@ sources = ["uploads", "cache"]
         };
         assert_eq!(names("database_failure"), ["db", "dump"]);
         assert_eq!(names("full_disaster"), ["db", "cache", "uploads", "dump"]);
-        assert_eq!(names("app"), ["uploads", "cache"], "in the configured order");
+        assert_eq!(
+            names("app"),
+            ["uploads", "cache"],
+            "in the configured order"
+        );
         let e = stack.scenario("vector_failure").expect_err("no qdrant");
         assert!(e.to_string().contains("no sources"), "{e}");
         let e = stack.scenario("nope").expect_err("unknown");
@@ -511,8 +515,10 @@ sources = ["uploads", "cache"]
         assert!(e.starts_with("4:") && e.contains("rpo"), "{e}");
         let e = parse(&format!("{files}priority = -1\n")).expect_err("bad priority");
         assert!(e.starts_with("4:") && e.contains("priority"), "{e}");
-        let e = parse(&format!("{files}\n[scenarios.x]\nsources = [\"a\", \"b\"]\n"))
-            .expect_err("unknown source");
+        let e = parse(&format!(
+            "{files}\n[scenarios.x]\nsources = [\"a\", \"b\"]\n"
+        ))
+        .expect_err("unknown source");
         assert!(e.starts_with("6:") && e.contains("[sources.b]"), "{e}");
     }
 

@@ -11,10 +11,9 @@ use crate::exit::{usage, Status};
 
 /// The config file, which must configure sources.
 pub fn configured(ctx: &Context) -> Result<&crate::config::ConfigFile> {
-    Ok(ctx
-        .config_file()
+    ctx.config_file()
         .filter(|c| !c.sources.is_empty())
-        .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))?)
+        .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))
 }
 use crate::output::{local_time, print_json};
 
