@@ -80,6 +80,12 @@ pub enum Command {
     Assess(AssessArgs),
     /// The recovery scenarios (built in and configured) and the sources each recovers, in order.
     Scenarios,
+    /// Restore drill: each source of a scenario (or those named), in recovery order, restored
+    /// into a sandbox, verified and removed; RTO and RPO measured against the targets; the
+    /// record kept in the repository.
+    Drill(DrillArgs),
+    /// The drills recorded in the repository, or one of them (text, JSON or an HTML page).
+    Drills(DrillsArgs),
     /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -96,6 +102,38 @@ pub enum Command {
 pub struct HealthArgs {
     /// Configured sources to probe (default: all).
     pub sources: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// Configured sources to drill (default: all).
+    #[arg(conflicts_with = "scenario")]
+    pub sources: Vec<String>,
+    /// Drill the sources of one scenario (see `bulwark scenarios`).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Drill the snapshots of one backup set (an id prefix).
+    #[arg(long, conflicts_with = "target_time")]
+    pub set: Option<String>,
+    /// Drill the state at this moment (with offset): PostgreSQL with WAL archiving replays to
+    /// it, other sources restore their newest snapshot finished before it.
+    #[arg(long)]
+    pub target_time: Option<String>,
+    /// Where sandboxes are made (default: the system temp directory).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DrillsArgs {
+    /// A drill's id (a prefix will do): show that one.
+    pub id: Option<String>,
+    /// With an id: the report as a self-contained HTML page.
+    #[arg(long, requires = "id")]
+    pub html: bool,
 }
 
 #[derive(Args)]

@@ -52,6 +52,7 @@ impl ConfigFile {
             .values()
             .map(|s| Member {
                 datastore: s.datastore.as_ref(),
+                section: Some(&s.section),
                 targets: Targets::of(s.datastore.as_ref(), &s.targets),
             })
             .collect();

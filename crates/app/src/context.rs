@@ -75,6 +75,14 @@ impl Context {
         ProgressView::start(!self.quiet && !self.json, label)
     }
 
+    /// Progress for work done one source after another: one view at a time.
+    pub fn steps(&self) -> Steps<'_> {
+        Steps {
+            ctx: self,
+            view: None,
+        }
+    }
+
     /// Runs `work` with progress bars labelled `label` (none with --json or -q), and takes
     /// them down before the result is printed.
     pub fn with_progress<T>(&self, label: &str, work: impl FnOnce(Reporter) -> T) -> T {
@@ -102,4 +110,28 @@ pub fn prompt(what: &str, confirm: bool) -> Result<String> {
         bail!(usage("empty password"));
     }
     Ok(pw)
+}
+
+/// One progress view at a time (see [`Context::steps`]).
+pub struct Steps<'a> {
+    ctx: &'a Context,
+    view: Option<ProgressView>,
+}
+
+impl Steps<'_> {
+    /// Takes down the previous step's view and starts one labelled `label`.
+    pub fn start(&mut self, label: &str) -> Reporter {
+        self.finish();
+        let view = self.ctx.progress(label);
+        let reporter = view.reporter();
+        self.view = Some(view);
+        reporter
+    }
+
+    /// Takes the current view down, before the step's result is printed.
+    pub fn finish(&mut self) {
+        if let Some(view) = self.view.take() {
+            view.finish();
+        }
+    }
 }

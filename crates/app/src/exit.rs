@@ -36,6 +36,8 @@ pub enum Status {
     Failed,
     Degraded,
     Critical,
+    /// Stopped by Ctrl-C or SIGTERM after cleaning up.
+    Interrupted,
 }
 
 impl From<Status> for ExitCode {
@@ -48,6 +50,7 @@ impl From<Status> for ExitCode {
             Status::Failed => FAILED,
             Status::Degraded => DEGRADED,
             Status::Critical => CRITICAL,
+            Status::Interrupted => INTERRUPTED,
         })
     }
 }
@@ -149,14 +152,15 @@ fn show(err: &anyhow::Error, json: bool, code: u8, hint: Option<&str>) -> ExitCo
 pub const INTERRUPTED: u8 = 130;
 
 /// From here on a Ctrl-C or SIGTERM first removes what sandboxes this process created (a
-/// server, its directory, drill collections), then exits 130. Only commands that create
-/// sandboxes set it: wal-fetch must keep the default, which PostgreSQL tells apart from failure.
-pub fn remove_sandboxes_on_interrupt() {
-    let _ = ctrlc::set_handler(|| {
-        let removed = engine::connectors::sandbox::remove_all();
-        if removed > 0 {
-            eprintln!("interrupted: removed {removed} sandbox resource(s)");
-        }
+/// server, its directory, drill collections), then exits 130 after `grace`: the time the
+/// command gets to finish on its own (a drill writes its record as interrupted and exits 130
+/// itself). Only commands that create sandboxes set it: wal-fetch must keep the default,
+/// which PostgreSQL tells apart from failure.
+pub fn remove_sandboxes_on_interrupt(grace: std::time::Duration) {
+    let _ = ctrlc::set_handler(move || {
+        let removed = engine::connectors::sandbox::interrupt();
+        eprintln!("interrupted: removed {removed} sandbox resource(s)");
+        std::thread::sleep(grace);
         std::process::exit(INTERRUPTED.into());
     });
 }

@@ -47,8 +47,15 @@ fn assess_grades_sources_against_their_targets() {
     assert_eq!(cache["details"]["health"]["role"], "master", "{healthy}");
     assert_eq!(cache["details"]["targets"]["rpo_secs"], 86400, "{healthy}");
     assert_eq!(healthy["repository"]["reachable"], true, "{healthy}");
-    assert!(healthy["repository"]["snapshots"].as_u64() >= Some(3), "{healthy}");
-    assert_eq!(healthy["recommendations"], serde_json::json!([]), "{healthy}");
+    assert!(
+        healthy["repository"]["snapshots"].as_u64() >= Some(3),
+        "{healthy}"
+    );
+    assert_eq!(
+        healthy["recommendations"],
+        serde_json::json!([]),
+        "{healthy}"
+    );
 
     // A backup older than its RPO target: degraded, exit 8, with the way out.
     std::thread::sleep(Duration::from_millis(5500));
@@ -120,7 +127,10 @@ fn scenarios_list_built_in_and_configured_orders() {
             .map(|s| s["sources"].clone())
             .unwrap_or_else(|| panic!("no scenario {name}: {all}"))
     };
-    assert_eq!(sources("redis_failure"), serde_json::json!(["cache", "down"]));
+    assert_eq!(
+        sources("redis_failure"),
+        serde_json::json!(["cache", "down"])
+    );
     assert_eq!(
         sources("full_disaster"),
         serde_json::json!(["cache", "down", "logs", "uploads"]),

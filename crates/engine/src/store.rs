@@ -103,6 +103,8 @@ pub enum ObjectKind {
     /// Log archives kept beside the snapshots, per source (PostgreSQL's WAL:
     /// `<source>/<timeline>/<file>`), under `wal/` since format version 1.
     Log,
+    /// Records of restore drills (sealed JSON), under `drills/` since format version 1.
+    Drill,
 }
 
 impl ObjectKind {
@@ -115,6 +117,7 @@ impl ObjectKind {
             ObjectKind::Pack => "data/",
             ObjectKind::Lock => "locks/",
             ObjectKind::Log => "wal/",
+            ObjectKind::Drill => "drills/",
         }
     }
 

@@ -10,9 +10,9 @@ use engine::progress::Reporter;
 use engine::snapshot::Snapshot;
 
 use crate::cli::BackupArgs;
-use crate::context::Context;
+use crate::context::{Context, Steps};
 use crate::exit::{usage, Status};
-use crate::output::{bytes, print_json, ProgressView};
+use crate::output::{bytes, print_json};
 
 pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
     let members = plan(ctx, args)?;
@@ -24,7 +24,10 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
         threads: args.threads,
         lock_wait: ctx.lock_wait,
     };
-    let mut terminal = Terminal { ctx, view: None };
+    let mut terminal = Terminal {
+        ctx,
+        steps: ctx.steps(),
+    };
     let report = backup_set::run(&repo, &existing, members, &opts, &mut terminal);
     if ctx.json {
         print_json(&report.results)?;
@@ -49,21 +52,16 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
 /// Progress bars and one summary per source.
 struct Terminal<'a> {
     ctx: &'a Context,
-    view: Option<ProgressView>,
+    steps: Steps<'a>,
 }
 
 impl SetObserver for Terminal<'_> {
     fn started(&mut self, source: &str) -> Reporter {
-        let view = self.ctx.progress(source);
-        let reporter = view.reporter();
-        self.view = Some(view);
-        reporter
+        self.steps.start(source)
     }
 
     fn finished(&mut self, result: &MemberResult) {
-        if let Some(view) = self.view.take() {
-            view.finish();
-        }
+        self.steps.finish();
         match (&result.error, &result.saved, &result.snapshot) {
             (Some(e), ..) => eprintln!("error: source '{}': {e}", result.source),
             (None, Some(snap), Some(id)) if !self.ctx.json => print_summary(&id.short(), snap),

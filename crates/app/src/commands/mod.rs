@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod copy;
 mod diff;
+mod drill;
 mod forget;
 mod health;
 mod history;
@@ -44,6 +45,8 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Health(a) => health::run(ctx, a),
         Command::Assess(a) => assess::run(ctx, a),
         Command::Scenarios => assess::scenarios(ctx),
+        Command::Drill(a) => drill::run(ctx, a),
+        Command::Drills(a) => drill::list(ctx, a),
         Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

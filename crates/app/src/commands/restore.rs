@@ -38,7 +38,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
             progress,
         };
         if args.sandbox {
-            crate::exit::remove_sandboxes_on_interrupt();
+            crate::exit::remove_sandboxes_on_interrupt(std::time::Duration::ZERO);
             interface::sandbox(&input, &req)
         } else {
             interface::restore(&input, &req)

@@ -4,7 +4,7 @@
 //! This is process-wide state on purpose: a signal arrives for the process, not for a call.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ type Cleanup = Box<dyn FnOnce() + Send>;
 
 static LIVE: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Something throwaway that exists while this guard does.
 #[must_use = "the throwaway is removed when the guard is dropped"]
@@ -72,9 +73,21 @@ impl Drop for Throwaway {
     }
 }
 
+/// The process was told to stop (Ctrl-C, SIGTERM): every throwaway alive is removed, and
+/// work that checks [`interrupted`] stops before starting more. Returns how many there were.
+pub fn interrupt() -> usize {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    remove_all()
+}
+
+/// True once [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Removes every throwaway still alive, newest first (a server before its directory).
 /// Returns how many there were.
-pub fn remove_all() -> usize {
+fn remove_all() -> usize {
     let all: Vec<(u64, Cleanup)> = std::mem::take(&mut *live());
     let n = all.len();
     for (_, cleanup) in all.into_iter().rev() {

@@ -211,9 +211,10 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
     }
 }
 
-/// A duration for people: `45s`, `12m`, `3.5h`, `2.0d`.
+/// A duration for people: `0.4s`, `45s`, `12m`, `3.5h`, `2.0d`.
 pub fn span(secs: f64) -> String {
     match secs {
+        s if s < 10.0 => format!("{s:.1}s"),
         s if s < 120.0 => format!("{s:.0}s"),
         s if s < 7200.0 => format!("{:.0}m", s / 60.0),
         s if s < 172_800.0 => format!("{:.1}h", s / 3600.0),

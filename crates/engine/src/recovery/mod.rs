@@ -3,5 +3,6 @@
 //! and recovery plans build here.
 
 pub mod assess;
+pub mod drill;
 pub mod stack;
 pub mod survey;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::connectors::interface::{Datastore, Kind, Tier};
+use crate::connectors::interface::{Datastore, Kind, Section, Tier};
 use crate::error::{Error, Result};
 
 /// RTO when the config sets none.
@@ -54,6 +54,8 @@ impl Targets {
 /// One configured source with its targets.
 pub struct Member<'a> {
     pub datastore: &'a dyn Datastore,
+    /// Its section of the config, for restores that read their source's settings.
+    pub section: Option<&'a Section>,
     pub targets: Targets,
 }
 

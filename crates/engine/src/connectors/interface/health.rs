@@ -81,3 +81,13 @@ pub fn started(s: &crate::snapshot::Snapshot) -> jiff::Timestamp {
     let took = jiff::SignedDuration::from_secs_f64(s.summary.duration_secs.max(0.0));
     s.time.checked_sub(took).unwrap_or(s.time)
 }
+
+/// A target time as the user gives it; an offset is required, so that it cannot mean another
+/// instant on a server than here.
+pub fn parse_time(t: &str) -> crate::error::Result<jiff::Timestamp> {
+    t.parse().map_err(|e| {
+        crate::error::Error::invalid(format!(
+            "--target-time '{t}': {e} (give an offset, e.g. '2026-11-21 14:30:00+00')"
+        ))
+    })
+}

@@ -10,7 +10,7 @@ use super::logical::{self, RestoreReport};
 use super::pitr::{self, PitrOptions, PitrReport, RecoveryTarget};
 use super::server::{self, ThrowawayCluster};
 use super::verify::TableStats;
-use super::{pitr_check, Mode, PgConn, PgFacts, PgSettings, PostgresSource, Verify};
+use super::{Mode, PgConn, PgFacts, PgSettings, PostgresSource, Verify};
 use crate::backup::Source;
 use crate::catalog::Snapshots;
 use crate::connectors::interface::Tier;
@@ -18,7 +18,7 @@ use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, LogArchive, Mismatch,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
-use crate::connectors::interface::{newest_snapshot, RecoveryPoint};
+use crate::connectors::interface::{newest_snapshot, parse_time, RecoveryPoint};
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
 use crate::repo::Repository;
@@ -421,7 +421,7 @@ fn recover(
     req.refuse(Kind::Postgres, &logical_only)?;
     let (id, snap) = match (&opts.target_time, input.latest) {
         (Some(t), true) => {
-            let when = pitr_check::parse_time(t)?;
+            let when = parse_time(t)?;
             input
                 .snapshots
                 .list

@@ -12,6 +12,7 @@ use super::physical::BaseBackupFacts;
 use super::pitr::RecoveryTarget;
 use super::wal::timeline::{parse_history, HistoryEntry};
 use super::wal::{ArchiveMap, Chain, ChainEnd, Lsn, WalArchive};
+use crate::connectors::interface::parse_time;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 
@@ -80,16 +81,6 @@ pub fn check_target(
         RecoveryTarget::Latest | RecoveryTarget::Xid(_) | RecoveryTarget::Name(_) => {}
     }
     Ok(())
-}
-
-/// A recovery target time; an offset is required, so that it cannot mean another instant on
-/// the server than here.
-pub fn parse_time(t: &str) -> Result<jiff::Timestamp> {
-    t.parse().map_err(|e| {
-        Error::invalid(format!(
-            "--target-time '{t}': {e} (give an offset, e.g. '2026-11-21 14:30:00+00')"
-        ))
-    })
 }
 
 /// Checks the target against the base backup and proves the WAL chain. A gap fails, naming

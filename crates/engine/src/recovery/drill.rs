@@ -1,0 +1,349 @@
+//! Restore drills: each chosen source, in recovery order, restored into a sandbox, verified at
+//! the data level and removed; the time until it was usable and verified (RTO) measured, the
+//! age of the point it came back to (RPO) computed, both judged against the source's targets.
+//! The record is stored in the repository (`drills/`), so it outlives the host and travels
+//! with `copy`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::stack::Member;
+use crate::catalog::Snapshots;
+use crate::connectors::interface::{
+    self, started, RestoreInput, RestoreRequest, Restored, Timings, Verdict,
+};
+use crate::connectors::sandbox;
+use crate::error::Result;
+use crate::id::SnapshotId;
+use crate::progress::Reporter;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::store::ObjectKind;
+
+/// How a drill, or one source in it, ended. Ordered: the worse is the greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillResult {
+    Passed,
+    /// The data came back verified, but slower than the RTO or older than the RPO target.
+    TargetMissed,
+    /// The restore failed, or the data differs from the backup, or is damaged.
+    Failed,
+    /// Ctrl-C or SIGTERM: the sandboxes were removed, the rest was not drilled.
+    Interrupted,
+}
+
+/// One source's part of a drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillStep {
+    pub source: String,
+    /// The kind's name (as in snapshot manifests: a record of a kind this build does not
+    /// know still reads).
+    pub kind: String,
+    pub priority: u32,
+    pub result: DrillResult,
+    /// What went wrong: the error, each mismatch, the damage.
+    pub problems: Vec<String>,
+    pub snapshot: Option<SnapshotId>,
+    /// The moment the restored data represents.
+    pub recovery_point: Option<jiff::Timestamp>,
+    /// From the recovery point to the start of the drill: the data a failure then would lose.
+    /// Judged only when the drill restores the newest state (no set or time asked).
+    pub rpo_secs: Option<f64>,
+    pub rpo_target_secs: u64,
+    pub rpo_met: Option<bool>,
+    /// From the start of the restore until its data was usable and verified.
+    pub rto_secs: Option<f64>,
+    pub rto_target_secs: u64,
+    pub rto_met: Option<bool>,
+    /// What the sandbox was (described; it no longer exists).
+    pub sandbox: Option<String>,
+    pub items: u64,
+    pub unit: String,
+    pub bytes: u64,
+    pub timings: Option<Timings>,
+    pub verdict: Option<Verdict>,
+}
+
+/// A drill as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub version: u32,
+    pub started: jiff::Timestamp,
+    pub finished: jiff::Timestamp,
+    pub hostname: String,
+    pub username: String,
+    pub scenario: Option<String>,
+    /// The backup set drilled, when one was asked for.
+    pub set: Option<String>,
+    /// The moment drilled back to, when one was asked for.
+    pub target_time: Option<String>,
+    pub result: DrillResult,
+    pub total_secs: f64,
+    pub steps: Vec<DrillStep>,
+}
+
+/// Which state of each source a drill brings back.
+#[derive(Debug, Clone)]
+pub enum Point {
+    /// The newest: what a failure now would recover.
+    Latest,
+    /// The snapshots of one backup set (an id prefix).
+    Set(String),
+    /// The newest state at or before this moment (PostgreSQL with WAL: exactly this moment).
+    Time { at: jiff::Timestamp, text: String },
+}
+
+pub struct DrillRequest {
+    pub scenario: Option<String>,
+    pub point: Point,
+    /// Where sandboxes are made.
+    pub scratch: PathBuf,
+    /// This program's command line, for a restored PostgreSQL that fetches WAL.
+    pub callback: std::result::Result<String, String>,
+}
+
+/// Told about each source as the drill reaches it (a terminal shows progress; a daemon logs).
+pub trait DrillObserver {
+    fn started(&mut self, source: &str) -> Reporter;
+    fn finished(&mut self, step: &DrillStep);
+}
+
+/// Drills `members` in the order given. Never fails as a whole: every problem is in the
+/// record (a source that fails does not stop the others; an interrupt does).
+pub fn run(
+    repo: &Repository,
+    snapshots: &Snapshots,
+    members: &[&Member<'_>],
+    req: &DrillRequest,
+    observer: &mut dyn DrillObserver,
+) -> DrillRecord {
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let mut steps = Vec::new();
+    for m in members {
+        if sandbox::interrupted() {
+            break;
+        }
+        let progress = observer.started(m.name());
+        let step = drill_one(repo, snapshots, m, req, started_at, progress);
+        observer.finished(&step);
+        steps.push(step);
+    }
+    let interrupted = sandbox::interrupted();
+    let result = if interrupted {
+        DrillResult::Interrupted
+    } else {
+        steps
+            .iter()
+            .map(|s| s.result)
+            .max()
+            .unwrap_or(DrillResult::Passed)
+    };
+    DrillRecord {
+        version: 1,
+        started: started_at,
+        finished: jiff::Timestamp::now(),
+        hostname: crate::repo::hostname(),
+        username: crate::repo::username(),
+        scenario: req.scenario.clone(),
+        set: match &req.point {
+            Point::Set(s) => Some(s.clone()),
+            _ => None,
+        },
+        target_time: match &req.point {
+            Point::Time { text, .. } => Some(text.clone()),
+            _ => None,
+        },
+        result,
+        total_secs: clock.elapsed().as_secs_f64(),
+        steps,
+    }
+}
+
+fn drill_one(
+    repo: &Repository,
+    snapshots: &Snapshots,
+    m: &Member<'_>,
+    req: &DrillRequest,
+    drill_started: jiff::Timestamp,
+    progress: Reporter,
+) -> DrillStep {
+    let mut step = DrillStep {
+        source: m.name().to_string(),
+        kind: m.kind().name().to_string(),
+        priority: m.targets.priority,
+        result: DrillResult::Failed,
+        problems: Vec::new(),
+        snapshot: None,
+        recovery_point: None,
+        rpo_secs: None,
+        rpo_target_secs: m.targets.rpo_secs,
+        rpo_met: None,
+        rto_secs: None,
+        rto_target_secs: m.targets.rto_secs,
+        rto_met: None,
+        sandbox: None,
+        items: 0,
+        unit: String::new(),
+        bytes: 0,
+        timings: None,
+        verdict: None,
+    };
+    let entry = match choose(snapshots, m.name(), &req.point) {
+        Ok(e) => e,
+        Err(problem) => {
+            step.problems.push(problem);
+            return step;
+        }
+    };
+    step.snapshot = Some(entry.0);
+    // A source that archives its log is drilled the way it recovers: by replaying it.
+    let replay = m.datastore.archives_continuously() && !matches!(req.point, Point::Set(_));
+    let mut options = serde_json::Map::new();
+    if replay {
+        options.insert("pitr".into(), true.into());
+        if let Point::Time { text, .. } = &req.point {
+            options.insert("target_time".into(), text.clone().into());
+        }
+    }
+    let restore_req = RestoreRequest {
+        target: None,
+        options,
+        dry_run: false,
+        verify: true,
+        start: false,
+        port: None,
+        scratch: req.scratch.clone(),
+        configured: m.section.cloned(),
+        callback: req.callback.clone(),
+        progress,
+    };
+    let clock = Instant::now();
+    let restored = RestoreInput::new(
+        repo,
+        snapshots,
+        entry,
+        matches!(req.point, Point::Latest | Point::Time { .. }),
+    )
+    .and_then(|input| interface::sandbox(&input, &restore_req));
+    let rto = clock.elapsed().as_secs_f64();
+    match restored {
+        Err(e) => {
+            step.result = if sandbox::interrupted() {
+                DrillResult::Interrupted
+            } else {
+                DrillResult::Failed
+            };
+            step.problems.push(format!("{e:#}"));
+        }
+        Ok(r) => judge(&mut step, r, rto),
+    }
+    // The point restored: the newest the repository offers for the source when the drill
+    // replayed the log to its end, the snapshot's start otherwise.
+    step.recovery_point = match (&req.point, replay) {
+        (Point::Time { at, .. }, true) => Some(*at),
+        (Point::Latest, true) => m
+            .kind()
+            .connector()
+            .recovery_point(repo, snapshots, m.name())
+            .ok()
+            .flatten()
+            .map(|p| p.time),
+        _ => Some(started(&entry.1)),
+    };
+    if matches!(req.point, Point::Latest) {
+        if let Some(point) = step.recovery_point {
+            let rpo = drill_started.duration_since(point).as_secs_f64().max(0.0);
+            step.rpo_secs = Some(rpo);
+            step.rpo_met = Some(rpo <= step.rpo_target_secs as f64);
+        }
+    }
+    if step.result == DrillResult::Passed
+        && (step.rto_met == Some(false) || step.rpo_met == Some(false))
+    {
+        step.result = DrillResult::TargetMissed;
+    }
+    step
+}
+
+/// Passed only when the data came back whole and the comparison with the backup found no
+/// difference; every damage, gap and mismatch is a problem named in the step.
+fn judge(step: &mut DrillStep, r: Restored, rto: f64) {
+    let o = r.outcome;
+    step.problems.extend(o.damaged);
+    step.problems.extend(o.incomplete);
+    match &o.verdict {
+        None => step
+            .problems
+            .push("nothing was compared with the backup".into()),
+        Some(v) => step
+            .problems
+            .extend(v.mismatches.iter().map(|m| format!("MISMATCH {m}"))),
+    }
+    step.result = if step.problems.is_empty() {
+        DrillResult::Passed
+    } else {
+        DrillResult::Failed
+    };
+    step.rto_secs = Some(rto);
+    step.rto_met = Some(rto <= step.rto_target_secs as f64);
+    step.sandbox = Some(o.target);
+    step.items = o.items;
+    step.unit = o.unit;
+    step.bytes = o.bytes;
+    step.timings = Some(o.timings);
+    step.verdict = o.verdict;
+}
+
+/// The snapshot a drill restores for `source`, and whether it stands for "the newest".
+fn choose<'s>(
+    snapshots: &'s Snapshots,
+    source: &str,
+    point: &Point,
+) -> std::result::Result<&'s (SnapshotId, Snapshot), String> {
+    let complete = snapshots
+        .list
+        .iter()
+        .filter(|(_, s)| s.source.name == source && !s.summary.partial);
+    let found = match point {
+        Point::Latest => complete.max_by_key(|(_, s)| s.time),
+        Point::Set(set) => complete
+            .filter(|(_, s)| {
+                s.set_id
+                    .is_some_and(|id| id.to_hex().starts_with(&set.to_ascii_lowercase()))
+            })
+            .max_by_key(|(_, s)| s.time),
+        Point::Time { at, .. } => complete
+            .filter(|(_, s)| s.time <= *at)
+            .max_by_key(|(_, s)| s.time),
+    };
+    found.ok_or_else(|| match point {
+        Point::Latest => format!("{source} has no complete snapshot to drill"),
+        Point::Set(set) => format!("backup set {set} has no complete snapshot of {source}"),
+        Point::Time { text, .. } => {
+            format!("{source} has no complete snapshot finished before {text}")
+        }
+    })
+}
+
+/// Stores a drill record; returns its id.
+pub fn save(repo: &Repository, record: &DrillRecord) -> Result<String> {
+    repo.save_json(ObjectKind::Drill, record)
+}
+
+/// Every readable drill record, oldest first, and the names of those that could not be read.
+pub fn load_all(repo: &Repository) -> Result<(Vec<(String, DrillRecord)>, Vec<String>)> {
+    let mut records = Vec::new();
+    let mut unreadable = Vec::new();
+    for listed in repo.store().list(ObjectKind::Drill)? {
+        match repo.load_json::<DrillRecord>(ObjectKind::Drill, &listed.name) {
+            Ok(r) => records.push((listed.name, r)),
+            Err(e) => unreadable.push(format!("{}: {e}", listed.name)),
+        }
+    }
+    records.sort_by_key(|(_, r)| r.started);
+    Ok((records, unreadable))
+}
