@@ -28,6 +28,8 @@ pub struct CopyReport {
     /// destination lacked.
     #[serde(flatten)]
     pub logs: BTreeMap<&'static str, LogCopy>,
+    /// Drill records the destination lacked.
+    pub drills_copied: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,5 +124,6 @@ pub fn copy(
     Ok(CopyReport {
         snapshots: out,
         logs,
+        drills_copied: crate::recovery::drill::copy_records(src, dst)?,
     })
 }

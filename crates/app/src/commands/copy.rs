@@ -46,6 +46,9 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
                 bytes(c.bytes_copied)
             );
         }
+        if report.drills_copied > 0 {
+            println!("copied {} drill record(s)", report.drills_copied);
+        }
     }
     // Copying "everything" past a damaged manifest would leave the copy short without a word.
     if args.snapshots.is_empty() && !list.unreadable.is_empty() {

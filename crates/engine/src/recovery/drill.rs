@@ -347,3 +347,19 @@ pub fn load_all(repo: &Repository) -> Result<(Vec<(String, DrillRecord)>, Vec<St
     records.sort_by_key(|(_, r)| r.started);
     Ok((records, unreadable))
 }
+
+/// Copies the drill records `dst` lacks (a record is the same when it started at the same
+/// moment on the same host); returns how many. Their snapshot ids stay those of `src`, which
+/// copied snapshots keep as their `original`.
+pub fn copy_records(src: &Repository, dst: &Repository) -> Result<usize> {
+    let (have, _) = load_all(dst)?;
+    let key = |r: &DrillRecord| (r.started, r.hostname.clone());
+    let have: std::collections::HashSet<_> = have.iter().map(|(_, r)| key(r)).collect();
+    let (records, _) = load_all(src)?;
+    let mut copied = 0;
+    for (_, r) in records.iter().filter(|(_, r)| !have.contains(&key(r))) {
+        save(dst, r)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
