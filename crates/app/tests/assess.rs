@@ -40,12 +40,22 @@ fn assess_grades_sources_against_their_targets() {
     std::fs::write(env.path("bulwark.toml"), config(&redis)).expect("config");
     env.init();
     env.ok(&["backup", "uploads", "cache", "logs"]);
+    // Never drilled: the backups are not proven to restore.
+    let undrilled = env.run(&["--json", "assess", "--scenario", "app"]);
+    assert_eq!(undrilled.code, 8, "{}", undrilled.stdout);
+    assert!(
+        undrilled.stdout.contains("bulwark drill --scenario redis_failure"),
+        "{}",
+        undrilled.stdout
+    );
+    env.ok(&["drill", "--scenario", "app"]);
 
     let healthy = env.ok(&["--json", "assess", "--scenario", "app"]).json();
     assert_eq!(healthy["overall_status"], "healthy", "{healthy}");
     let cache = service(&healthy, "cache");
     assert_eq!(cache["details"]["health"]["role"], "master", "{healthy}");
     assert_eq!(cache["details"]["targets"]["rpo_secs"], 86400, "{healthy}");
+    assert_eq!(cache["details"]["last_drill"]["result"], "passed", "{healthy}");
     assert_eq!(healthy["repository"]["reachable"], true, "{healthy}");
     assert!(
         healthy["repository"]["snapshots"].as_u64() >= Some(3),

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use engine::recovery::assess::{assess, span, Assessment, Status as Health};
+use engine::recovery::drill;
 
 use super::health::configured;
 use crate::cli::AssessArgs;
@@ -17,14 +18,18 @@ pub fn run(ctx: &Context, args: &AssessArgs) -> Result<Status> {
         None => stack.select(&args.sources)?,
     };
     let target = ctx.target(None)?;
-    let opened = ctx
-        .open_at(&target)
-        .and_then(|repo| Ok((ctx.snapshots(&repo)?, repo)));
+    let opened = ctx.open_at(&target).and_then(|repo| {
+        let (drills, unreadable) = drill::load_all(&repo)?;
+        for u in &unreadable {
+            eprintln!("warning: unreadable drill record {u}");
+        }
+        Ok((ctx.snapshots(&repo)?, drills, repo))
+    });
     let a = assess(
         &target.url,
         opened
             .as_ref()
-            .map(|(snapshots, repo)| (repo, snapshots))
+            .map(|(snapshots, drills, repo)| (repo, snapshots, drills.as_slice()))
             .map_err(|e| format!("{e:#}")),
         &members,
     );
@@ -61,8 +66,17 @@ fn render(a: &Assessment) {
             ),
             _ => "no recovery point".into(),
         };
+        let drilled = match &d.last_drill {
+            Some(l) => format!(
+                "last drill {} {:?}, RTO {}",
+                local_time(l.started),
+                l.result,
+                l.rto_secs.map(span).unwrap_or_else(|| "-".into())
+            ),
+            None => "never drilled".into(),
+        };
         println!(
-            "{} ({}): {}; {point}; RTO target {}",
+            "{} ({}): {}; {point}; {drilled} (target {})",
             s.name,
             s.kind,
             label(s.status),

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::drill::{DrillRecord, DrillResult};
 use super::stack::{scenario_for, Member, Targets};
 use super::survey::{survey, SourceState};
 use crate::catalog::Snapshots;
@@ -41,7 +42,21 @@ pub struct ServiceDetails {
     pub targets: Targets,
     #[serde(flatten)]
     pub state: SourceState,
+    /// The newest drill of this source.
+    pub last_drill: Option<LastDrill>,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastDrill {
+    pub id: String,
+    pub started: jiff::Timestamp,
+    pub result: DrillResult,
+    pub rto_secs: Option<f64>,
+    pub problems: Vec<String>,
+}
+
+/// A source not drilled for this long is a finding: its backups are unproven.
+pub const DRILL_MAX_AGE_DAYS: i64 = 30;
 
 #[derive(Debug, Serialize)]
 pub struct RepositoryState {
@@ -65,17 +80,23 @@ pub struct Assessment {
     pub recommendations: Vec<String>,
 }
 
-/// The repository as the caller could open it: its listing, or why it could not be read.
-pub type Opened<'r> = std::result::Result<(&'r Repository, &'r Snapshots), String>;
+/// The repository as the caller could open it: its listing and drill records, or why it
+/// could not be read.
+pub type Opened<'r> =
+    std::result::Result<(&'r Repository, &'r Snapshots, &'r [(String, DrillRecord)]), String>;
 
 /// Assesses `members` (in their recovery order) and the repository at `url`.
 pub fn assess(url: &str, opened: Opened<'_>, members: &[&Member<'_>]) -> Assessment {
     let datastores: Vec<_> = members.iter().map(|m| m.datastore).collect();
-    let states = survey(opened.as_ref().ok().copied(), &datastores);
+    let states = survey(
+        opened.as_ref().ok().map(|(r, s, _)| (*r, *s)),
+        &datastores,
+    );
+    let drills: &[(String, DrillRecord)] = opened.as_ref().map(|(.., d)| *d).unwrap_or(&[]);
     let services: Vec<Service> = members
         .iter()
         .zip(states)
-        .map(|(m, state)| service(m, state))
+        .map(|(m, state)| service(m, state, last_drill(drills, m.name())))
         .collect();
     let repository = repository(url, opened);
     let mut all: Vec<&Finding> = services
@@ -105,7 +126,23 @@ pub fn assess(url: &str, opened: Opened<'_>, members: &[&Member<'_>]) -> Assessm
     }
 }
 
-fn service(m: &Member<'_>, state: SourceState) -> Service {
+/// The newest drill step of `source`, with its record's id and start.
+fn last_drill(drills: &[(String, DrillRecord)], source: &str) -> Option<LastDrill> {
+    drills
+        .iter()
+        .flat_map(|(id, r)| r.steps.iter().map(move |s| (id, r, s)))
+        .filter(|(.., s)| s.source == source)
+        .max_by_key(|(_, r, _)| r.started)
+        .map(|(id, r, s)| LastDrill {
+            id: id.clone(),
+            started: r.started,
+            result: s.result,
+            rto_secs: s.rto_secs,
+            problems: s.problems.clone(),
+        })
+}
+
+fn service(m: &Member<'_>, state: SourceState, drill: Option<LastDrill>) -> Service {
     let name = m.name();
     let scenario = scenario_for(m.tier());
     let backup = format!("run `bulwark backup {name}`");
@@ -164,6 +201,40 @@ fn service(m: &Member<'_>, state: SourceState) -> Service {
         ),
         Some(_) => {}
     }
+    let drill_again = format!("run `bulwark drill --scenario {scenario}`");
+    let now = jiff::Timestamp::now();
+    match &drill {
+        None => find(
+            Status::Degraded,
+            format!("{name} was never drilled: its backups are not proven to restore"),
+            drill_again,
+        ),
+        Some(d) if d.result == DrillResult::Failed => find(
+            Status::Critical,
+            format!(
+                "the last drill of {name} ({}) failed: {}",
+                &d.id[..8],
+                d.problems.first().map(String::as_str).unwrap_or("see the record")
+            ),
+            format!("see `bulwark drills {}`, fix the cause, then {drill_again}", &d.id[..8]),
+        ),
+        Some(d) if d.result == DrillResult::TargetMissed => find(
+            Status::Degraded,
+            format!(
+                "the last drill of {name} ({}) missed a target (RTO {} against {})",
+                &d.id[..8],
+                d.rto_secs.map(span).unwrap_or_else(|| "-".into()),
+                span(m.targets.rto_secs as f64)
+            ),
+            format!("see `bulwark drills {}`", &d.id[..8]),
+        ),
+        Some(d) if now.duration_since(d.started).as_hours() >= 24 * DRILL_MAX_AGE_DAYS => find(
+            Status::Degraded,
+            format!("no drill of {name} in {DRILL_MAX_AGE_DAYS} days"),
+            drill_again,
+        ),
+        Some(_) => {}
+    }
     Service {
         name: name.to_string(),
         kind: m.kind(),
@@ -176,6 +247,7 @@ fn service(m: &Member<'_>, state: SourceState) -> Service {
             tier: m.tier(),
             targets: m.targets.clone(),
             state,
+            last_drill: drill,
         },
         findings,
     }
@@ -194,7 +266,7 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
             recommendation: "check the repository's storage, credentials and password".into(),
         }],
     };
-    let (repo, snapshots) = match opened {
+    let (repo, snapshots, _) = match opened {
         Ok(o) => o,
         Err(e) => return unreachable(e),
     };
