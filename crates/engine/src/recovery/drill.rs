@@ -334,8 +334,11 @@ pub fn save(repo: &Repository, record: &DrillRecord) -> Result<String> {
     repo.save_json(ObjectKind::Drill, record)
 }
 
+/// A stored drill record and its id.
+pub type StoredDrill = (String, DrillRecord);
+
 /// Every readable drill record, oldest first, and the names of those that could not be read.
-pub fn load_all(repo: &Repository) -> Result<(Vec<(String, DrillRecord)>, Vec<String>)> {
+pub fn load_all(repo: &Repository) -> Result<(Vec<StoredDrill>, Vec<String>)> {
     let mut records = Vec::new();
     let mut unreadable = Vec::new();
     for listed in repo.store().list(ObjectKind::Drill)? {
