@@ -44,7 +44,9 @@ fn assess_grades_sources_against_their_targets() {
     let undrilled = env.run(&["--json", "assess", "--scenario", "app"]);
     assert_eq!(undrilled.code, 8, "{}", undrilled.stdout);
     assert!(
-        undrilled.stdout.contains("bulwark drill --scenario redis_failure"),
+        undrilled
+            .stdout
+            .contains("bulwark drill --scenario redis_failure"),
         "{}",
         undrilled.stdout
     );
@@ -55,7 +57,10 @@ fn assess_grades_sources_against_their_targets() {
     let cache = service(&healthy, "cache");
     assert_eq!(cache["details"]["health"]["role"], "master", "{healthy}");
     assert_eq!(cache["details"]["targets"]["rpo_secs"], 86400, "{healthy}");
-    assert_eq!(cache["details"]["last_drill"]["result"], "passed", "{healthy}");
+    assert_eq!(
+        cache["details"]["last_drill"]["result"], "passed",
+        "{healthy}"
+    );
     assert_eq!(healthy["repository"]["reachable"], true, "{healthy}");
     assert!(
         healthy["repository"]["snapshots"].as_u64() >= Some(3),

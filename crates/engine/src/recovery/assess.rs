@@ -88,10 +88,7 @@ pub type Opened<'r> =
 /// Assesses `members` (in their recovery order) and the repository at `url`.
 pub fn assess(url: &str, opened: Opened<'_>, members: &[&Member<'_>]) -> Assessment {
     let datastores: Vec<_> = members.iter().map(|m| m.datastore).collect();
-    let states = survey(
-        opened.as_ref().ok().map(|(r, s, _)| (*r, *s)),
-        &datastores,
-    );
+    let states = survey(opened.as_ref().ok().map(|(r, s, _)| (*r, *s)), &datastores);
     let drills: &[(String, DrillRecord)] = opened.as_ref().map(|(.., d)| *d).unwrap_or(&[]);
     let services: Vec<Service> = members
         .iter()
@@ -214,9 +211,15 @@ fn service(m: &Member<'_>, state: SourceState, drill: Option<LastDrill>) -> Serv
             format!(
                 "the last drill of {name} ({}) failed: {}",
                 &d.id[..8],
-                d.problems.first().map(String::as_str).unwrap_or("see the record")
+                d.problems
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("see the record")
             ),
-            format!("see `bulwark drills {}`, fix the cause, then {drill_again}", &d.id[..8]),
+            format!(
+                "see `bulwark drills {}`, fix the cause, then {drill_again}",
+                &d.id[..8]
+            ),
         ),
         Some(d) if d.result == DrillResult::TargetMissed => find(
             Status::Degraded,

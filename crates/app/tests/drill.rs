@@ -1,0 +1,317 @@
+//! Restore drills against real servers: the whole stack (PostgreSQL with WAL archiving, SQLite,
+//! Redis, files) drilled in recovery order and recorded; a drill fails, naming the object, on
+//! a flipped byte in a pack and on a tampered figure recorded at backup time; an interrupted
+//! drill removes its sandbox and is recorded as interrupted.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_archived};
+use common::postgres::{Flavor, PgServer};
+use common::redis::Redis;
+use common::{write_sample_tree, Env, PASSWORD};
+
+fn append_config(env: &Env, text: &str) {
+    let path = env.path("bulwark.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap_or_default();
+    config.push_str(text);
+    std::fs::write(path, config).expect("config");
+}
+
+fn sqlite_sample(path: &Path) {
+    let db = rusqlite::Connection::open(path).expect("sqlite");
+    db.execute_batch(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
+         INSERT INTO notes SELECT i, 'note ' || i FROM n;",
+    )
+    .expect("sample");
+}
+
+fn scratch(env: &Env) -> std::path::PathBuf {
+    let s = env.path("scratch");
+    std::fs::create_dir_all(&s).expect("scratch");
+    s
+}
+
+fn empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
+
+fn step<'a>(record: &'a serde_json::Value, source: &str) -> &'a serde_json::Value {
+    record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["source"] == source)
+        .unwrap_or_else(|| panic!("no step for {source}: {record}"))
+}
+
+#[test]
+fn a_drill_of_the_whole_stack_passes_in_order_and_is_recorded() {
+    let env = Env::new();
+    let Some(pg) = archiving_server(&env) else {
+        return;
+    };
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    for i in 0..200 {
+        redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
+    }
+    sqlite_sample(&env.path("app.db"));
+    write_sample_tree(&env.path("data"));
+    append_config(
+        &env,
+        &format!(
+            "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+             [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
+            redis.port()
+        ),
+    );
+    insert(&pg, pg.port, 1, 1000);
+    env.ok(&["backup"]);
+    insert(&pg, pg.port, 1001, 1500);
+    switch_and_wait_archived(&pg, pg.port);
+    let scratch = scratch(&env);
+    chown_postgres(env.dir.path());
+
+    let report = env.path("drill.html");
+    // PostgreSQL fetches WAL through the configured repository (its password file).
+    let r = env.ok(&[
+        "--repo",
+        "main",
+        "--json",
+        "drill",
+        "--scenario",
+        "full_disaster",
+        "--spool-dir",
+        scratch.to_str().expect("utf8"),
+        "--html",
+        report.to_str().expect("utf8"),
+    ]);
+    let out = r.json();
+    let record = &out["record"];
+    assert_eq!(record["result"], "passed", "{out}");
+    assert_eq!(record["scenario"], "full_disaster", "{out}");
+    let order: Vec<&str> = record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["source"].as_str().expect("source"))
+        .collect();
+    assert_eq!(
+        order,
+        ["app", "pg", "cache", "uploads"],
+        "databases, cache, files"
+    );
+    // PostgreSQL was drilled by replaying its WAL: its recovery point is the newest archived
+    // segment, seconds old, not the base backup's.
+    let pgstep = step(record, "pg");
+    assert_eq!(pgstep["verdict"]["checked"], 1, "{out}");
+    assert!(pgstep["rpo_secs"].as_f64().expect("rpo") < 60.0, "{out}");
+    assert_eq!(pgstep["rpo_target_secs"], 900, "{out}");
+    assert_eq!(pgstep["rpo_met"], true, "{out}");
+    assert!(
+        step(record, "app")["verdict"]["checked"].as_u64() >= Some(2),
+        "{out}"
+    );
+    assert_eq!(step(record, "cache")["items"], 200, "{out}");
+    assert!(
+        step(record, "uploads")["verdict"]["checked"].as_u64() >= Some(5),
+        "{out}"
+    );
+    for s in record["steps"].as_array().expect("steps") {
+        assert!(
+            s["rto_secs"].as_f64().is_some() && s["rto_met"] == true,
+            "{out}"
+        );
+    }
+    assert!(empty(&scratch), "sandboxes left behind");
+
+    let html = std::fs::read_to_string(&report).expect("report");
+    assert!(html.contains("Restore drill: passed"), "{html}");
+    for source in ["app", "pg", "cache", "uploads"] {
+        assert!(html.contains(&format!("<td>{source}</td>")), "{html}");
+    }
+    let id = out["id"].as_str().expect("id");
+    let listed = env.ok(&["--json", "drills"]).json();
+    assert_eq!(listed[0]["id"], id, "{listed}");
+    let shown = env.ok(&["drills", &id[..8]]).stdout;
+    assert!(shown.contains("cache (redis): passed"), "{shown}");
+    let page = env.ok(&["drills", &id[..8], "--html"]).stdout;
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+}
+
+/// Rewrites the newest snapshot of `source` with `edit` applied to its facts (what a tampered
+/// or wrong record of the backup looks like to a restore).
+fn tamper_facts(env: &Env, source: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    use engine::repo::Repository;
+    use engine::store::{ObjectKind, StorageOptions, Store};
+    let store = Store::open(&env.repo(), &StorageOptions::default()).expect("store");
+    let repo = Repository::open(store, PASSWORD).expect("open");
+    let (id, mut snap) = engine::snapshot::list(&repo)
+        .expect("list")
+        .into_iter()
+        .filter(|(_, s)| s.source.name == source)
+        .max_by_key(|(_, s)| s.time)
+        .expect("a snapshot");
+    let mut facts = serde_json::to_value(&snap.facts).expect("facts");
+    edit(&mut facts);
+    snap.facts = serde_json::from_value(facts).expect("facts back");
+    engine::snapshot::save(&repo, &snap).expect("save");
+    repo.store()
+        .delete(ObjectKind::Snapshot, &id.to_hex())
+        .expect("delete");
+}
+
+#[test]
+fn a_drill_fails_naming_a_damaged_pack_and_a_tampered_figure() {
+    let Some(pg) = PgServer::start(Flavor::Debian15) else {
+        return;
+    };
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql(
+        "app",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); \
+         INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 2000) g;",
+    );
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
+            pg.url(),
+            pg.password_file().display()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = scratch(&env);
+    chown_postgres(env.dir.path());
+    let spool = scratch.to_str().expect("utf8");
+    env.ok(&["drill", "--spool-dir", spool]);
+
+    // The backup's record of app.public.notes says one row more than the dump holds.
+    tamper_facts(&env, "pg", |f| {
+        let rows = &mut f["postgres"]["databases"]["app"]["tables"]["public.notes"]["rows"];
+        *rows = (rows.as_u64().expect("rows") + 1).into();
+    });
+    let r = env.run(&["--json", "drill", "pg", "--spool-dir", spool]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    let out = r.json();
+    let pgstep = step(&out["record"], "pg");
+    assert_eq!(pgstep["result"], "failed", "{out}");
+    assert!(
+        pgstep["problems"][0]
+            .as_str()
+            .expect("problem")
+            .contains("MISMATCH table app.public.notes"),
+        "{out}"
+    );
+    assert!(empty(&scratch), "sandbox left behind");
+
+    // A byte flipped in the largest pack (file data): the damaged file and pack are named.
+    let mut packs = Vec::new();
+    let mut dirs = vec![env.path("repo/data")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).expect("dir").flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                packs.push(e.path());
+            }
+        }
+    }
+    let pack = packs
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("pack");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&pack, bytes).expect("damage");
+    let r = env.run(&["drill", "uploads", "--spool-dir", spool]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("uploads (files): FAILED") && r.stdout.contains("damaged data in pack"),
+        "{}",
+        r.stdout
+    );
+    assert!(empty(&scratch), "sandbox left behind");
+
+    // Both failures are on record, and assess calls the last drill of pg critical.
+    let listed = env.ok(&["--json", "drills"]).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    let assessed = env.run(&["--json", "assess", "pg"]);
+    assert_eq!(assessed.code, 9, "{}", assessed.stdout);
+    assert!(
+        assessed.stdout.contains("the last drill of pg"),
+        "{}",
+        assessed.stdout
+    );
+}
+
+#[test]
+fn an_interrupted_drill_removes_its_sandbox_and_is_recorded_as_interrupted() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    redis.cli(&["DEBUG", "POPULATE", "3000"]);
+    let mut env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            redis.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    // A server that loads slowly (1 ms a key), so the interrupt comes while it loads.
+    let wrapper = env.path("slow-redis-server");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec redis-server \"$@\" --key-load-delay 1000\n",
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    env.set("BULWARK_REDIS_SERVER", wrapper.to_str().expect("utf8"));
+    let scratch = scratch(&env);
+    let child = env
+        .command()
+        .args(["drill", "--spool-dir"])
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while empty(&scratch) {
+        assert!(Instant::now() < deadline, "the drill never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(empty(&scratch), "sandbox left behind");
+    let listed = env.ok(&["--json", "drills"]).json();
+    assert_eq!(listed[0]["record"]["result"], "interrupted", "{listed}");
+}
