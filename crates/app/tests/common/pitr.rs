@@ -68,7 +68,11 @@ pub fn switch_and_wait_archived(pg: &PgServer, port: u16) {
         "SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn() - 1) FROM pg_stat_archiver",
     ) != "t"
     {
-        assert!(Instant::now() < deadline, "archiving stalled on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "archiving stalled on port {port}; the server's log ends:\n{}",
+            pg.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

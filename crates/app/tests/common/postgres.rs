@@ -154,6 +154,13 @@ impl PgServer {
         check(c, &format!("pg_ctl {args:?}"));
     }
 
+    /// The end of the server's log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
     /// The URL Bulwark is given (no password: that travels separately).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
