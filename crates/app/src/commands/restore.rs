@@ -35,6 +35,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
                 .and_then(|c| c.sources.get(&chosen.1.source.name))
                 .map(|s| s.section.clone()),
             callback: ctx.callback(),
+            secret: None,
             progress,
         };
         if args.sandbox {

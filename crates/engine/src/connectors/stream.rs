@@ -7,8 +7,8 @@ use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::files::connector::{restore_tree, tree_sandbox};
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, RestoreInput, RestoreRequest,
-    Restored, Section,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Recovery, RestoreInput,
+    RestoreRequest, Restored, Section,
 };
 use crate::connectors::process::Child;
 use crate::error::{Error, Result};
@@ -195,6 +195,18 @@ impl Datastore for CommandDatastore {
             h.error = Some(format!("`{program}` is not found on PATH"));
         }
         h
+    }
+
+    /// A command's output has no place of its own to go back to: the plan says so.
+    fn recovery(&self, _snapshot: &crate::snapshot::Snapshot, _replace: bool) -> Result<Recovery> {
+        Ok(Recovery {
+            method: format!(
+                "by hand: its output has no place of its own; `bulwark restore --source {} --target DIR`",
+                self.name
+            ),
+            manual: true,
+            ..Recovery::default()
+        })
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

@@ -219,6 +219,7 @@ fn drill_one(
         scratch: req.scratch.clone(),
         configured: m.section.cloned(),
         callback: req.callback.clone(),
+        secret: None,
         progress,
     };
     let clock = Instant::now();

@@ -13,7 +13,7 @@ use super::FilesSource;
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, RestoreInput,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery, RestoreInput,
     RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
@@ -23,6 +23,7 @@ use crate::index::Index;
 use crate::items::{ItemKind, ItemReader};
 use crate::progress::Progress;
 use crate::restore::{RestoreOptions, RestoreSummary};
+use crate::snapshot::Snapshot;
 
 /// Files, or config files (whose syntax is checked at backup time).
 pub struct FilesConnector(pub Kind);
@@ -148,6 +149,30 @@ impl Datastore for FilesDatastore {
         Ok(Box::new(FilesSource::new(
             &self.name, self.kind, &s.paths, &s.include, &s.exclude,
         )?))
+    }
+
+    /// Back to their own paths (stored absolute, so the target is `/`); a file there is
+    /// overwritten, one the snapshot does not hold is left alone.
+    fn recovery(&self, _snapshot: &Snapshot, _replace: bool) -> Result<Recovery> {
+        let occupied: Vec<String> = self
+            .settings
+            .paths
+            .iter()
+            .filter_map(|p| {
+                let p = std::path::absolute(p).ok()?;
+                let held = match std::fs::read_dir(&p) {
+                    Ok(entries) => entries.count(),
+                    Err(_) => usize::from(p.exists()),
+                };
+                (held > 0).then(|| format!("{} ({held} entries)", p.display()))
+            })
+            .collect();
+        Ok(Recovery {
+            target: "/".into(),
+            method: "files restored to their own paths (files there are overwritten)".into(),
+            occupied: (!occupied.is_empty()).then(|| occupied.join(", ")),
+            ..Recovery::default()
+        })
     }
 }
 

@@ -79,11 +79,41 @@ pub trait Datastore: Send + Sync {
     fn source(&self) -> Result<Box<dyn Source>>;
     /// Probes the datastore now: reachable, version, role, and what needs attention.
     fn health(&self) -> Health;
+    /// How `snapshot` of this source goes back into the source itself in a recovery (its
+    /// server, its paths, its data directory), and what is there now that it would replace.
+    /// `replace`: the user allows replacing what is there.
+    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery>;
     /// True when a log archive moves its recovery point on between backups (PostgreSQL
     /// with WAL archiving): its default RPO is minutes, not the backup interval.
     fn archives_continuously(&self) -> bool {
         false
     }
+}
+
+/// A configured source's recovery into itself, as a restore request will carry it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Recovery {
+    /// What a restore names as its target: the server URL (without credentials), a path, a
+    /// data directory.
+    pub target: String,
+    /// The restore options that say how (`pitr`, `flush`, `clean`, ...).
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// The target's password or API key, read from the source's configuration.
+    #[serde(skip)]
+    pub secret: Option<String>,
+    /// Start the restored server (a PostgreSQL data directory recovered by PITR).
+    pub start: bool,
+    /// How, for the plan: "logical restore into …", "point-in-time recovery into …".
+    pub method: String,
+    /// What is there now that the recovery would replace (it needs the user's leave); None
+    /// when there is nothing.
+    pub occupied: Option<String>,
+    /// Why this recovery cannot go ahead as things are, whatever the user allows.
+    pub blocked: Option<String>,
+    /// The target is a server that must answer before anything is touched.
+    pub needs_server: bool,
+    /// Nothing to restore into automatically (a command's output): `method` says what to do.
+    pub manual: bool,
 }
 
 /// A `[sources.NAME]` section as written, with the directory relative paths start from.
@@ -163,6 +193,9 @@ pub struct RestoreRequest {
     /// This program's command line with the repository arguments, for a restored server
     /// that must call back (PostgreSQL's restore_command); or why there is none.
     pub callback: std::result::Result<String, String>,
+    /// The target's password or API key when the caller has it (a recovery into a configured
+    /// source); without it the tools' own environment variables apply.
+    pub secret: Option<String>,
     pub progress: Reporter,
 }
 

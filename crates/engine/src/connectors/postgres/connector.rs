@@ -16,7 +16,7 @@ use crate::catalog::Snapshots;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, LogArchive, Mismatch,
-    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    Recovery, RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::interface::{newest_snapshot, parse_time, RecoveryPoint};
 use crate::connectors::sandbox::Throwaway;
@@ -50,6 +50,10 @@ pub struct Settings {
     pub wal_spool_dir: Option<PathBuf>,
     /// How long a base backup waits while archiving keeps failing (default 60).
     pub archive_wait_secs: Option<u64>,
+    /// Where `recover` lays out a base backup, replays the WAL and starts the server: the
+    /// data directory of the server this source reads. Without it, `recover` restores the
+    /// logical dumps into the server at `url`.
+    pub recover_data_dir: Option<PathBuf>,
 }
 
 struct PostgresDatastore {
@@ -149,7 +153,12 @@ impl Connector for PostgresConnector {
         if s.jobs == Some(0) {
             return Err(ConfigError::new("jobs", "must be at least 1"));
         }
-        for p in [&mut s.password_file, &mut s.wal_spool_dir, &mut s.bin_dir] {
+        for p in [
+            &mut s.password_file,
+            &mut s.wal_spool_dir,
+            &mut s.bin_dir,
+            &mut s.recover_data_dir,
+        ] {
             *p = p.as_ref().map(|p| section.path(p));
         }
         Ok(Box::new(PostgresDatastore {
@@ -186,7 +195,9 @@ impl Connector for PostgresConnector {
             input,
             req,
             &opts,
-            PgConn::parse(target)?.with_bin_dir(opts.bin_dir(req)),
+            PgConn::parse(target)?
+                .with_password(req.secret.clone())
+                .with_bin_dir(opts.bin_dir(req)),
         )
     }
 
@@ -350,6 +361,88 @@ impl Datastore for PostgresDatastore {
     /// A source with base backups archives its WAL (a base backup waits for it).
     fn archives_continuously(&self) -> bool {
         self.settings.modes.contains(&Mode::Physical)
+    }
+
+    /// With `recover_data_dir` and a base backup: point-in-time recovery into that directory
+    /// (which must be empty), then the server is started. Otherwise the logical dumps are
+    /// restored into the server at `url`, roles first; databases there that hold objects are
+    /// cleaned first when replaced.
+    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+        let facts = PgFacts::of(snapshot)?;
+        let s = &self.settings;
+        let mut options = serde_json::Map::new();
+        if let (Some(dir), Some(_)) = (&s.recover_data_dir, &facts.physical) {
+            options.insert("pitr".into(), true.into());
+            let held = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+            return Ok(Recovery {
+                target: dir.display().to_string(),
+                options,
+                start: true,
+                method: format!(
+                    "point-in-time recovery of the base backup and the archived WAL into {}, then started",
+                    dir.display()
+                ),
+                blocked: (held > 0).then(|| {
+                    format!(
+                        "{} is not empty ({held} entries): stop its server and move it away; a recovery never writes over a data directory",
+                        dir.display()
+                    )
+                }),
+                ..Recovery::default()
+            });
+        }
+        if facts.databases.is_empty() {
+            return Ok(Recovery {
+                method: format!(
+                    "by hand: set recover_data_dir in [sources.{}] to recover its base backup, or `bulwark restore --pitr --target DIR`",
+                    self.name
+                ),
+                manual: true,
+                ..Recovery::default()
+            });
+        }
+        let conn = s.conn(&self.name)?;
+        let occupied: Vec<&String> = facts
+            .databases
+            .keys()
+            .filter(|db| logical::holds_objects(&conn, db).unwrap_or(false))
+            .collect();
+        options.insert("create".into(), true.into());
+        options.insert("globals".into(), facts.globals.is_some().into());
+        if replace {
+            options.insert("clean".into(), true.into());
+        }
+        Ok(Recovery {
+            target: s.url.clone(),
+            options,
+            secret: read_secret(
+                &self.name,
+                s.password_file.as_deref(),
+                s.password_env.as_deref(),
+            )?,
+            method: format!(
+                "logical restore of {} into {}, roles first",
+                facts
+                    .databases
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                conn.describe()
+            ),
+            occupied: (!occupied.is_empty()).then(|| {
+                format!(
+                    "database(s) {} hold objects (cleaned and restored when replaced)",
+                    occupied
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+            needs_server: true,
+            ..Recovery::default()
+        })
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

@@ -307,13 +307,7 @@ pub struct RestoreReport {
 
 /// The target's state for one database, decided before anything is written.
 fn plan(target: &PgConn, db: &str, opts: &RestoreOptions) -> Result<Action> {
-    let exists: bool = target.query(
-        &target.maintenance_db,
-        &format!(
-            "SELECT to_json(EXISTS (SELECT 1 FROM pg_database WHERE datname = '{}'))",
-            db.replace('\'', "''")
-        ),
-    )?;
+    let exists = database_exists(target, db)?;
     if !exists {
         if !opts.create {
             return Err(Error::invalid(format!(
@@ -323,12 +317,7 @@ fn plan(target: &PgConn, db: &str, opts: &RestoreOptions) -> Result<Action> {
         }
         return Ok(Action::Create);
     }
-    let objects: i64 = target.query(
-        db,
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
-         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
-    )?;
+    let objects = relations(target, db)?;
     match (objects, opts.clean) {
         (0, _) => Ok(Action::Fill),
         (_, true) => Ok(Action::Clean),
@@ -340,6 +329,32 @@ fn plan(target: &PgConn, db: &str, opts: &RestoreOptions) -> Result<Action> {
             ),
         )),
     }
+}
+
+fn database_exists(target: &PgConn, db: &str) -> Result<bool> {
+    target.query(
+        &target.maintenance_db,
+        &format!(
+            "SELECT to_json(EXISTS (SELECT 1 FROM pg_database WHERE datname = '{}'))",
+            db.replace('\'', "''")
+        ),
+    )
+}
+
+/// The tables, views, sequences and indexes a database holds outside the system schemas.
+fn relations(target: &PgConn, db: &str) -> Result<i64> {
+    target.query(
+        db,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
+    )
+}
+
+/// True if database `db` exists on `target` and holds objects a restore would meet.
+pub fn holds_objects(target: &PgConn, db: &str) -> Result<bool> {
+    let exists = database_exists(target, db)?;
+    Ok(exists && relations(target, db)? > 0)
 }
 
 /// Restores a logical snapshot's databases (and globals) into the server at `target`.

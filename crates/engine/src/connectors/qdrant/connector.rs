@@ -13,11 +13,12 @@ use super::{Mode, QdrantFacts, QdrantSettings, QdrantSource};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result};
+use crate::snapshot::Snapshot;
 use crate::stats::human_bytes;
 
 pub struct QdrantConnector;
@@ -132,7 +133,12 @@ impl Connector for QdrantConnector {
                 "a Qdrant snapshot restores into a server: --target http://host:port (not '{target}')"
             )));
         }
-        let client = Client::new(target, std::env::var("QDRANT_API_KEY").ok())?;
+        let client = Client::new(
+            target,
+            req.secret
+                .clone()
+                .or_else(|| std::env::var("QDRANT_API_KEY").ok()),
+        )?;
         let report = restore::restore(
             input.repo,
             input.snapshot,
@@ -260,6 +266,44 @@ impl Datastore for QdrantDatastore {
             Ok(h)
         };
         probe().unwrap_or_else(Health::unreachable)
+    }
+
+    /// Its collections restored into its own server; those there now are replaced only when
+    /// allowed.
+    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+        let s = &self.settings;
+        let api_key = s.api_key(&self.name)?;
+        let wanted: Vec<String> = super::QdrantFacts::of(snapshot)?
+            .collections
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let present = Client::new(&s.url, api_key.clone())
+            .and_then(|c| super::collection::list(&c))
+            .unwrap_or_default();
+        let clash: Vec<&String> = wanted.iter().filter(|n| present.contains(n)).collect();
+        let mut options = serde_json::Map::new();
+        if replace {
+            options.insert("replace".into(), true.into());
+        }
+        Ok(Recovery {
+            target: s.url.clone(),
+            options,
+            secret: api_key,
+            method: format!("collections {} restored into {}", wanted.join(", "), s.url),
+            occupied: (!clash.is_empty()).then(|| {
+                format!(
+                    "collection(s) {} exist",
+                    clash
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+            needs_server: true,
+            ..Recovery::default()
+        })
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {

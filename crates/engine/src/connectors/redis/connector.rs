@@ -11,10 +11,11 @@ use super::{RedisSettings, RedisSource, RedisUrl};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery,
     RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
 use crate::stats::human_bytes;
 
 pub struct RedisConnector;
@@ -175,6 +176,34 @@ impl Datastore for RedisDatastore {
         probe().unwrap_or_else(Health::unreachable)
     }
 
+    /// A live restore into its own server; keys there now are flushed first when replaced.
+    fn recovery(&self, _snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+        let url = self.url()?;
+        let held = super::resp::Conn::open(&url)
+            .and_then(|mut c| c.call(&[b"DBSIZE"]))
+            .ok()
+            .and_then(|r| r.int())
+            .filter(|n| *n > 0);
+        let mut options = serde_json::Map::new();
+        if replace {
+            options.insert("flush".into(), true.into());
+        }
+        Ok(Recovery {
+            target: self.settings.url.clone(),
+            options,
+            secret: self.password()?,
+            method: format!("live restore into {}", url.describe()),
+            occupied: held.map(|n| {
+                format!(
+                    "{} holds {n} key(s) (flushed when replaced)",
+                    url.describe()
+                )
+            }),
+            needs_server: true,
+            ..Recovery::default()
+        })
+    }
+
     fn source(&self) -> Result<Box<dyn Source>> {
         Ok(Box::new(RedisSource::new(
             &self.name,
@@ -189,13 +218,16 @@ impl Datastore for RedisDatastore {
 impl RedisDatastore {
     /// The configured server, with its password read now.
     fn url(&self) -> Result<RedisUrl> {
+        Ok(RedisUrl::parse(&self.settings.url)?.with_password(self.password()?))
+    }
+
+    fn password(&self) -> Result<Option<String>> {
         let s = &self.settings;
-        let password = read_secret(
+        read_secret(
             &self.name,
             s.password_file.as_deref(),
             s.password_env.as_deref(),
-        )?;
-        Ok(RedisUrl::parse(&s.url)?.with_password(password))
+        )
     }
 }
 
@@ -220,7 +252,11 @@ fn live(
             ))
         }
     };
-    let url = RedisUrl::parse(target)?.with_password(std::env::var("REDISCLI_AUTH").ok());
+    let url = RedisUrl::parse(target)?.with_password(
+        req.secret
+            .clone()
+            .or_else(|| std::env::var("REDISCLI_AUTH").ok()),
+    );
     let live_opts = LiveOptions {
         existing,
         dry_run: req.dry_run,

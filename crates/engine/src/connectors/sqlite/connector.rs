@@ -12,12 +12,13 @@ use super::{integrity, open_read_only, table_sums, SqliteFacts, SqliteSource};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, RestoreInput,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery, RestoreInput,
     RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::item_data::{find_items, ItemStream};
+use crate::snapshot::Snapshot;
 
 pub struct SqliteConnector;
 
@@ -37,9 +38,25 @@ struct SqliteDatastore {
     settings: Settings,
 }
 
-#[derive(Deserialize)]
+/// How a SQLite snapshot is restored (flags of `bulwark restore`).
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct NoOptions {}
+struct Options {
+    /// Move an existing file aside (kept as `<name>.replaced-<unix time>`) instead of refusing.
+    #[serde(default)]
+    replace: bool,
+}
+
+/// Where a restored database goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A throwaway directory.
+    Sandbox,
+    /// A name nothing has yet.
+    New,
+    /// The name of an existing file, which is kept aside.
+    Replace,
+}
 
 impl Connector for SqliteConnector {
     fn kind(&self) -> Kind {
@@ -51,7 +68,7 @@ impl Connector for SqliteConnector {
     }
 
     fn restore_options(&self) -> &'static [&'static str] {
-        fields_of::<NoOptions>()
+        fields_of::<Options>()
     }
 
     fn config_keys(&self) -> &'static [&'static str] {
@@ -72,7 +89,7 @@ impl Connector for SqliteConnector {
     /// backed-up name in it. The data is written under a hidden name and verified before it
     /// takes the real one; an existing file is never overwritten.
     fn restore(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
-        req.options_as::<NoOptions>(Kind::Sqlite)?;
+        let opts: Options = req.options_as(Kind::Sqlite)?;
         req.refuse(
             Kind::Sqlite,
             &[("--start", req.start), ("--port", req.port.is_some())],
@@ -84,26 +101,31 @@ impl Connector for SqliteConnector {
         } else {
             target
         };
-        if dest.exists() {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists; a SQLite restore writes a new file",
-                    dest.display()
-                ),
-            ));
-        }
-        restore_file(input, req, &facts, &dest, false)
+        let place = match (dest.exists(), opts.replace) {
+            (false, _) => Place::New,
+            (true, true) => Place::Replace,
+            (true, false) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists; a SQLite restore writes a new file (--replace keeps the old one aside)",
+                        dest.display()
+                    ),
+                ))
+            }
+        };
+        restore_file(input, req, &facts, &dest, place)
     }
 
     fn sandbox(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
-        req.options_as::<NoOptions>(Kind::Sqlite)?;
+        let opts: Options = req.options_as(Kind::Sqlite)?;
         req.refuse(
             Kind::Sqlite,
             &[
                 ("--start", req.start),
                 ("--port", req.port.is_some()),
                 ("--dry-run", req.dry_run),
+                ("--replace", opts.replace),
             ],
         )?;
         let facts = SqliteFacts::of(input.snapshot)?;
@@ -119,7 +141,7 @@ impl Connector for SqliteConnector {
             req,
             &facts,
             &dir.path().join("database.sqlite"),
-            true,
+            Place::Sandbox,
         )
     }
 }
@@ -131,6 +153,28 @@ impl Datastore for SqliteDatastore {
 
     fn kind(&self) -> Kind {
         Kind::Sqlite
+    }
+
+    /// Back to its own file; one there now is kept aside when replaced.
+    fn recovery(&self, _snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+        let path = &self.settings.path;
+        let mut options = serde_json::Map::new();
+        if replace {
+            options.insert("replace".into(), true.into());
+        }
+        Ok(Recovery {
+            target: path.display().to_string(),
+            options,
+            method: format!("the database file restored to {}", path.display()),
+            occupied: std::fs::metadata(path).ok().map(|m| {
+                format!(
+                    "{} exists ({}; kept aside when replaced)",
+                    path.display(),
+                    crate::stats::human_bytes(m.len())
+                )
+            }),
+            ..Recovery::default()
+        })
     }
 
     fn source(&self) -> Result<Box<dyn Source>> {
@@ -172,12 +216,12 @@ fn restore_file(
     req: &RestoreRequest,
     facts: &SqliteFacts,
     dest: &Path,
-    sandbox: bool,
+    place: Place,
 ) -> Result<Restored> {
     let started = Instant::now();
     let mut lines = Vec::new();
     let outcome = RestoreOutcome {
-        sandbox,
+        sandbox: place == Place::Sandbox,
         dry_run: req.dry_run,
         items: facts.tables.len() as u64,
         bytes: facts.bytes,
@@ -223,12 +267,22 @@ fn restore_file(
     } else {
         (None, None)
     };
+    if place == Place::Replace {
+        let aside = dest.with_file_name(format!(
+            "{}.replaced-{}",
+            dest.file_name().unwrap_or_default().to_string_lossy(),
+            jiff::Timestamp::now().as_second()
+        ));
+        std::fs::rename(dest, &aside)
+            .with_context(|| format!("moving {} aside to {}", dest.display(), aside.display()))?;
+        lines.push(format!("the previous file was kept as {}", aside.display()));
+    }
     staged.persist_noclobber(dest).map_err(|e| {
         Error::from(e.error).context(format!("moving into place at {}", dest.display()))
     })?;
     lines.push(format!(
         "{} {} from snapshot {} to {}: {} table(s), {} in {transfer_secs:.1}s",
-        if sandbox {
+        if place == Place::Sandbox {
             "sandbox restore of"
         } else {
             "restored"
