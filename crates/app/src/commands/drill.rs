@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use engine::connectors::interface::parse_time;
 use engine::progress::Reporter;
 use engine::recovery::assess::span;
 use engine::recovery::drill::{
-    self, DrillObserver, DrillRecord, DrillRequest, DrillResult, DrillStep, Point,
+    self, DrillObserver, DrillRecord, DrillRequest, DrillResult, DrillStep,
 };
+use engine::recovery::point::Point;
 
 use super::health::configured;
 use crate::cli::{DrillArgs, DrillsArgs};
@@ -29,14 +29,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<Status> {
         }
         None => (None, stack.select(&args.sources)?),
     };
-    let point = match (&args.set, &args.target_time) {
-        (Some(set), _) => Point::Set(set.clone()),
-        (None, Some(t)) => Point::Time {
-            at: parse_time(t)?,
-            text: t.clone(),
-        },
-        (None, None) => Point::Latest,
-    };
+    let point = Point::from_args(args.set.as_deref(), args.target_time.as_deref())?;
     let repo = ctx.open()?;
     let snapshots = ctx.snapshots(&repo)?;
     let req = DrillRequest {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::point::{choose, Point};
 use super::stack::Member;
 use crate::catalog::Snapshots;
 use crate::connectors::interface::{
@@ -19,7 +20,6 @@ use crate::error::Result;
 use crate::id::SnapshotId;
 use crate::progress::Reporter;
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
 use crate::store::ObjectKind;
 
 /// How a drill, or one source in it, ended. Ordered: the worse is the greater.
@@ -83,17 +83,6 @@ pub struct DrillRecord {
     pub result: DrillResult,
     pub total_secs: f64,
     pub steps: Vec<DrillStep>,
-}
-
-/// Which state of each source a drill brings back.
-#[derive(Debug, Clone)]
-pub enum Point {
-    /// The newest: what a failure now would recover.
-    Latest,
-    /// The snapshots of one backup set (an id prefix).
-    Set(String),
-    /// The newest state at or before this moment (PostgreSQL with WAL: exactly this moment).
-    Time { at: jiff::Timestamp, text: String },
 }
 
 pub struct DrillRequest {
@@ -274,16 +263,7 @@ fn drill_one(
 /// difference; every damage, gap and mismatch is a problem named in the step.
 fn judge(step: &mut DrillStep, r: Restored, rto: f64) {
     let o = r.outcome;
-    step.problems.extend(o.damaged);
-    step.problems.extend(o.incomplete);
-    match &o.verdict {
-        None => step
-            .problems
-            .push("nothing was compared with the backup".into()),
-        Some(v) => step
-            .problems
-            .extend(v.mismatches.iter().map(|m| format!("MISMATCH {m}"))),
-    }
+    step.problems.extend(o.problems());
     step.result = if step.problems.is_empty() {
         DrillResult::Passed
     } else {
@@ -297,37 +277,6 @@ fn judge(step: &mut DrillStep, r: Restored, rto: f64) {
     step.bytes = o.bytes;
     step.timings = Some(o.timings);
     step.verdict = o.verdict;
-}
-
-/// The snapshot a drill restores for `source`, and whether it stands for "the newest".
-fn choose<'s>(
-    snapshots: &'s Snapshots,
-    source: &str,
-    point: &Point,
-) -> std::result::Result<&'s (SnapshotId, Snapshot), String> {
-    let complete = snapshots
-        .list
-        .iter()
-        .filter(|(_, s)| s.source.name == source && !s.summary.partial);
-    let found = match point {
-        Point::Latest => complete.max_by_key(|(_, s)| s.time),
-        Point::Set(set) => complete
-            .filter(|(_, s)| {
-                s.set_id
-                    .is_some_and(|id| id.to_hex().starts_with(&set.to_ascii_lowercase()))
-            })
-            .max_by_key(|(_, s)| s.time),
-        Point::Time { at, .. } => complete
-            .filter(|(_, s)| s.time <= *at)
-            .max_by_key(|(_, s)| s.time),
-    };
-    found.ok_or_else(|| match point {
-        Point::Latest => format!("{source} has no complete snapshot to drill"),
-        Point::Set(set) => format!("backup set {set} has no complete snapshot of {source}"),
-        Point::Time { text, .. } => {
-            format!("{source} has no complete snapshot finished before {text}")
-        }
-    })
 }
 
 /// Stores a drill record; returns its id.

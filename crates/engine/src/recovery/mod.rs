@@ -4,5 +4,6 @@
 
 pub mod assess;
 pub mod drill;
+pub mod point;
 pub mod stack;
 pub mod survey;

@@ -74,6 +74,21 @@ impl RestoreOutcome {
     }
 }
 
+impl RestoreOutcome {
+    /// Everything that keeps this restore from being exactly what was asked: damage, what is
+    /// missing, each difference from the backup, or that nothing was compared at all. Empty
+    /// only for a restore that came back whole and verified.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.damaged.iter().cloned().collect();
+        out.extend(self.incomplete.iter().cloned());
+        match &self.verdict {
+            None => out.push("nothing was compared with the backup".into()),
+            Some(v) => out.extend(v.mismatches.iter().map(|m| format!("MISMATCH {m}"))),
+        }
+        out
+    }
+}
+
 /// Seconds, measured the same way for every kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
