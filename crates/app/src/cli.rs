@@ -86,6 +86,10 @@ pub enum Command {
     Drill(DrillArgs),
     /// The drills recorded in the repository, or one of them (text, JSON or an HTML page).
     Drills(DrillsArgs),
+    /// Recover a scenario's sources into themselves, in order: a plan first (--dry-run stops
+    /// there), then each step restored and verified; a rerun continues where a failed one
+    /// stopped.
+    Recover(RecoverArgs),
     /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -125,6 +129,33 @@ pub struct DrillArgs {
     /// Also write the report as a self-contained HTML page.
     #[arg(long)]
     pub html: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// The scenario to recover (see `bulwark scenarios`).
+    #[arg(long)]
+    pub scenario: String,
+    /// Recover the snapshots of one backup set (an id prefix).
+    #[arg(long, conflicts_with = "target_time")]
+    pub set: Option<String>,
+    /// Recover the state at this moment (with offset): PostgreSQL by PITR to it, other
+    /// sources from their newest snapshot finished before it.
+    #[arg(long)]
+    pub target_time: Option<String>,
+    /// Show the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace what the targets hold now (keys, databases, files, collections).
+    #[arg(long)]
+    pub replace: bool,
+    /// Scratch space for spooled dumps (default: the system temp directory).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Where a run notes the steps it finished, so that a rerun continues (default:
+    /// $BULWARK_STATE_DIR, else /var/lib/bulwark as root, else ~/.local/state/bulwark).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -105,6 +105,8 @@ pub enum ObjectKind {
     Log,
     /// Records of restore drills (sealed JSON), under `drills/` since format version 1.
     Drill,
+    /// Records of recoveries (sealed JSON), under `recoveries/` since format version 1.
+    Recovery,
 }
 
 impl ObjectKind {
@@ -118,6 +120,7 @@ impl ObjectKind {
             ObjectKind::Lock => "locks/",
             ObjectKind::Log => "wal/",
             ObjectKind::Drill => "drills/",
+            ObjectKind::Recovery => "recoveries/",
         }
     }
 

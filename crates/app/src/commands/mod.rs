@@ -13,6 +13,7 @@ mod init;
 mod key;
 mod ls;
 mod prune;
+mod recover;
 mod repair;
 mod restore;
 mod snapshots;
@@ -47,6 +48,7 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Scenarios => assess::scenarios(ctx),
         Command::Drill(a) => drill::run(ctx, a),
         Command::Drills(a) => drill::list(ctx, a),
+        Command::Recover(a) => recover::run(ctx, a),
         Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

@@ -5,5 +5,6 @@
 pub mod assess;
 pub mod drill;
 pub mod point;
+pub mod recover;
 pub mod stack;
 pub mod survey;

@@ -1,0 +1,249 @@
+//! `recover`: the engine plans a scenario's recovery and runs it; this file shows the plan,
+//! keeps the steps finished (so that a rerun continues), and renders the result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use engine::progress::Reporter;
+use engine::recovery::assess::span;
+use engine::recovery::drill;
+use engine::recovery::point::Point;
+use engine::recovery::recover::{
+    self, Done, Plan, RecoverObserver, RecoverRequest, RecoveredStep, RecoveryResult, StepResult,
+};
+use serde::{Deserialize, Serialize};
+
+use super::health::configured;
+use crate::cli::RecoverArgs;
+use crate::context::{Context, Steps};
+use crate::exit::{remove_sandboxes_on_interrupt, Status};
+use crate::output::{bytes, local_time, print_json};
+
+/// How long an interrupted recovery gets to finish its step and write its record.
+const RECORD_GRACE: Duration = Duration::from_secs(30);
+
+pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
+    let stack = configured(ctx)?.stack();
+    let (scenario, members) = stack.scenario(&args.scenario)?;
+    let point = Point::from_args(args.set.as_deref(), args.target_time.as_deref())?;
+    let repo = ctx.open()?;
+    let snapshots = ctx.snapshots(&repo)?;
+    let (drills, _) = drill::load_all(&repo)?;
+    let state = StateFile::new(args.state_dir.as_deref(), &scenario.name);
+    let done = state.load(&point.describe());
+    let plan = recover::plan(
+        &snapshots,
+        &members,
+        &scenario.name,
+        &point,
+        args.replace,
+        &drills,
+        &done,
+    );
+    let problems = plan.problems();
+    if ctx.json && (args.dry_run || !problems.is_empty()) {
+        print_json(&serde_json::json!({ "plan": plan, "problems": problems }))?;
+    } else if !ctx.json {
+        print_plan(&plan);
+    }
+    if !problems.is_empty() {
+        eprintln!("nothing was touched: the plan has problems:");
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        return Ok(Status::Failed);
+    }
+    if args.dry_run {
+        return Ok(Status::Ok);
+    }
+    remove_sandboxes_on_interrupt(RECORD_GRACE);
+    let req = RecoverRequest {
+        point,
+        scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        callback: ctx.callback(),
+    };
+    let mut terminal = Terminal {
+        ctx,
+        steps: ctx.steps(),
+        state: &state,
+        done,
+        point: plan.point.clone(),
+    };
+    let record = recover::execute(&repo, &snapshots, &plan, &members, &req, &mut terminal);
+    if record.result == RecoveryResult::Complete {
+        state.clear();
+    }
+    let id = recover::save(&repo, &record);
+    if ctx.json {
+        print_json(&serde_json::json!({ "id": id.as_ref().ok(), "plan": plan, "record": record }))?;
+    }
+    id.context("storing the recovery record in the repository")?;
+    let manual: Vec<&RecoveredStep> = record
+        .steps
+        .iter()
+        .filter(|s| s.result == StepResult::Manual)
+        .collect();
+    if !ctx.json {
+        for s in &manual {
+            println!(
+                "{}: left to do {}",
+                s.source,
+                s.method.as_deref().unwrap_or("by hand")
+            );
+        }
+    }
+    Ok(match record.result {
+        RecoveryResult::Complete => Status::Ok,
+        RecoveryResult::Interrupted => Status::Interrupted,
+        RecoveryResult::Failed => {
+            eprintln!(
+                "the recovery stopped at a failed step; fix its cause and run the same command again: it continues from there"
+            );
+            Status::Failed
+        }
+    })
+}
+
+fn print_plan(plan: &Plan) {
+    println!(
+        "recovery plan for {}, back to {}{}:",
+        plan.scenario,
+        plan.point,
+        if plan.replace {
+            ", replacing what is there"
+        } else {
+            ""
+        }
+    );
+    for (n, s) in plan.steps.iter().enumerate() {
+        let from = match (s.snapshot, s.snapshot_time) {
+            (Some(id), Some(t)) => format!(" from snapshot {} ({})", id.short(), local_time(t)),
+            _ => String::new(),
+        };
+        println!("{:>3}. {} ({}){from}", n + 1, s.source, s.kind);
+        if let Some(r) = &s.recovery {
+            println!("     {}", r.method);
+            if let Some(o) = &r.occupied {
+                println!("     now there: {o}");
+            }
+        }
+        if let Some(t) = s.expected_secs {
+            println!("     the last drill took {}", span(t));
+        }
+        if s.done_before {
+            println!("     recovered by an earlier run: skipped");
+        }
+        if let Some(p) = &s.problem {
+            println!("     PROBLEM: {p}");
+        }
+    }
+}
+
+struct Terminal<'a> {
+    ctx: &'a Context,
+    steps: Steps<'a>,
+    state: &'a StateFile,
+    done: Done,
+    point: String,
+}
+
+impl RecoverObserver for Terminal<'_> {
+    fn started(&mut self, source: &str) -> Reporter {
+        self.steps.start(&format!("recover {source}"))
+    }
+
+    fn finished(&mut self, step: &RecoveredStep) {
+        self.steps.finish();
+        if let (StepResult::Recovered, Some(id)) = (step.result, step.snapshot) {
+            self.done.insert((step.source.clone(), id));
+            if let Err(e) = self.state.save(&self.point, &self.done) {
+                eprintln!("warning: {e:#}; a rerun will not know this step is done");
+            }
+        }
+        if self.ctx.json {
+            return;
+        }
+        let label = match step.result {
+            StepResult::Recovered => "recovered and verified",
+            StepResult::AlreadyDone => "already recovered by an earlier run",
+            StepResult::Manual => "left to do by hand",
+            StepResult::NotRun => "NOT RUN",
+            StepResult::Failed => "FAILED",
+        };
+        let what = match (step.result, &step.verdict) {
+            (StepResult::Recovered, Some(v)) => format!(
+                ": {} {} ({}) in {}, {} compared with the backup",
+                step.items,
+                step.unit,
+                bytes(step.bytes),
+                span(step.secs.unwrap_or(0.0)),
+                v.checked
+            ),
+            _ => String::new(),
+        };
+        println!("{} ({}): {label}{what}", step.source, step.kind);
+        for p in &step.problems {
+            println!("  {p}");
+        }
+    }
+}
+
+/// The steps a run of a scenario's plan finished, kept between runs.
+struct StateFile {
+    path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    point: String,
+    done: Done,
+}
+
+impl StateFile {
+    fn new(dir: Option<&Path>, scenario: &str) -> Self {
+        let dir = dir
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("BULWARK_STATE_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    PathBuf::from("/var/lib/bulwark")
+                } else {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_default()
+                        .join(".local/state/bulwark")
+                }
+            });
+        Self {
+            path: dir.join(format!("recover-{scenario}.json")),
+        }
+    }
+
+    /// The steps done by an earlier run back to the same point (none for another point).
+    fn load(&self, point: &str) -> Done {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.point == point)
+            .map(|s| s.done)
+            .unwrap_or_default()
+    }
+
+    fn save(&self, point: &str, done: &Done) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let state = State {
+            point: point.to_string(),
+            done: done.clone(),
+        };
+        std::fs::write(&self.path, serde_json::to_vec_pretty(&state)?)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    fn clear(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
