@@ -10,7 +10,8 @@ use engine::recovery::assess::span;
 use engine::recovery::drill;
 use engine::recovery::point::Point;
 use engine::recovery::recover::{
-    self, Done, Plan, RecoverObserver, RecoverRequest, RecoveredStep, RecoveryResult, StepResult,
+    self, Plan, PlanStep, Progress, RecoverObserver, RecoverRequest, RecoveredStep, RecoveryResult,
+    StepResult,
 };
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
     let snapshots = ctx.snapshots(&repo)?;
     let (drills, _) = drill::load_all(&repo)?;
     let state = StateFile::new(args.state_dir.as_deref(), &scenario.name);
-    let done = state.load(&point.describe());
+    let earlier = state.load(&point.describe());
     let plan = recover::plan(
         &snapshots,
         &members,
@@ -39,7 +40,7 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
         &point,
         args.replace,
         &drills,
-        &done,
+        &earlier,
     );
     let problems = plan.problems();
     if ctx.json && (args.dry_run || !problems.is_empty()) {
@@ -67,7 +68,7 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
         ctx,
         steps: ctx.steps(),
         state: &state,
-        done,
+        progress: earlier,
         point: plan.point.clone(),
     };
     let record = recover::execute(&repo, &snapshots, &plan, &members, &req, &mut terminal);
@@ -133,6 +134,8 @@ fn print_plan(plan: &Plan) {
         }
         if s.done_before {
             println!("     recovered by an earlier run: skipped");
+        } else if s.begun_before {
+            println!("     begun by an earlier run that stopped: done again");
         }
         if let Some(p) = &s.problem {
             println!("     PROBLEM: {p}");
@@ -144,22 +147,32 @@ struct Terminal<'a> {
     ctx: &'a Context,
     steps: Steps<'a>,
     state: &'a StateFile,
-    done: Done,
+    progress: Progress,
     point: String,
 }
 
+impl Terminal<'_> {
+    fn keep(&self) {
+        if let Err(e) = self.state.save(&self.point, &self.progress) {
+            eprintln!("warning: {e:#}; a rerun will not know where this one got to");
+        }
+    }
+}
+
 impl RecoverObserver for Terminal<'_> {
-    fn started(&mut self, source: &str) -> Reporter {
-        self.steps.start(&format!("recover {source}"))
+    fn started(&mut self, step: &PlanStep) -> Reporter {
+        if let Some(id) = step.snapshot {
+            self.progress.begun.insert((step.source.clone(), id));
+            self.keep();
+        }
+        self.steps.start(&format!("recover {}", step.source))
     }
 
     fn finished(&mut self, step: &RecoveredStep) {
         self.steps.finish();
         if let (StepResult::Recovered, Some(id)) = (step.result, step.snapshot) {
-            self.done.insert((step.source.clone(), id));
-            if let Err(e) = self.state.save(&self.point, &self.done) {
-                eprintln!("warning: {e:#}; a rerun will not know this step is done");
-            }
+            self.progress.done.insert((step.source.clone(), id));
+            self.keep();
         }
         if self.ctx.json {
             return;
@@ -197,7 +210,8 @@ struct StateFile {
 #[derive(Serialize, Deserialize)]
 struct State {
     point: String,
-    done: Done,
+    #[serde(flatten)]
+    progress: Progress,
 }
 
 impl StateFile {
@@ -221,23 +235,23 @@ impl StateFile {
         }
     }
 
-    /// The steps done by an earlier run back to the same point (none for another point).
-    fn load(&self, point: &str) -> Done {
+    /// What earlier runs back to the same point did (nothing, for another point).
+    fn load(&self, point: &str) -> Progress {
         std::fs::read(&self.path)
             .ok()
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.point == point)
-            .map(|s| s.done)
+            .map(|s| s.progress)
             .unwrap_or_default()
     }
 
-    fn save(&self, point: &str, done: &Done) -> Result<()> {
+    fn save(&self, point: &str, progress: &Progress) -> Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let state = State {
             point: point.to_string(),
-            done: done.clone(),
+            progress: progress.clone(),
         };
         std::fs::write(&self.path, serde_json::to_vec_pretty(&state)?)
             .with_context(|| format!("writing {}", self.path.display()))

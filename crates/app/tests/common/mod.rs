@@ -92,7 +92,8 @@ impl Env {
         }
         c.env("BULWARK_PASSWORD", PASSWORD)
             .env("BULWARK_KDF_MEMORY_KIB", "1024")
-            .env("BULWARK_REPOSITORY", self.repo());
+            .env("BULWARK_REPOSITORY", self.repo())
+            .env("BULWARK_STATE_DIR", self.path("state"));
         for (k, v) in &self.extra {
             c.env(k, v);
         }

@@ -144,6 +144,11 @@ impl PgServer {
         self.dir.path().join("data")
     }
 
+    /// Stops the server at once, as a crash would.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
     fn pg_ctl(&self, args: &[&str]) {
         let mut c = as_postgres(&self.bin.join("pg_ctl"));
         c.arg("-D")

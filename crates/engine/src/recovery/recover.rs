@@ -22,9 +22,17 @@ use crate::progress::Reporter;
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 
-/// A source recovered (or to be) by a plan, by the snapshot it comes from: what makes a
-/// step "the same" for a later run.
-pub type Done = BTreeSet<(String, SnapshotId)>;
+/// Steps by source and the snapshot they restore: what makes a step "the same" for a later
+/// run of a plan.
+pub type Steps = BTreeSet<(String, SnapshotId)>;
+
+/// What earlier runs of a plan did: steps they finished, and steps they began (whose target
+/// may hold part of their own output, which a rerun may write over).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: Steps,
+    pub begun: Steps,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanStep {
@@ -38,6 +46,8 @@ pub struct PlanStep {
     pub expected_secs: Option<f64>,
     /// An earlier run of this plan recovered it from the same snapshot.
     pub done_before: bool,
+    /// An earlier run began it and did not finish: what is in its target may be that run's.
+    pub begun_before: bool,
     /// Why the step cannot run now; while any step has one, nothing is touched.
     pub problem: Option<String>,
 }
@@ -67,11 +77,11 @@ pub fn plan(
     point: &Point,
     replace: bool,
     drills: &[StoredDrill],
-    done: &Done,
+    earlier: &Progress,
 ) -> Plan {
     let steps = members
         .iter()
-        .map(|m| plan_step(snapshots, m, point, replace, drills, done))
+        .map(|m| plan_step(snapshots, m, point, replace, drills, earlier))
         .collect();
     Plan {
         scenario: scenario.to_string(),
@@ -87,7 +97,7 @@ fn plan_step(
     point: &Point,
     replace: bool,
     drills: &[StoredDrill],
-    done: &Done,
+    earlier: &Progress,
 ) -> PlanStep {
     let mut step = PlanStep {
         source: m.name().to_string(),
@@ -102,6 +112,7 @@ fn plan_step(
             .filter_map(|s| s.rto_secs)
             .next_back(),
         done_before: false,
+        begun_before: false,
         problem: None,
     };
     let (id, snap) = match choose(snapshots, m.name(), point) {
@@ -113,12 +124,14 @@ fn plan_step(
     };
     step.snapshot = Some(*id);
     step.snapshot_time = Some(snap.time);
-    step.done_before = done.contains(&(m.name().to_string(), *id));
+    let key = (m.name().to_string(), *id);
+    step.done_before = earlier.done.contains(&key);
+    step.begun_before = earlier.begun.contains(&key);
     match m.datastore.recovery(snap, replace) {
         Err(e) => step.problem = Some(format!("{e:#}")),
         Ok(r) => {
             if !step.done_before && !r.manual {
-                step.problem = blocker(m, &r, replace);
+                step.problem = blocker(m, &r, replace || step.begun_before);
             }
             step.recovery = Some(r);
         }
@@ -127,7 +140,8 @@ fn plan_step(
 }
 
 /// Why a recovery cannot start: its server does not answer, its target must not be
-/// written over, or data is in the way and the user did not allow replacing it.
+/// written over, or data is in the way and replacing it is not allowed (by the user, or
+/// because an earlier run of the step put it there).
 fn blocker(m: &Member<'_>, r: &Recovery, replace: bool) -> Option<String> {
     if r.needs_server {
         let h = m.datastore.health();
@@ -207,9 +221,9 @@ pub struct RecoverRequest {
 }
 
 /// Told about each step: where its progress goes, and its result (a caller keeps the steps
-/// recovered, so that a later run does not do them again).
+/// begun and recovered, so that a later run continues after them).
 pub trait RecoverObserver {
-    fn started(&mut self, source: &str) -> Reporter;
+    fn started(&mut self, step: &PlanStep) -> Reporter;
     fn finished(&mut self, step: &RecoveredStep);
 }
 
@@ -246,7 +260,7 @@ pub fn execute(
             _ if p.done_before => step.result = StepResult::AlreadyDone,
             (Some(r), _) if r.manual => step.result = StepResult::Manual,
             (Some(r), Some(id)) => {
-                let progress = observer.started(&p.source);
+                let progress = observer.started(p);
                 run_step(repo, snapshots, m, r, id, req, progress, &mut step);
                 stopped = step.result == StepResult::Failed;
             }

@@ -1,0 +1,243 @@
+//! `bulwark recover --scenario`: a dry run changes nothing; a whole-stack disaster (PostgreSQL
+//! data directory removed, Redis flushed, files and SQLite file deleted) comes back with one
+//! command, verified; a target that does not answer stops the plan before anything is
+//! touched; a failed step stops the run and a rerun continues after the steps it finished.
+
+mod common;
+
+use std::path::Path;
+
+use common::pitr::{
+    archiving_server, chown_postgres, insert, ledger, switch_and_wait_archived, LEDGER,
+};
+use common::redis::Redis;
+use common::{digest, free_port, write_sample_tree, Env};
+
+fn append_config(env: &Env, text: &str) {
+    let path = env.path("bulwark.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap_or_default();
+    config.push_str(text);
+    std::fs::write(path, config).expect("config");
+}
+
+fn sqlite_rows(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .expect("open")
+        .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+        .expect("count")
+}
+
+#[test]
+fn a_full_disaster_is_recovered_by_one_command() {
+    let env = Env::new();
+    let Some(pg) = archiving_server(&env) else {
+        return;
+    };
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    // The recovered cluster goes back where the server's data lived.
+    append_config(
+        &env,
+        &format!("recover_data_dir = \"{}\"\n", pg.data_dir().display()),
+    );
+    for i in 0..300 {
+        redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
+    }
+    let db = env.path("app.db");
+    rusqlite::Connection::open(&db)
+        .expect("sqlite")
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
+             INSERT INTO notes SELECT i, 'note ' || i FROM n;",
+        )
+        .expect("sample");
+    write_sample_tree(&env.path("data"));
+    append_config(
+        &env,
+        &format!(
+            "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+             [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
+            redis.port()
+        ),
+    );
+    insert(&pg, pg.port, 1, 1000);
+    env.ok(&["backup"]);
+    // Written after the backup: only the WAL archive holds these rows.
+    insert(&pg, pg.port, 1001, 1600);
+    switch_and_wait_archived(&pg, pg.port);
+    chown_postgres(env.dir.path());
+    let files_before = digest(&env.path("data"));
+    let redis_before = redis.digest();
+
+    // Over live data, even with --replace, a running server's data directory is never
+    // written over: the plan says so and touches nothing.
+    let live = env.run(&[
+        "--repo",
+        "main",
+        "recover",
+        "--scenario",
+        "full_disaster",
+        "--replace",
+        "--dry-run",
+    ]);
+    assert_eq!(live.code, 1, "{}\n{}", live.stdout, live.stderr);
+    assert!(
+        live.stdout.contains("PROBLEM") && live.stdout.contains("is not empty"),
+        "{}",
+        live.stdout
+    );
+    assert_eq!(redis.digest(), redis_before);
+    assert_eq!(digest(&env.path("data")), files_before);
+    assert_eq!(pg.sql("postgres", LEDGER), ledger(1600));
+
+    // The disaster.
+    pg.stop();
+    std::fs::remove_dir_all(pg.data_dir()).expect("remove the data directory");
+    redis.cli(&["FLUSHALL"]);
+    std::fs::remove_dir_all(env.path("data")).expect("remove files");
+    std::fs::remove_file(&db).expect("remove sqlite");
+    let redis_empty = redis.digest();
+
+    // The dry run plans every step and changes nothing.
+    let dry = env.ok(&[
+        "--repo",
+        "main",
+        "recover",
+        "--scenario",
+        "full_disaster",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.stdout.contains("point-in-time recovery") && dry.stdout.contains("live restore"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(redis.digest(), redis_empty);
+    assert!(!env.path("data").exists() && !db.exists() && !pg.data_dir().exists());
+
+    let r = env.ok(&[
+        "--repo",
+        "main",
+        "--json",
+        "recover",
+        "--scenario",
+        "full_disaster",
+    ]);
+    let out = r.json();
+    assert_eq!(out["record"]["result"], "complete", "{out}");
+    for step in out["record"]["steps"].as_array().expect("steps") {
+        assert_eq!(step["result"], "recovered", "{out}");
+    }
+    assert_eq!(
+        pg.sql("postgres", LEDGER),
+        ledger(1600),
+        "WAL replayed to its end"
+    );
+    assert_eq!(redis.digest(), redis_before);
+    assert_eq!(digest(&env.path("data")), files_before);
+    assert_eq!(sqlite_rows(&db), 400);
+}
+
+#[test]
+fn a_plan_with_a_problem_touches_nothing_and_a_rerun_continues_after_a_failure() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    for i in 0..100 {
+        redis.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let config = |port: u16| {
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [scenarios.app]\nsources = [\"cache\", \"uploads\"]\n"
+        )
+    };
+    std::fs::write(env.path("bulwark.toml"), config(redis.port())).expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let files_before = digest(&env.path("data"));
+    let redis_before = redis.digest();
+    redis.cli(&["FLUSHALL"]);
+    std::fs::remove_dir_all(env.path("data")).expect("remove files");
+
+    // Unknown scenario: the valid ones are listed.
+    let r = env.run(&["recover", "--scenario", "nope"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("full_disaster"), "{}", r.stderr);
+
+    // A Redis that does not answer: the plan stops before the files are touched.
+    std::fs::write(env.path("bulwark.toml"), config(free_port())).expect("config");
+    let r = env.run(&["recover", "--scenario", "app"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("nothing was touched"), "{}", r.stderr);
+    assert!(r.stdout.contains("does not answer"), "{}", r.stdout);
+    assert!(!env.path("data").exists(), "files were restored anyway");
+    std::fs::write(env.path("bulwark.toml"), config(redis.port())).expect("config");
+
+    // A damaged pack fails the files step after the cache was recovered: the run stops.
+    let pack = largest_pack(&env.path("repo/data"));
+    let good = std::fs::read(&pack).expect("pack");
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x10;
+    std::fs::write(&pack, &bad).expect("damage");
+    let r = env.run(&["recover", "--scenario", "app"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("cache (redis): recovered and verified"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("uploads (files): FAILED"), "{}", r.stdout);
+    assert!(r.stdout.contains("damaged data in pack"), "{}", r.stdout);
+    assert_eq!(redis.digest(), redis_before);
+
+    // The pack mended, the same command continues: the cache is not restored again (it now
+    // holds keys, which would need --replace), the files are.
+    std::fs::write(&pack, &good).expect("mend");
+    let r = env.run(&["recover", "--scenario", "app"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("cache (redis): already recovered by an earlier run"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("uploads (files): recovered and verified"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(digest(&env.path("data")), files_before);
+
+    // Done: a new run starts afresh, and the data now in place needs --replace.
+    let r = env.run(&["recover", "--scenario", "app", "--dry-run"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("pass --replace"), "{}", r.stdout);
+    env.ok(&["recover", "--scenario", "app", "--replace"]);
+    assert_eq!(redis.digest(), redis_before);
+}
+
+fn largest_pack(dir: &Path) -> std::path::PathBuf {
+    let mut packs = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).expect("dir").flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                packs.push(e.path());
+            }
+        }
+    }
+    packs
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack")
+}
