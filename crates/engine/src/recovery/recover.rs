@@ -261,7 +261,12 @@ pub fn execute(
             (Some(r), _) if r.manual => step.result = StepResult::Manual,
             (Some(r), Some(id)) => {
                 let progress = observer.started(p);
-                run_step(repo, snapshots, m, r, id, req, progress, &mut step);
+                let from = Source {
+                    repo,
+                    snapshots,
+                    id,
+                };
+                run_step(&from, m, r, req, progress, &mut step);
                 stopped = step.result == StepResult::Failed;
             }
             _ => {
@@ -294,17 +299,26 @@ pub fn execute(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The snapshot a step restores, and the repository listing it is in.
+struct Source<'a> {
+    repo: &'a Repository,
+    snapshots: &'a Snapshots,
+    id: SnapshotId,
+}
+
 fn run_step(
-    repo: &Repository,
-    snapshots: &Snapshots,
+    from: &Source<'_>,
     m: &Member<'_>,
     r: &Recovery,
-    id: SnapshotId,
     req: &RecoverRequest,
     progress: Reporter,
     step: &mut RecoveredStep,
 ) {
+    let Source {
+        repo,
+        snapshots,
+        id,
+    } = *from;
     let mut options = r.options.clone();
     if let (Point::Time { text, .. }, true) = (&req.point, options.contains_key("pitr")) {
         options.insert("target_time".into(), text.clone().into());
