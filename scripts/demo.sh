@@ -3,9 +3,10 @@
 # Qdrant, when QDRANT_URL names a server or a qdrant binary is at QDRANT_BIN or on PATH), back
 # up sample AI-platform data, the database (logical dumps, a base backup, continuous WAL
 # archiving), the cache and the vector collection into a local encrypted repository as one
-# backup set, restore the files and verify them byte for byte, restore the lost cache and the
-# lost collection and compare them, then recover the database to a point in time just before
-# an accident.
+# backup set, restore the files and verify them byte for byte, assess the stack against its
+# RPO/RTO targets, drill every source in a sandbox, recover the lost cache by scenario and
+# restore the lost collection and compare them, then recover the database to a point in time
+# just before an accident.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -165,15 +166,23 @@ echo "== bulwark stats"
 echo "== bulwark forget (policy from bulwark.toml), dry run"
 "$B" forget --dry-run
 
+echo "== bulwark assess: every source against its RPO/RTO targets (never drilled yet: degraded)"
+"$B" assess || echo "(assess exit $?: see the recommendations)"
+echo "== bulwark drill --scenario full_disaster: each source restored into a sandbox in recovery order, verified, removed"
+"$B" drill --scenario full_disaster --html "$DEMO/drill.html"
+echo "drill report: $DEMO/drill.html"
+echo "== bulwark assess, after the drill"
+"$B" assess || echo "(assess exit $?: see the recommendations)"
+
 echo "== Redis: the cache is wiped by mistake"
 DIGEST=$(rcli DEBUG DIGEST)
 echo "before: $(rcli DBSIZE) keys, digest $DIGEST"
 rcli FLUSHALL >/dev/null
 echo "after FLUSHALL: $(rcli DBSIZE) keys"
-echo "== bulwark restore --source cache --sandbox (a drill: throwaway server, compared, removed)"
-"$B" restore --source cache --sandbox
-echo "== bulwark restore --source cache --target redis://127.0.0.1:$REDIS_PORT (key by key, TTLs kept)"
-"$B" restore --source cache --target "redis://127.0.0.1:$REDIS_PORT"
+echo "== bulwark recover --scenario redis_failure --dry-run (the plan; nothing is touched)"
+"$B" recover --scenario redis_failure --dry-run
+echo "== bulwark recover --scenario redis_failure (key by key into the server, TTLs kept, verified)"
+"$B" recover --scenario redis_failure
 [ "$(rcli DEBUG DIGEST)" = "$DIGEST" ] || { echo "the restored Redis differs from the original" >&2; exit 1; }
 echo "restored: $(rcli DBSIZE) keys; Redis's own digest matches the original"
 
