@@ -412,14 +412,20 @@ impl Datastore for PostgresDatastore {
         if replace {
             options.insert("clean".into(), true.into());
         }
+        // The password travels apart from the URL, so that the plan can show the URL.
+        let mut target = url::Url::parse(&s.url)
+            .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let in_url = target.password().map(str::to_string);
+        let _ = target.set_password(None);
         Ok(Recovery {
-            target: s.url.clone(),
+            target: target.to_string(),
             options,
             secret: read_secret(
                 &self.name,
                 s.password_file.as_deref(),
                 s.password_env.as_deref(),
-            )?,
+            )?
+            .or(in_url),
             method: format!(
                 "logical restore of {} into {}, roles first",
                 facts

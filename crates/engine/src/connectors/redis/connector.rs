@@ -189,9 +189,9 @@ impl Datastore for RedisDatastore {
             options.insert("flush".into(), true.into());
         }
         Ok(Recovery {
-            target: self.settings.url.clone(),
+            target: url.describe(),
             options,
-            secret: self.password()?,
+            secret: url.password().map(str::to_string),
             method: format!("live restore into {}", url.describe()),
             occupied: held.map(|n| {
                 format!(

@@ -79,6 +79,10 @@ impl RedisUrl {
         self.password.is_some()
     }
 
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// The URL without the password, for messages.
     pub fn describe(&self) -> String {
         match &self.user {
