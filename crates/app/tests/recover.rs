@@ -142,6 +142,61 @@ fn a_full_disaster_is_recovered_by_one_command() {
 }
 
 #[test]
+fn a_set_is_recovered_exactly_to_its_restore_point() {
+    let env = Env::new();
+    let Some(pg) = archiving_server(&env) else {
+        return;
+    };
+    append_config(
+        &env,
+        &format!("recover_data_dir = \"{}\"\n", pg.data_dir().display()),
+    );
+    insert(&pg, pg.port, 1, 1000);
+    let backup = env.ok(&["--json", "backup"]).json();
+    let set = backup[0]["set_id"].as_str().expect("set id").to_string();
+    // After the set: in the archive, but not part of the set.
+    insert(&pg, pg.port, 1001, 1500);
+    switch_and_wait_archived(&pg, pg.port);
+    chown_postgres(env.dir.path());
+    let snaps = env.ok(&["--json", "snapshots"]).json();
+    assert_eq!(
+        snaps[0]["facts"]["postgres"]["physical"]["set_point"]["name"],
+        format!("bulwark-set-{}", &set[..32]),
+        "{snaps}"
+    );
+    // A drill of the set replays to its point and checks that replay stopped there.
+    let drill = env
+        .ok(&[
+            "--repo",
+            "main",
+            "--json",
+            "drill",
+            "pg",
+            "--set",
+            &set[..8],
+        ])
+        .json();
+    assert_eq!(drill["record"]["result"], "passed", "{drill}");
+
+    pg.stop();
+    std::fs::remove_dir_all(pg.data_dir()).expect("remove the data directory");
+    env.ok(&[
+        "--repo",
+        "main",
+        "recover",
+        "--scenario",
+        "database_failure",
+        "--set",
+        &set[..8],
+    ]);
+    assert_eq!(
+        pg.sql("postgres", LEDGER),
+        ledger(1000),
+        "stopped at the set"
+    );
+}
+
+#[test]
 fn a_plan_with_a_problem_touches_nothing_and_a_rerun_continues_after_a_failure() {
     let Some(redis) = Redis::start(&[]) else {
         return;

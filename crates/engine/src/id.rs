@@ -100,6 +100,15 @@ id_type!(
     SetId
 );
 
+impl SetId {
+    /// The name a log archive marks the set's moment with (PostgreSQL's named restore
+    /// point), so that a recovery can stop exactly there. 128 bits of the id: PostgreSQL
+    /// takes names of up to 63 bytes.
+    pub fn point_name(&self) -> String {
+        format!("bulwark-set-{}", &self.to_hex()[..32])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

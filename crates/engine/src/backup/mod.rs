@@ -415,6 +415,11 @@ impl SnapshotWriter {
     }
 
     /// Records a fact for later verification (e.g. row counts at dump time).
+    /// The backup set this snapshot belongs to.
+    pub fn set_id(&self) -> Option<SetId> {
+        self.opts.set_id
+    }
+
     pub fn fact(&mut self, key: &str, value: serde_json::Value) {
         self.facts.insert(key.to_string(), value);
     }

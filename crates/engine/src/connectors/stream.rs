@@ -7,7 +7,7 @@ use crate::backup::{SnapshotWriter, Source};
 use crate::connectors::files::connector::{restore_tree, tree_sandbox};
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, Recovery, RestoreInput,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Point, Recovery, RestoreInput,
     RestoreRequest, Restored, Section,
 };
 use crate::connectors::process::Child;
@@ -198,7 +198,12 @@ impl Datastore for CommandDatastore {
     }
 
     /// A command's output has no place of its own to go back to: the plan says so.
-    fn recovery(&self, _snapshot: &crate::snapshot::Snapshot, _replace: bool) -> Result<Recovery> {
+    fn recovery(
+        &self,
+        _snapshot: &crate::snapshot::Snapshot,
+        _point: &Point,
+        _replace: bool,
+    ) -> Result<Recovery> {
         Ok(Recovery {
             method: format!(
                 "by hand: its output has no place of its own; `bulwark restore --source {} --target DIR`",

@@ -189,18 +189,11 @@ fn drill_one(
         }
     };
     step.snapshot = Some(entry.0);
-    // A source that archives its log is drilled the way it recovers: by replaying it.
-    let replay = m.datastore.archives_continuously() && !matches!(req.point, Point::Set(_));
-    let mut options = serde_json::Map::new();
-    if replay {
-        options.insert("pitr".into(), true.into());
-        if let Point::Time { text, .. } = &req.point {
-            options.insert("target_time".into(), text.clone().into());
-        }
-    }
+    // A source with a log archive is drilled the way it recovers: by replaying it.
+    let replay = m.kind().connector().replay_options(&entry.1, &req.point);
     let restore_req = RestoreRequest {
         target: None,
-        options,
+        options: replay.clone().unwrap_or_default(),
         dry_run: false,
         verify: true,
         start: false,
@@ -233,7 +226,7 @@ fn drill_one(
     }
     // The point restored: the newest the repository offers for the source when the drill
     // replayed the log to its end, the snapshot's start otherwise.
-    step.recovery_point = match (&req.point, replay) {
+    step.recovery_point = match (&req.point, replay.is_some()) {
         (Point::Time { at, .. }, true) => Some(*at),
         (Point::Latest, true) => m
             .kind()

@@ -127,7 +127,7 @@ fn plan_step(
     let key = (m.name().to_string(), *id);
     step.done_before = earlier.done.contains(&key);
     step.begun_before = earlier.begun.contains(&key);
-    match m.datastore.recovery(snap, replace) {
+    match m.datastore.recovery(snap, point, replace) {
         Err(e) => step.problem = Some(format!("{e:#}")),
         Ok(r) => {
             if !step.done_before && !r.manual {
@@ -319,13 +319,9 @@ fn run_step(
         snapshots,
         id,
     } = *from;
-    let mut options = r.options.clone();
-    if let (Point::Time { text, .. }, true) = (&req.point, options.contains_key("pitr")) {
-        options.insert("target_time".into(), text.clone().into());
-    }
     let restore_req = RestoreRequest {
         target: Some(r.target.clone()),
-        options,
+        options: r.options.clone(),
         dry_run: false,
         verify: true,
         start: r.start,

@@ -13,8 +13,8 @@ use super::FilesSource;
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery, RestoreInput,
-    RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Point, Recovery,
+    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
@@ -153,7 +153,7 @@ impl Datastore for FilesDatastore {
 
     /// Back to their own paths (stored absolute, so the target is `/`); a file there is
     /// overwritten, one the snapshot does not hold is left alone.
-    fn recovery(&self, _snapshot: &Snapshot, _replace: bool) -> Result<Recovery> {
+    fn recovery(&self, _snapshot: &Snapshot, _point: &Point, _replace: bool) -> Result<Recovery> {
         let occupied: Vec<String> = self
             .settings
             .paths

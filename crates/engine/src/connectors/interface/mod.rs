@@ -7,6 +7,7 @@ mod fields;
 mod health;
 mod log_archive;
 mod outcome;
+mod point;
 mod secret;
 mod tier;
 
@@ -16,6 +17,7 @@ pub use fields::fields_of;
 pub use health::{newest_snapshot, parse_time, started, Health, RecoveryPoint};
 pub use log_archive::{log_archives, LogArchive, LogCheck, LogCopy, LogExpiry, LogSourceCheck};
 pub use outcome::{Mismatch, RestoreOutcome, Restored, Timings, Verdict};
+pub use point::Point;
 pub use secret::read_secret;
 pub use tier::Tier;
 
@@ -54,6 +56,17 @@ pub trait Connector: Sync {
     /// again whatever happens (error, failed verification, Ctrl-C).
     fn sandbox(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored>;
 
+    /// The restore options that bring `snapshot` back to `point` when a log archive reaches
+    /// further than the snapshot itself (PostgreSQL: replay the WAL to its end, to a moment,
+    /// or to the backup set's named point). None: the snapshot is restored as it is.
+    fn replay_options(
+        &self,
+        _snapshot: &Snapshot,
+        _point: &Point,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        None
+    }
+
     /// The log archive this kind keeps beside its snapshots, if any.
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         None
@@ -79,10 +92,10 @@ pub trait Datastore: Send + Sync {
     fn source(&self) -> Result<Box<dyn Source>>;
     /// Probes the datastore now: reachable, version, role, and what needs attention.
     fn health(&self) -> Health;
-    /// How `snapshot` of this source goes back into the source itself in a recovery (its
-    /// server, its paths, its data directory), and what is there now that it would replace.
-    /// `replace`: the user allows replacing what is there.
-    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery>;
+    /// How `snapshot` of this source goes back into the source itself in a recovery to
+    /// `point` (its server, its paths, its data directory), and what is there now that it
+    /// would replace. `replace`: the user allows replacing what is there.
+    fn recovery(&self, snapshot: &Snapshot, point: &Point, replace: bool) -> Result<Recovery>;
     /// True when a log archive moves its recovery point on between backups (PostgreSQL
     /// with WAL archiving): its default RPO is minutes, not the backup interval.
     fn archives_continuously(&self) -> bool {

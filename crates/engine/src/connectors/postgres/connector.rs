@@ -16,7 +16,8 @@ use crate::catalog::Snapshots;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
     fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, LogArchive, Mismatch,
-    Recovery, RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    Point, Recovery, RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings,
+    Verdict,
 };
 use crate::connectors::interface::{newest_snapshot, parse_time, RecoveryPoint};
 use crate::connectors::sandbox::Throwaway;
@@ -245,6 +246,28 @@ impl Connector for PostgresConnector {
         Ok(restored)
     }
 
+    /// A base backup with its WAL: replayed to the end of the archive, to the moment asked
+    /// for, or to the backup set's restore point (none recorded: no replay to the set).
+    fn replay_options(
+        &self,
+        snapshot: &Snapshot,
+        point: &Point,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let base = PgFacts::of(snapshot).ok()?.physical?;
+        let mut options = serde_json::Map::new();
+        options.insert("pitr".into(), true.into());
+        match point {
+            Point::Latest => {}
+            Point::Time { text, .. } => {
+                options.insert("target_time".into(), text.clone().into());
+            }
+            Point::Set(_) => {
+                options.insert("target_name".into(), base.set_point?.name.into());
+            }
+        }
+        Some(options)
+    }
+
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         Some(&super::wal::WalLog)
     }
@@ -367,21 +390,30 @@ impl Datastore for PostgresDatastore {
     /// (which must be empty), then the server is started. Otherwise the logical dumps are
     /// restored into the server at `url`, roles first; databases there that hold objects are
     /// cleaned first when replaced.
-    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+    fn recovery(&self, snapshot: &Snapshot, point: &Point, replace: bool) -> Result<Recovery> {
         let facts = PgFacts::of(snapshot)?;
         let s = &self.settings;
         let mut options = serde_json::Map::new();
         if let (Some(dir), Some(_)) = (&s.recover_data_dir, &facts.physical) {
-            options.insert("pitr".into(), true.into());
+            let method = format!(
+                "point-in-time recovery of the base backup and the archived WAL into {}, then started",
+                dir.display()
+            );
+            let Some(replay) = PostgresConnector.replay_options(snapshot, point) else {
+                return Ok(Recovery {
+                    method,
+                    blocked: Some(
+                        "the backup set has no restore point to stop at (the backup's role could not create one): recover with --target-time instead".into(),
+                    ),
+                    ..Recovery::default()
+                });
+            };
             let held = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
             return Ok(Recovery {
                 target: dir.display().to_string(),
-                options,
+                options: replay,
                 start: true,
-                method: format!(
-                    "point-in-time recovery of the base backup and the archived WAL into {}, then started",
-                    dir.display()
-                ),
+                method,
                 blocked: (held > 0).then(|| {
                     format!(
                         "{} is not empty ({held} entries): stop its server and move it away; a recovery never writes over a data directory",

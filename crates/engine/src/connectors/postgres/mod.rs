@@ -267,7 +267,17 @@ impl Source for PostgresSource {
             logical::backup(&self.settings, &server, w, &mut facts)?;
         }
         if self.settings.modes.contains(&Mode::Physical) {
-            facts.physical = Some(physical::backup(&self.settings, w, &self.name)?);
+            let mut base = physical::backup(&self.settings, w, &self.name)?;
+            if let Some(set) = w.set_id() {
+                match physical::mark_set(&self.settings.conn, &set.point_name()) {
+                    Ok(point) => base.set_point = Some(point),
+                    Err(e) => w.warn(
+                        "restore point",
+                        format!("no restore point for the backup set ({e}); a drill or recovery of the set restores this snapshot without replaying to the set's moment"),
+                    ),
+                }
+            }
+            facts.physical = Some(base);
         }
         w.fact(
             PgFacts::KEY,

@@ -34,6 +34,16 @@ pub struct BaseBackupFacts {
     pub system_identifier: String,
     /// The WAL source name in the repository's archive.
     pub wal_source: String,
+    /// The named restore point made for the backup set right after this backup, so that a
+    /// recovery can stop exactly at the set (absent when the role may not create one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_point: Option<SetPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetPoint {
+    pub name: String,
+    pub lsn: String,
 }
 
 impl BaseBackupFacts {
@@ -307,6 +317,25 @@ fn parse_label(label: &str) -> Result<BaseBackupFacts> {
         start_wal: file,
         start_time: field("START TIME:").unwrap_or_default(),
         ..Default::default()
+    })
+}
+
+/// Marks the backup set's moment in the WAL with a named restore point, and has the segment
+/// holding it archived now, so that the set can be recovered exactly at once.
+pub fn mark_set(conn: &super::PgConn, name: &str) -> Result<SetPoint> {
+    let lsn: String = conn.query(
+        &conn.maintenance_db,
+        &format!(
+            "SELECT to_json(pg_create_restore_point('{}')::text)",
+            name.replace('\'', "''")
+        ),
+    )?;
+    // Without the switch the point is archived with its segment later (archive_timeout); a
+    // role that may not switch still gets the point.
+    let _ = conn.execute(&conn.maintenance_db, "SELECT pg_switch_wal()");
+    Ok(SetPoint {
+        name: name.to_string(),
+        lsn,
     })
 }
 

@@ -13,8 +13,8 @@ use super::{Mode, QdrantFacts, QdrantSettings, QdrantSource};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery,
-    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Point,
+    Recovery, RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result};
@@ -270,7 +270,7 @@ impl Datastore for QdrantDatastore {
 
     /// Its collections restored into its own server; those there now are replaced only when
     /// allowed.
-    fn recovery(&self, snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+    fn recovery(&self, snapshot: &Snapshot, _point: &Point, replace: bool) -> Result<Recovery> {
         let s = &self.settings;
         let api_key = s.api_key(&self.name)?;
         let wanted: Vec<String> = super::QdrantFacts::of(snapshot)?

@@ -11,8 +11,8 @@ use super::{RedisSettings, RedisSource, RedisUrl};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery,
-    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, read_secret, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Point,
+    Recovery, RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
@@ -177,7 +177,7 @@ impl Datastore for RedisDatastore {
     }
 
     /// A live restore into its own server; keys there now are flushed first when replaced.
-    fn recovery(&self, _snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+    fn recovery(&self, _snapshot: &Snapshot, _point: &Point, replace: bool) -> Result<Recovery> {
         let url = self.url()?;
         let held = super::resp::Conn::open(&url)
             .and_then(|mut c| c.call(&[b"DBSIZE"]))

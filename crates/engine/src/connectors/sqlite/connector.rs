@@ -12,8 +12,8 @@ use super::{integrity, open_read_only, table_sums, SqliteFacts, SqliteSource};
 use crate::backup::Source;
 use crate::connectors::interface::Tier;
 use crate::connectors::interface::{
-    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Recovery, RestoreInput,
-    RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
+    fields_of, ConfigError, Connector, Datastore, Health, Kind, Mismatch, Point, Recovery,
+    RestoreInput, RestoreOutcome, RestoreRequest, Restored, Section, Timings, Verdict,
 };
 use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -156,7 +156,7 @@ impl Datastore for SqliteDatastore {
     }
 
     /// Back to its own file; one there now is kept aside when replaced.
-    fn recovery(&self, _snapshot: &Snapshot, replace: bool) -> Result<Recovery> {
+    fn recovery(&self, _snapshot: &Snapshot, _point: &Point, replace: bool) -> Result<Recovery> {
         let path = &self.settings.path;
         let mut options = serde_json::Map::new();
         if replace {
