@@ -64,6 +64,11 @@ impl Access {
             .map_err(|e| format!("{e:#}"))
     }
 
+    /// Where the config file was read from.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_ref().map(|l| l.path.as_path())
+    }
+
     pub fn config_file(&self) -> Option<&config::ConfigFile> {
         self.config.as_ref().map(|l| &l.config)
     }

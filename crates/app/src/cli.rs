@@ -90,6 +90,12 @@ pub enum Command {
     /// there), then each step restored and verified; a rerun continues where a failed one
     /// stopped.
     Recover(RecoverArgs),
+    /// The backup sets: each run of `bulwark backup`, complete or partial, with the sources
+    /// that failed.
+    Sets,
+    /// One backup set.
+    #[command(subcommand)]
+    Set(SetCommand),
     /// Ways back from damage: rebuild the index, rewrite damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -199,6 +205,15 @@ pub struct WalFetchArgs {
     /// ends at the gap) instead of stopping recovery.
     #[arg(long)]
     pub allow_gap: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SetCommand {
+    /// A set's sources with their snapshots and consistency points, and the system it ran on.
+    Show {
+        /// The set's id (a prefix will do).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -25,6 +25,8 @@ pub struct SetOptions {
     pub force: bool,
     pub threads: usize,
     pub lock_wait: std::time::Duration,
+    /// The configuration files the run read (their hashes go into the set's record).
+    pub config_files: Vec<std::path::PathBuf>,
 }
 
 /// Told about each source as the set runs (progress bars, log lines).
@@ -42,6 +44,9 @@ pub struct SetReport {
     /// The run stopped before the remaining sources: every one would meet this (a lock).
     #[serde(skip)]
     pub aborted: Option<Error>,
+    /// Why the set's record could not be stored (the snapshots are saved all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }
 
 impl SetReport {
@@ -60,6 +65,8 @@ impl SetReport {
 #[derive(Debug, Serialize)]
 pub struct MemberResult {
     pub source: String,
+    /// The kind's name.
+    pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,9 +105,12 @@ pub fn run(
         set_id: SetId::random(),
         results: Vec::new(),
         aborted: None,
+        record_error: None,
     };
+    let started = jiff::Timestamp::now();
     for mut member in members {
-        let name = member.source.info().name;
+        let info = member.source.info();
+        let (name, kind) = (info.name.clone(), info.kind.clone());
         let parent = if opts.force {
             None
         } else {
@@ -121,6 +131,7 @@ pub fn run(
         let result = match outcome {
             Ok((id, snap)) => MemberResult {
                 source: name,
+                kind,
                 snapshot: Some(id),
                 set_id: Some(report.set_id),
                 summary: Some(snap.summary.clone()),
@@ -130,6 +141,7 @@ pub fn run(
             Err(e) => {
                 let result = MemberResult {
                     source: name,
+                    kind,
                     snapshot: None,
                     set_id: None,
                     summary: None,
@@ -148,5 +160,15 @@ pub fn run(
         observer.finished(&result);
         report.results.push(result);
     }
+    record(repo, &mut report, started, opts);
     report
+}
+
+/// Stores the set's record: each source's snapshot and consistency point, and the system.
+fn record(repo: &Repository, report: &mut SetReport, started: jiff::Timestamp, opts: &SetOptions) {
+    let system = crate::set_manifest::SystemState::now(repo, &opts.config_files);
+    let manifest = crate::set_manifest::of_report(report, started, system);
+    if let Err(e) = crate::set_manifest::save(repo, &manifest) {
+        report.record_error = Some(e.to_string());
+    }
 }

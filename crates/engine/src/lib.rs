@@ -29,6 +29,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod resume;
+pub mod set_manifest;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -107,6 +107,8 @@ pub enum ObjectKind {
     Drill,
     /// Records of recoveries (sealed JSON), under `recoveries/` since format version 1.
     Recovery,
+    /// Records of backup sets (sealed JSON), under `sets/` since format version 1.
+    Set,
 }
 
 impl ObjectKind {
@@ -121,6 +123,7 @@ impl ObjectKind {
             ObjectKind::Log => "wal/",
             ObjectKind::Drill => "drills/",
             ObjectKind::Recovery => "recoveries/",
+            ObjectKind::Set => "sets/",
         }
     }
 
@@ -388,6 +391,14 @@ impl Store {
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
         Ok(freed)
+    }
+
+    /// The directory of a local repository.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            Backend::Local(root) => Some(root),
+            _ => None,
+        }
     }
 
     pub fn exists(&self, kind: ObjectKind, name: &str) -> Result<bool> {

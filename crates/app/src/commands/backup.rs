@@ -23,6 +23,7 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
         force: args.force,
         threads: args.threads,
         lock_wait: ctx.lock_wait,
+        config_files: ctx.config_path().map(Into::into).into_iter().collect(),
     };
     let mut terminal = Terminal {
         ctx,
@@ -31,6 +32,9 @@ pub fn run(ctx: &Context, args: &BackupArgs) -> Result<Status> {
     let report = backup_set::run(&repo, &existing, members, &opts, &mut terminal);
     if ctx.json {
         print_json(&report.results)?;
+    }
+    if let Some(e) = &report.record_error {
+        eprintln!("warning: the backup set's record could not be stored: {e}");
     }
     if let Some(e) = report.aborted {
         return Err(e.into());

@@ -16,6 +16,7 @@ mod prune;
 mod recover;
 mod repair;
 mod restore;
+mod sets;
 mod snapshots;
 mod stats;
 mod unlock;
@@ -49,6 +50,8 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Drill(a) => drill::run(ctx, a),
         Command::Drills(a) => drill::list(ctx, a),
         Command::Recover(a) => recover::run(ctx, a),
+        Command::Sets => sets::list(ctx),
+        Command::Set(c) => sets::show(ctx, c),
         Command::Repair(c) => repair::run(ctx, c),
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),

@@ -177,7 +177,7 @@ impl Datastore for FilesDatastore {
 }
 
 /// Bytes available to unprivileged users and the size of the filesystem holding `path`.
-fn free_space(path: &Path) -> Option<(u64, u64)> {
+pub(crate) fn free_space(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the zeroed struct we pass and reads the C string.

@@ -67,6 +67,13 @@ pub trait Connector: Sync {
         None
     }
 
+    /// The kind's own consistency point of a snapshot, for the backup set's record: what a
+    /// recovery of the set reaches (a restore point and LSN, a replication offset, counts
+    /// around the capture) and the server's version.
+    fn consistency_point(&self, _snapshot: &Snapshot) -> Option<serde_json::Value> {
+        None
+    }
+
     /// The log archive this kind keeps beside its snapshots, if any.
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         None

@@ -268,6 +268,17 @@ impl Connector for PostgresConnector {
         Some(options)
     }
 
+    /// The set's restore point and its LSN (with a base backup), the server's version.
+    fn consistency_point(&self, snapshot: &Snapshot) -> Option<serde_json::Value> {
+        let facts = PgFacts::of(snapshot).ok()?;
+        let point = facts.physical.and_then(|p| p.set_point);
+        Some(serde_json::json!({
+            "server_version": facts.server_version,
+            "restore_point": point.as_ref().map(|p| &p.name),
+            "lsn": point.as_ref().map(|p| &p.lsn),
+        }))
+    }
+
     fn log_archive(&self) -> Option<&'static dyn LogArchive> {
         Some(&super::wal::WalLog)
     }

@@ -121,6 +121,25 @@ impl Connector for QdrantConnector {
         }))
     }
 
+    /// Each collection's exact point counts just before and after the capture.
+    fn consistency_point(&self, snapshot: &Snapshot) -> Option<serde_json::Value> {
+        let facts = super::QdrantFacts::of(snapshot).ok()?;
+        let counts: serde_json::Map<String, serde_json::Value> = facts
+            .collections
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    serde_json::json!({ "before": c.count_before, "after": c.count_after }),
+                )
+            })
+            .collect();
+        Some(serde_json::json!({
+            "server_version": facts.server_version,
+            "points": counts,
+        }))
+    }
+
     fn restore(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
         let opts: Options = req.options_as(Kind::Qdrant)?;
         req.refuse(

@@ -80,6 +80,16 @@ impl Connector for RedisConnector {
         }))
     }
 
+    /// The replication id and offset the transferred RDB corresponds to.
+    fn consistency_point(&self, snapshot: &Snapshot) -> Option<serde_json::Value> {
+        let facts = super::RedisFacts::of(snapshot).ok()?;
+        Some(serde_json::json!({
+            "server_version": facts.server_version,
+            "replid": facts.replid,
+            "offset": facts.offset,
+        }))
+    }
+
     fn restore(&self, input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
         let opts: Options = req.options_as(Kind::Redis)?;
         let target = req.target()?;
