@@ -209,6 +209,6 @@ pub fn list(repo: &Repository, snapshots: &Snapshots) -> Result<(Vec<SetManifest
         });
     }
     let mut out: Vec<SetManifest> = sets.into_values().collect();
-    out.sort_by(|a, b| b.started.cmp(&a.started));
+    out.sort_by_key(|m| std::cmp::Reverse(m.started));
     Ok((out, unreadable))
 }
