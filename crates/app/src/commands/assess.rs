@@ -68,7 +68,7 @@ fn render(a: &Assessment) {
         };
         let drilled = match &d.last_drill {
             Some(l) => format!(
-                "last drill {} {:?}, RTO {}",
+                "last drill {} {}, RTO {}",
                 local_time(l.started),
                 l.result,
                 l.rto_secs.map(span).unwrap_or_else(|| "-".into())

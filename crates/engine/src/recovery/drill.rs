@@ -35,6 +35,17 @@ pub enum DrillResult {
     Interrupted,
 }
 
+impl std::fmt::Display for DrillResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DrillResult::Passed => "passed",
+            DrillResult::TargetMissed => "target missed",
+            DrillResult::Failed => "failed",
+            DrillResult::Interrupted => "interrupted",
+        })
+    }
+}
+
 /// One source's part of a drill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillStep {
