@@ -12,24 +12,7 @@ use std::time::{Duration, Instant};
 use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_archived};
 use common::postgres::{Flavor, PgServer};
 use common::redis::Redis;
-use common::{write_sample_tree, Env, PASSWORD};
-
-fn append_config(env: &Env, text: &str) {
-    let path = env.path("bulwark.toml");
-    let mut config = std::fs::read_to_string(&path).unwrap_or_default();
-    config.push_str(text);
-    std::fs::write(path, config).expect("config");
-}
-
-fn sqlite_sample(path: &Path) {
-    let db = rusqlite::Connection::open(path).expect("sqlite");
-    db.execute_batch(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
-         INSERT INTO notes SELECT i, 'note ' || i FROM n;",
-    )
-    .expect("sample");
-}
+use common::{sqlite_notes, write_sample_tree, Env, PASSWORD};
 
 fn scratch(env: &Env) -> std::path::PathBuf {
     let s = env.path("scratch");
@@ -64,17 +47,14 @@ fn a_drill_of_the_whole_stack_passes_in_order_and_is_recorded() {
     for i in 0..200 {
         redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
     }
-    sqlite_sample(&env.path("app.db"));
+    sqlite_notes(&env.path("app.db"), 500);
     write_sample_tree(&env.path("data"));
-    append_config(
-        &env,
-        &format!(
-            "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+    env.append_config(&format!(
+        "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
              [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
              [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
-            redis.port()
-        ),
-    );
+        redis.port()
+    ));
     insert(&pg, pg.port, 1, 1000);
     env.ok(&["backup"]);
     insert(&pg, pg.port, 1001, 1500);
@@ -221,21 +201,7 @@ fn a_drill_fails_naming_a_damaged_pack_and_a_tampered_figure() {
     assert!(empty(&scratch), "sandbox left behind");
 
     // A byte flipped in the largest pack (file data): the damaged file and pack are named.
-    let mut packs = Vec::new();
-    let mut dirs = vec![env.path("repo/data")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).expect("dir").flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                packs.push(e.path());
-            }
-        }
-    }
-    let pack = packs
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a pack");
+    let pack = env.largest_pack();
     let mut bytes = std::fs::read(&pack).expect("pack");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x20;

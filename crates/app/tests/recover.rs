@@ -11,14 +11,7 @@ use common::pitr::{
     archiving_server, chown_postgres, insert, ledger, switch_and_wait_archived, LEDGER,
 };
 use common::redis::Redis;
-use common::{digest, free_port, write_sample_tree, Env};
-
-fn append_config(env: &Env, text: &str) {
-    let path = env.path("bulwark.toml");
-    let mut config = std::fs::read_to_string(&path).unwrap_or_default();
-    config.push_str(text);
-    std::fs::write(path, config).expect("config");
-}
+use common::{digest, free_port, sqlite_notes, write_sample_tree, Env};
 
 fn sqlite_rows(path: &Path) -> i64 {
     rusqlite::Connection::open(path)
@@ -37,32 +30,22 @@ fn a_full_disaster_is_recovered_by_one_command() {
         return;
     };
     // The recovered cluster goes back where the server's data lived.
-    append_config(
-        &env,
-        &format!("recover_data_dir = \"{}\"\n", pg.data_dir().display()),
-    );
+    env.append_config(&format!(
+        "recover_data_dir = \"{}\"\n",
+        pg.data_dir().display()
+    ));
     for i in 0..300 {
         redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
     }
     let db = env.path("app.db");
-    rusqlite::Connection::open(&db)
-        .expect("sqlite")
-        .execute_batch(
-            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
-             INSERT INTO notes SELECT i, 'note ' || i FROM n;",
-        )
-        .expect("sample");
+    sqlite_notes(&db, 400);
     write_sample_tree(&env.path("data"));
-    append_config(
-        &env,
-        &format!(
-            "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+    env.append_config(&format!(
+        "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
              [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
              [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
-            redis.port()
-        ),
-    );
+        redis.port()
+    ));
     insert(&pg, pg.port, 1, 1000);
     env.ok(&["backup"]);
     // Written after the backup: only the WAL archive holds these rows.
@@ -147,10 +130,10 @@ fn a_set_is_recovered_exactly_to_its_restore_point() {
     let Some(pg) = archiving_server(&env) else {
         return;
     };
-    append_config(
-        &env,
-        &format!("recover_data_dir = \"{}\"\n", pg.data_dir().display()),
-    );
+    env.append_config(&format!(
+        "recover_data_dir = \"{}\"\n",
+        pg.data_dir().display()
+    ));
     insert(&pg, pg.port, 1, 1000);
     let backup = env.ok(&["--json", "backup"]).json();
     let set = backup[0]["set_id"].as_str().expect("set id").to_string();
@@ -236,7 +219,7 @@ fn a_plan_with_a_problem_touches_nothing_and_a_rerun_continues_after_a_failure()
     std::fs::write(env.path("bulwark.toml"), config(redis.port())).expect("config");
 
     // A damaged pack fails the files step after the cache was recovered: the run stops.
-    let pack = largest_pack(&env.path("repo/data"));
+    let pack = env.largest_pack();
     let good = std::fs::read(&pack).expect("pack");
     let mut bad = good.clone();
     let middle = bad.len() / 2;
@@ -277,22 +260,4 @@ fn a_plan_with_a_problem_touches_nothing_and_a_rerun_continues_after_a_failure()
     assert!(r.stdout.contains("pass --replace"), "{}", r.stdout);
     env.ok(&["recover", "--scenario", "app", "--replace"]);
     assert_eq!(redis.digest(), redis_before);
-}
-
-fn largest_pack(dir: &Path) -> std::path::PathBuf {
-    let mut packs = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).expect("dir").flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                packs.push(e.path());
-            }
-        }
-    }
-    packs
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a pack")
 }

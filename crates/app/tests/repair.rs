@@ -6,21 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{digest, restored, Env};
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
+use common::{digest, files_under, restored, Env};
 
 fn flip(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).expect("read");

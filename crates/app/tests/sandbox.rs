@@ -134,10 +134,7 @@ fn a_files_sandbox_is_verified_item_by_item_and_removed() {
 
     // A byte flipped in the largest pack (file data): a file does not restore as it was
     // backed up, and the sandbox goes all the same.
-    let pack = files_under(&env.path("repo/data"))
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a pack");
+    let pack = env.largest_pack();
     let mut bytes = std::fs::read(&pack).expect("pack");
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
@@ -161,18 +158,6 @@ fn a_files_sandbox_is_verified_item_by_item_and_removed() {
         bad.stderr
     );
     assert_nothing_left(&scratch);
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("dir").flatten() {
-        if e.path().is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 #[test]

@@ -123,6 +123,49 @@ impl Env {
     pub fn init(&self) {
         self.ok(&["init"]);
     }
+
+    /// Adds lines at the end of bulwark.toml.
+    pub fn append_config(&self, text: &str) {
+        let path = self.path("bulwark.toml");
+        let mut config = fs::read_to_string(&path).unwrap_or_default();
+        config.push_str(text);
+        fs::write(path, config).expect("config");
+    }
+
+    /// The repository's largest pack (file data, where one flipped byte damages a file).
+    pub fn largest_pack(&self) -> PathBuf {
+        files_under(&self.path("repo/data"))
+            .into_iter()
+            .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .expect("a pack")
+    }
+}
+
+/// Every file below `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A SQLite database with a table `notes` of `rows` rows.
+pub fn sqlite_notes(path: &Path, rows: u32) {
+    rusqlite::Connection::open(path)
+        .expect("sqlite")
+        .execute_batch(&format!(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO notes SELECT i, 'note ' || i FROM n;"
+        ))
+        .expect("sample");
 }
 
 /// A small tree with the kinds of things a platform keeps: text, binary, empty file, nested
