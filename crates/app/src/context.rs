@@ -75,6 +75,15 @@ impl Context {
         ProgressView::start(!self.quiet && !self.json, label)
     }
 
+    /// The configured sources with their recovery targets, and the scenarios; a usage error
+    /// when no source is configured.
+    pub fn stack(&self) -> Result<engine::recovery::stack::Stack<'_>> {
+        self.config_file()
+            .filter(|c| !c.sources.is_empty())
+            .map(|c| c.stack())
+            .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))
+    }
+
     /// Progress for work done one source after another: one view at a time.
     pub fn steps(&self) -> Steps<'_> {
         Steps {

@@ -5,14 +5,13 @@ use anyhow::Result;
 use engine::recovery::assess::{assess, span, Assessment, Status as Health};
 use engine::recovery::drill;
 
-use super::health::configured;
 use crate::cli::AssessArgs;
 use crate::context::Context;
 use crate::exit::Status;
 use crate::output::{bytes, local_time, print_json};
 
 pub fn run(ctx: &Context, args: &AssessArgs) -> Result<Status> {
-    let stack = configured(ctx)?.stack();
+    let stack = ctx.stack()?;
     let members = match &args.scenario {
         Some(name) => stack.scenario(name)?.1,
         None => stack.select(&args.sources)?,
@@ -103,7 +102,7 @@ fn render(a: &Assessment) {
 }
 
 pub fn scenarios(ctx: &Context) -> Result<Status> {
-    let stack = configured(ctx)?.stack();
+    let stack = ctx.stack()?;
     let all = stack.scenarios();
     if ctx.json {
         print_json(&all)?;

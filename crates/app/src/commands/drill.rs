@@ -11,7 +11,6 @@ use engine::recovery::drill::{
 };
 use engine::recovery::point::Point;
 
-use super::health::configured;
 use crate::cli::{DrillArgs, DrillsArgs};
 use crate::context::{Context, Steps};
 use crate::exit::{remove_sandboxes_on_interrupt, Status};
@@ -21,7 +20,7 @@ use crate::output::{bytes, local_time, print_json};
 const RECORD_GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(ctx: &Context, args: &DrillArgs) -> Result<Status> {
-    let stack = configured(ctx)?.stack();
+    let stack = ctx.stack()?;
     let (scenario, members) = match &args.scenario {
         Some(name) => {
             let (s, members) = stack.scenario(name)?;

@@ -7,18 +7,12 @@ use engine::recovery::survey::survey;
 
 use crate::cli::HealthArgs;
 use crate::context::Context;
-use crate::exit::{usage, Status};
+use crate::exit::Status;
 
-/// The config file, which must configure sources.
-pub fn configured(ctx: &Context) -> Result<&crate::config::ConfigFile> {
-    ctx.config_file()
-        .filter(|c| !c.sources.is_empty())
-        .ok_or_else(|| usage("no sources configured: add [sources.NAME] to bulwark.toml"))
-}
 use crate::output::{local_time, print_json};
 
 pub fn run(ctx: &Context, args: &HealthArgs) -> Result<Status> {
-    let stack = configured(ctx)?.stack();
+    let stack = ctx.stack()?;
     let chosen: Vec<&dyn Datastore> = stack
         .select(&args.sources)?
         .into_iter()

@@ -15,7 +15,6 @@ use engine::recovery::recover::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::health::configured;
 use crate::cli::RecoverArgs;
 use crate::context::{Context, Steps};
 use crate::exit::{remove_sandboxes_on_interrupt, Status};
@@ -25,7 +24,7 @@ use crate::output::{bytes, local_time, print_json};
 const RECORD_GRACE: Duration = Duration::from_secs(30);
 
 pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
-    let stack = configured(ctx)?.stack();
+    let stack = ctx.stack()?;
     let (scenario, members) = stack.scenario(&args.scenario)?;
     let point = Point::from_args(args.set.as_deref(), args.target_time.as_deref())?;
     let repo = ctx.open()?;
