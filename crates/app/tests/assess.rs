@@ -51,6 +51,15 @@ fn assess_grades_sources_against_their_targets() {
         undrilled.stdout
     );
     env.ok(&["drill", "--scenario", "app"]);
+    // Never checked: the repository is not proven readable.
+    let unchecked = env.run(&["--json", "assess", "--scenario", "app"]);
+    assert_eq!(unchecked.code, 8, "{}", unchecked.stdout);
+    assert!(
+        unchecked.stdout.contains("never checked"),
+        "{}",
+        unchecked.stdout
+    );
+    env.ok(&["check"]);
 
     let healthy = env.ok(&["--json", "assess", "--scenario", "app"]).json();
     assert_eq!(healthy["overall_status"], "healthy", "{healthy}");
@@ -71,6 +80,25 @@ fn assess_grades_sources_against_their_targets() {
         serde_json::json!([]),
         "{healthy}"
     );
+
+    // A check that finds damage makes the repository critical.
+    let pack = env.largest_pack();
+    let good = std::fs::read(&pack).expect("pack");
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&pack, &bad).expect("damage");
+    assert_eq!(env.run(&["check", "--read-data"]).code, 6);
+    let damaged = env.run(&["--json", "assess", "--scenario", "app"]);
+    assert_eq!(damaged.code, 9, "{}", damaged.stdout);
+    let damaged = damaged.json();
+    assert_eq!(damaged["repository"]["status"], "critical", "{damaged}");
+    assert_eq!(
+        damaged["repository"]["last_check"]["ok"], false,
+        "{damaged}"
+    );
+    std::fs::write(&pack, &good).expect("mend");
+    env.ok(&["check", "--read-data"]);
 
     // A backup older than its RPO target: degraded, exit 8, with the way out.
     std::thread::sleep(Duration::from_millis(5500));

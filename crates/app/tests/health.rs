@@ -110,10 +110,7 @@ fn postgres_reports_the_archiver_and_recovers_to_the_newest_archived_wal() {
         .as_str()
         .expect("point")
         .to_string();
-    assert!(
-        wal_point > base_point,
-        "{base_point} .. {wal_point}"
-    );
+    assert!(wal_point > base_point, "{base_point} .. {wal_point}");
 
     // An unreadable WAL archive: health still answers, the recovery point falls back to the
     // newest snapshot and says why.
@@ -128,7 +125,10 @@ fn postgres_reports_the_archiver_and_recovers_to_the_newest_archived_wal() {
     assert_eq!(h[0]["recovery_point"]["via"], "snapshot", "{h}");
     // The snapshot's start (the first probe may already have seen its WAL archived).
     let fallback = h[0]["recovery_point"]["time"].as_str().expect("point");
-    assert!(fallback <= base_point.as_str() && fallback < wal_point.as_str(), "{h}");
+    assert!(
+        fallback <= base_point.as_str() && fallback < wal_point.as_str(),
+        "{h}"
+    );
     assert!(h[0]["recovery_point_error"].is_string(), "{h}");
     let text = env.ok(&["health"]).stdout;
     assert!(

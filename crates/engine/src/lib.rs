@@ -6,6 +6,7 @@ pub mod backup_set;
 pub mod buffers;
 pub mod catalog;
 pub mod check;
+pub mod check_record;
 pub mod chunker;
 pub mod codec;
 pub mod connectors;

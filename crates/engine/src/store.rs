@@ -109,6 +109,8 @@ pub enum ObjectKind {
     Recovery,
     /// Records of backup sets (sealed JSON), under `sets/` since format version 1.
     Set,
+    /// Records of checks (sealed JSON), under `checks/` since format version 1.
+    Check,
 }
 
 impl ObjectKind {
@@ -124,6 +126,7 @@ impl ObjectKind {
             ObjectKind::Drill => "drills/",
             ObjectKind::Recovery => "recoveries/",
             ObjectKind::Set => "sets/",
+            ObjectKind::Check => "checks/",
         }
     }
 

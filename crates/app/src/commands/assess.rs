@@ -86,8 +86,22 @@ fn render(a: &Assessment) {
         }
     }
     let r = &a.repository;
+    let checked = match &r.last_check {
+        Some(c) => format!(
+            "; last checked {} ({} read, {})",
+            local_time(c.time),
+            c.read_data,
+            if c.ok { "clean" } else { "ERRORS" }
+        ),
+        None => "; never checked".into(),
+    };
     match (r.snapshots, r.size_bytes) {
-        (Some(n), Some(size)) => println!("repository {}: {n} snapshot(s), {}", r.url, bytes(size)),
+        (Some(n), Some(size)) => println!(
+            "repository {}: {}; {n} snapshot(s), {}{checked}",
+            r.url,
+            label(r.status),
+            bytes(size)
+        ),
         _ => println!("repository {}: {}", r.url, label(r.status)),
     }
     for f in &r.findings {

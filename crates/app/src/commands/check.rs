@@ -1,5 +1,6 @@
 use anyhow::Result;
 use engine::check::{CheckOptions, ReadData};
+use engine::check_record::{self, CheckRecord};
 
 use crate::cli::CheckArgs;
 use crate::context::Context;
@@ -23,6 +24,11 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<Status> {
             },
         )
     })?;
+    // Kept for `assess`; a repository that takes no writes (read-only credentials) is still
+    // checked.
+    if let Err(e) = check_record::save(&repo, &CheckRecord::of(&report, &read_data)) {
+        eprintln!("warning: the check's record could not be stored: {e}");
+    }
     if ctx.json {
         print_json(&report)?;
     } else {

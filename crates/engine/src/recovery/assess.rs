@@ -8,6 +8,7 @@ use super::drill::{DrillRecord, DrillResult};
 use super::stack::{scenario_for, Member, Targets};
 use super::survey::{survey, SourceState};
 use crate::catalog::Snapshots;
+use crate::check_record::{self, CheckRecord};
 use crate::connectors::interface::{Kind, Tier};
 use crate::repo::Repository;
 
@@ -67,8 +68,13 @@ pub struct RepositoryState {
     pub snapshots: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// What the newest `check` found.
+    pub last_check: Option<CheckRecord>,
     pub findings: Vec<Finding>,
 }
+
+/// A repository not checked for this long is a finding.
+pub const CHECK_MAX_AGE_DAYS: i64 = 30;
 
 #[derive(Debug, Serialize)]
 pub struct Assessment {
@@ -263,6 +269,7 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
         status: Status::Critical,
         snapshots: None,
         size_bytes: None,
+        last_check: None,
         findings: vec![Finding {
             status: Status::Critical,
             problem: format!("the repository cannot be read: {e}"),
@@ -273,16 +280,55 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
         Ok(o) => o,
         Err(e) => return unreachable(e),
     };
-    match repo.pack_sizes() {
-        Ok(sizes) => RepositoryState {
-            url: url.to_string(),
-            reachable: true,
-            status: Status::Healthy,
-            snapshots: Some(snapshots.list.len()),
-            size_bytes: Some(sizes.values().sum()),
-            findings: Vec::new(),
-        },
-        Err(e) => unreachable(e.to_string()),
+    let (sizes, last_check) = match repo
+        .pack_sizes()
+        .and_then(|s| Ok((s, check_record::last(repo)?)))
+    {
+        Ok(found) => found,
+        Err(e) => return unreachable(e.to_string()),
+    };
+    let check_again = "run `bulwark check --read-data-subset 10%` (and schedule it)".to_string();
+    let findings: Vec<Finding> = match &last_check {
+        None => vec![Finding {
+            status: Status::Degraded,
+            problem: "the repository was never checked".into(),
+            recommendation: check_again,
+        }],
+        Some(c) if !c.ok => vec![Finding {
+            status: Status::Critical,
+            problem: format!(
+                "the last check ({}) found {} error(s): {}",
+                c.time,
+                c.error_count,
+                c.errors.first().map(String::as_str).unwrap_or("")
+            ),
+            recommendation:
+                "run `bulwark check --read-data` to see the damage, then `bulwark repair`".into(),
+        }],
+        Some(c)
+            if jiff::Timestamp::now().duration_since(c.time).as_hours()
+                >= 24 * CHECK_MAX_AGE_DAYS =>
+        {
+            vec![Finding {
+                status: Status::Degraded,
+                problem: format!("the repository was not checked in {CHECK_MAX_AGE_DAYS} days"),
+                recommendation: check_again,
+            }]
+        }
+        Some(_) => Vec::new(),
+    };
+    RepositoryState {
+        url: url.to_string(),
+        reachable: true,
+        status: findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Healthy),
+        snapshots: Some(snapshots.list.len()),
+        size_bytes: Some(sizes.values().sum()),
+        last_check,
+        findings,
     }
 }
 
