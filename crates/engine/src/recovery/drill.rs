@@ -216,13 +216,8 @@ fn drill_one(
         progress,
     };
     let clock = Instant::now();
-    let restored = RestoreInput::new(
-        repo,
-        snapshots,
-        entry,
-        matches!(req.point, Point::Latest | Point::Time { .. }),
-    )
-    .and_then(|input| interface::sandbox(&input, &restore_req));
+    let restored = RestoreInput::new(repo, snapshots, entry, req.point.latest())
+        .and_then(|input| interface::sandbox(&input, &restore_req));
     let rto = clock.elapsed().as_secs_f64();
     match restored {
         Err(e) => {

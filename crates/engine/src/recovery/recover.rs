@@ -339,7 +339,7 @@ fn run_step(
         return;
     };
     let clock = Instant::now();
-    let restored = RestoreInput::new(repo, snapshots, entry, !matches!(req.point, Point::Set(_)))
+    let restored = RestoreInput::new(repo, snapshots, entry, req.point.latest())
         .and_then(|input| interface::restore(&input, &restore_req));
     step.secs = Some(clock.elapsed().as_secs_f64());
     match restored {

@@ -26,6 +26,12 @@ impl Point {
         })
     }
 
+    /// True unless a set was named: the restore starts from the newest snapshot that holds
+    /// the point, and may pick another base itself (a PITR to a time).
+    pub fn latest(&self) -> bool {
+        !matches!(self, Point::Set(_))
+    }
+
     /// For messages and records.
     pub fn describe(&self) -> String {
         match self {
