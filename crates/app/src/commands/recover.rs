@@ -229,8 +229,19 @@ impl StateFile {
                         .join(".local/state/bulwark")
                 }
             });
+        // A scenario's name comes from the config: keep only what is safe in a file name.
+        let safe: String = scenario
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         Self {
-            path: dir.join(format!("recover-{scenario}.json")),
+            path: dir.join(format!("recover-{safe}.json")),
         }
     }
 
