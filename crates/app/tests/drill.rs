@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::pitr::{archiving_server, chown_postgres, insert, switch_and_wait_archived};
+use common::pitr::{archiving_server, chown_postgres, whole_stack};
 use common::postgres::{Flavor, PgServer};
 use common::redis::Redis;
-use common::{sqlite_notes, write_sample_tree, Env, PASSWORD};
+use common::{write_sample_tree, Env, PASSWORD};
 
 fn scratch(env: &Env) -> std::path::PathBuf {
     let s = env.path("scratch");
@@ -44,23 +44,8 @@ fn a_drill_of_the_whole_stack_passes_in_order_and_is_recorded() {
     let Some(redis) = Redis::start(&[]) else {
         return;
     };
-    for i in 0..200 {
-        redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
-    }
-    sqlite_notes(&env.path("app.db"), 500);
-    write_sample_tree(&env.path("data"));
-    env.append_config(&format!(
-        "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
-             [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
-             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
-        redis.port()
-    ));
-    insert(&pg, pg.port, 1, 1000);
-    env.ok(&["backup"]);
-    insert(&pg, pg.port, 1001, 1500);
-    switch_and_wait_archived(&pg, pg.port);
+    whole_stack(&env, &pg, &redis, 200, 500, 1500);
     let scratch = scratch(&env);
-    chown_postgres(env.dir.path());
 
     let report = env.path("drill.html");
     // PostgreSQL fetches WAL through the configured repository (its password file).

@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 
 use common::pitr::{
-    archiving_server, chown_postgres, insert, ledger, switch_and_wait_archived, LEDGER,
+    archiving_server, chown_postgres, insert, ledger, switch_and_wait_archived, whole_stack, LEDGER,
 };
 use common::redis::Redis;
-use common::{digest, free_port, sqlite_notes, write_sample_tree, Env};
+use common::{digest, free_port, write_sample_tree, Env};
 
 fn sqlite_rows(path: &Path) -> i64 {
     rusqlite::Connection::open(path)
@@ -34,24 +34,9 @@ fn a_full_disaster_is_recovered_by_one_command() {
         "recover_data_dir = \"{}\"\n",
         pg.data_dir().display()
     ));
-    for i in 0..300 {
-        redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
-    }
     let db = env.path("app.db");
-    sqlite_notes(&db, 400);
-    write_sample_tree(&env.path("data"));
-    env.append_config(&format!(
-        "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
-             [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
-             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
-        redis.port()
-    ));
-    insert(&pg, pg.port, 1, 1000);
-    env.ok(&["backup"]);
-    // Written after the backup: only the WAL archive holds these rows.
-    insert(&pg, pg.port, 1001, 1600);
-    switch_and_wait_archived(&pg, pg.port);
-    chown_postgres(env.dir.path());
+    // Rows 1001..=1600 are written after the backup: only the WAL archive holds them.
+    whole_stack(&env, &pg, &redis, 300, 400, 1600);
     let files_before = digest(&env.path("data"));
     let redis_before = redis.digest();
 

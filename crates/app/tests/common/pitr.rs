@@ -34,6 +34,35 @@ pub fn archiving_server(env: &Env) -> Option<PgServer> {
     Some(pg)
 }
 
+/// Beside the `pg` source of [`archiving_server`]: a SQLite source `app` (`notes` rows), the
+/// Redis source `cache` (`sessions` keys) and a files source `uploads`; backed up once with
+/// 1000 ledger rows, then 1001..=`ledger_after` written to the WAL only.
+pub fn whole_stack(
+    env: &Env,
+    pg: &PgServer,
+    redis: &super::redis::Redis,
+    sessions: u32,
+    notes: u32,
+    ledger_after: u32,
+) {
+    for i in 0..sessions {
+        redis.cli(&["SET", &format!("session:{i}"), &format!("user {i}")]);
+    }
+    super::sqlite_notes(&env.path("app.db"), notes);
+    super::write_sample_tree(&env.path("data"));
+    env.append_config(&format!(
+        "\n[sources.app]\nkind = \"sqlite\"\npath = \"app.db\"\n\n\
+         [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+         [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
+        redis.port()
+    ));
+    insert(pg, pg.port, 1, 1000);
+    env.ok(&["backup"]);
+    insert(pg, pg.port, 1001, ledger_after);
+    switch_and_wait_archived(pg, pg.port);
+    chown_postgres(env.dir.path());
+}
+
 pub fn chown_postgres(path: &std::path::Path) {
     let chown = std::process::Command::new("chown")
         .args(["-R", "postgres"])
