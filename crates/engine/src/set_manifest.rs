@@ -99,8 +99,9 @@ impl SystemState {
 }
 
 fn kernel() -> String {
-    // SAFETY: uname fills the zeroed struct we pass.
+    // SAFETY: utsname is arrays of chars; all zeroes is a valid value.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct we own and pass by pointer.
     if unsafe { libc::uname(&mut u) } != 0 {
         return String::new();
     }

@@ -207,6 +207,7 @@ fn server_user() -> Result<Option<(u32, u32)>> {
         return Ok(None);
     }
     let name = c"postgres";
+    // SAFETY: passwd is plain data (integers and pointers); all zeroes is a valid value.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
