@@ -203,6 +203,31 @@ fn a_drill_fails_naming_a_damaged_pack_and_a_tampered_figure() {
     // Both failures are on record, and assess calls the last drill of pg critical.
     let listed = env.ok(&["--json", "drills"]).json();
     assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+
+    // The records travel with `copy` (of the undamaged snapshots), once.
+    let offsite = env.path("offsite").to_string_lossy().into_owned();
+    env.ok(&[
+        "--repo",
+        &offsite,
+        "init",
+        "--copy-params-from",
+        &env.repo(),
+    ]);
+    for expected in [3, 0] {
+        let copied = env
+            .ok(&["--json", "copy", "--to", &offsite, "--source", "pg"])
+            .json();
+        assert_eq!(copied["drills_copied"], expected, "{copied}");
+    }
+    let there = env.ok(&["--repo", &offsite, "--json", "drills"]).json();
+    let records = |v: &serde_json::Value| {
+        v.as_array()
+            .expect("list")
+            .iter()
+            .map(|d| d["record"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&there), records(&listed), "the same records");
     let assessed = env.run(&["--json", "assess", "pg"]);
     assert_eq!(assessed.code, 9, "{}", assessed.stdout);
     assert!(
