@@ -245,14 +245,23 @@ impl StateFile {
         }
     }
 
-    /// What earlier runs back to the same point did (nothing, for another point).
+    /// What earlier runs back to the same point did (nothing, for another point, or when
+    /// there is no state yet).
     fn load(&self, point: &str) -> Progress {
-        std::fs::read(&self.path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-            .filter(|s| s.point == point)
-            .map(|s| s.progress)
-            .unwrap_or_default()
+        let Ok(bytes) = std::fs::read(&self.path) else {
+            return Progress::default();
+        };
+        match serde_json::from_slice::<State>(&bytes) {
+            Ok(s) if s.point == point => s.progress,
+            Ok(_) => Progress::default(),
+            Err(e) => {
+                eprintln!(
+                    "warning: {} is unreadable ({e}); this run starts from the first step",
+                    self.path.display()
+                );
+                Progress::default()
+            }
+        }
     }
 
     fn save(&self, point: &str, progress: &Progress) -> Result<()> {

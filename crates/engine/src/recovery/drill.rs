@@ -231,18 +231,20 @@ fn drill_one(
         Ok(r) => judge(&mut step, r, rto),
     }
     // The point restored: the newest the repository offers for the source when the drill
-    // replayed the log to its end, the snapshot's start otherwise.
-    step.recovery_point = match (&req.point, replay.is_some()) {
-        (Point::Time { at, .. }, true) => Some(*at),
+    // replayed the log to its end, the snapshot's start otherwise (also when the log's newest
+    // point cannot be read: the RPO is then overstated, never understated).
+    let snapshot_start = started(&entry.1);
+    step.recovery_point = Some(match (&req.point, replay.is_some()) {
+        (Point::Time { at, .. }, true) => *at,
         (Point::Latest, true) => m
             .kind()
             .connector()
             .recovery_point(repo, snapshots, m.name())
             .ok()
             .flatten()
-            .map(|p| p.time),
-        _ => Some(started(&entry.1)),
-    };
+            .map_or(snapshot_start, |p| p.time.max(snapshot_start)),
+        _ => snapshot_start,
+    });
     if matches!(req.point, Point::Latest) {
         if let Some(point) = step.recovery_point {
             let rpo = drill_started.duration_since(point).as_secs_f64().max(0.0);
