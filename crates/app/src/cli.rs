@@ -135,6 +135,17 @@ pub struct DrillArgs {
     /// Also write the report as a self-contained HTML page.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// How restored data is checked: `full` compares everything the backup recorded;
+    /// `sample` bounds the time on large databases (PostgreSQL: row counts instead of
+    /// checksums, one vector search per column).
+    #[arg(long, value_enum, default_value = "full")]
+    pub verify: VerifyDepth,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyDepth {
+    Full,
+    Sample,
 }
 
 #[derive(Args)]

@@ -291,3 +291,122 @@ fn an_interrupted_drill_removes_its_sandbox_and_is_recorded_as_interrupted() {
     let listed = env.ok(&["--json", "drills"]).json();
     assert_eq!(listed[0]["record"]["result"], "interrupted", "{listed}");
 }
+
+/// pgvector on PostgreSQL 18: the exact nearest neighbours of sampled rows, taken from the dump
+/// at backup time, are asked again of the drill's sandbox; a recorded answer the restored
+/// table does not give fails the drill, naming the table, the query row and the missing keys.
+/// `--verify sample` asks one search per column and counts rows without checksums.
+#[test]
+fn a_drill_asks_the_backups_vector_searches_again() {
+    let Some(pg) = PgServer::start(Flavor::Vector18) else {
+        return;
+    };
+    pg.sql("postgres", "CREATE DATABASE rag");
+    pg.sql(
+        "rag",
+        "CREATE EXTENSION vector; \
+         CREATE TABLE chunks (id int PRIMARY KEY, doc text, embedding vector(8)); \
+         INSERT INTO chunks SELECT g, 'doc ' || g, \
+           (SELECT '[' || string_agg(sin(g * k)::real::text, ',') || ']' FROM generate_series(1, 8) k)::vector \
+           FROM generate_series(1, 3000) g; \
+         INSERT INTO chunks VALUES (3001, 'no embedding yet', NULL); \
+         CREATE TABLE plain (id int PRIMARY KEY, v vector);",
+    );
+    let env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\
+             databases = [\"rag\"]\nbin_dir = \"{}\"\n",
+            pg.url(),
+            pg.password_file().display(),
+            pg.bin.display()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = scratch(&env);
+    chown_postgres(env.dir.path());
+    let spool = scratch.to_str().expect("utf8");
+
+    // What the backup recorded: five searches on chunks.embedding (none on the column
+    // without a dimension), each query row its own nearest neighbour.
+    let mut recorded = serde_json::Value::Null;
+    tamper_facts(&env, "pg", |f| {
+        recorded = f["postgres"]["databases"]["rag"]["tables"].clone();
+    });
+    let searches = recorded["public.chunks"]["searches"]
+        .as_array()
+        .expect("searches");
+    assert_eq!(searches.len(), 5, "{recorded}");
+    for s in searches {
+        assert_eq!(s["expected"].as_array().map(Vec::len), Some(10), "{s}");
+        assert_eq!(s["expected"][0]["key"], s["query_key"], "{s}");
+    }
+    assert!(recorded["public.plain"].get("searches").is_none());
+    // The backup's answer is the server's own: exact top-10 of the first query row.
+    let top10 = pg.sql(
+        "rag",
+        "SELECT string_agg(id::text, ',') FROM (SELECT id FROM chunks WHERE embedding IS NOT NULL \
+         ORDER BY embedding <-> (SELECT embedding FROM chunks WHERE id = 1) LIMIT 10) t",
+    );
+    let keys: Vec<&str> = searches[0]["expected"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["key"].as_str().expect("key"))
+        .collect();
+    assert_eq!(searches[0]["query_key"], "1");
+    assert_eq!(keys.join(","), top10);
+
+    let full = env.ok(&["--json", "drill", "--spool-dir", spool]).json();
+    let pgstep = step(&full["record"], "pg");
+    assert_eq!(pgstep["result"], "passed", "{full}");
+    // Two tables and five searches compared.
+    assert_eq!(pgstep["verdict"]["checked"], 7, "{full}");
+    assert_eq!(full["record"]["sampled"], false);
+
+    let sampled = env
+        .ok(&[
+            "--json",
+            "drill",
+            "--verify",
+            "sample",
+            "--spool-dir",
+            spool,
+        ])
+        .json();
+    let pgstep = step(&sampled["record"], "pg");
+    assert_eq!(pgstep["result"], "passed", "{sampled}");
+    assert_eq!(pgstep["verdict"]["checked"], 3, "{sampled}");
+    assert!(
+        pgstep["verdict"]["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("sampled verification")),
+        "{sampled}"
+    );
+    assert_eq!(sampled["record"]["sampled"], true);
+    assert!(empty(&scratch), "sandbox left behind");
+
+    // The backup's record says row 2 was among row 1's neighbours where another row was.
+    tamper_facts(&env, "pg", |f| {
+        let hits = &mut f["postgres"]["databases"]["rag"]["tables"]["public.chunks"]["searches"][0]
+            ["expected"];
+        hits[3]["key"] = "2999".into();
+        hits[3]["distance"] = hits[2]["distance"].clone();
+    });
+    let r = env.run(&["--json", "drill", "--spool-dir", spool]);
+    assert_eq!(r.code, 7, "{}\n{}", r.stdout, r.stderr);
+    let out = r.json();
+    let pgstep = step(&out["record"], "pg");
+    assert_eq!(pgstep["result"], "failed", "{out}");
+    let problem = pgstep["problems"][0].as_str().expect("problem");
+    assert!(
+        problem.contains("MISMATCH search rag.public.chunks")
+            && problem.contains("row 1 by embedding")
+            && problem.contains("missing 2999"),
+        "{out}"
+    );
+    assert!(empty(&scratch), "sandbox left behind");
+}

@@ -5,6 +5,7 @@
 
 use std::io::Cursor;
 
+use engine::connectors::postgres::neighbours::VectorColumn;
 use engine::connectors::postgres::{dump_format, globals, wal};
 use engine::connectors::qdrant::points::PointReader;
 use engine::connectors::redis::rdb::{RdbReader, Record};
@@ -104,9 +105,19 @@ pub fn resp(data: &[u8]) -> bool {
     replies > 0
 }
 
-/// A pg_dump custom-format archive, with per-table checksums.
+/// A pg_dump custom-format archive, with per-table checksums and the searches of a vector
+/// column `public.t (b)` keyed by `a`.
 pub fn pg_archive(data: &[u8]) -> bool {
-    dump_format::summarize(data, true).is_ok()
+    let column = VectorColumn {
+        schema: "public".into(),
+        table: "t".into(),
+        column: "b".into(),
+        key: "a".into(),
+        dims: 2,
+        type_schema: "public".into(),
+        type_name: "vector".into(),
+    };
+    dump_format::summarize(data, true, &[column]).is_ok()
 }
 
 /// A timeline history file from the WAL archive.

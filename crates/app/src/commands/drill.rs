@@ -11,7 +11,7 @@ use engine::recovery::drill::{
 };
 use engine::recovery::point::Point;
 
-use crate::cli::{DrillArgs, DrillsArgs};
+use crate::cli::{DrillArgs, DrillsArgs, VerifyDepth};
 use crate::context::{Context, Steps};
 use crate::exit::{remove_sandboxes_on_interrupt, Status};
 use crate::output::{bytes, local_time, print_json};
@@ -35,6 +35,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<Status> {
         scenario,
         point,
         scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        sample: args.verify == VerifyDepth::Sample,
         callback: ctx.callback(),
     };
     remove_sandboxes_on_interrupt(RECORD_GRACE);

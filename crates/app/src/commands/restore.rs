@@ -27,6 +27,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
             options,
             dry_run: args.dry_run,
             verify: !args.no_verify,
+            sample: false,
             start: args.start,
             port: args.port,
             scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),

@@ -91,6 +91,9 @@ pub struct DrillRecord {
     pub set: Option<String>,
     /// The moment drilled back to, when one was asked for.
     pub target_time: Option<String>,
+    /// Verified by samples (`--verify sample`) rather than in full.
+    #[serde(default)]
+    pub sampled: bool,
     pub result: DrillResult,
     pub total_secs: f64,
     pub steps: Vec<DrillStep>,
@@ -101,6 +104,8 @@ pub struct DrillRequest {
     pub point: Point,
     /// Where sandboxes are made.
     pub scratch: PathBuf,
+    /// Verify by samples where a kind can, to bound the drill's time on large data.
+    pub sample: bool,
     /// This program's command line, for a restored PostgreSQL that fetches WAL.
     pub callback: std::result::Result<String, String>,
 }
@@ -157,6 +162,7 @@ pub fn run(
             Point::Time { text, .. } => Some(text.clone()),
             _ => None,
         },
+        sampled: req.sample,
         result,
         total_secs: clock.elapsed().as_secs_f64(),
         steps,
@@ -207,6 +213,7 @@ fn drill_one(
         options: replay.clone().unwrap_or_default(),
         dry_run: false,
         verify: true,
+        sample: req.sample,
         start: false,
         port: None,
         scratch: req.scratch.clone(),

@@ -324,6 +324,7 @@ fn run_step(
         options: r.options.clone(),
         dry_run: false,
         verify: true,
+        sample: false,
         start: r.start,
         port: None,
         scratch: req.scratch.clone(),

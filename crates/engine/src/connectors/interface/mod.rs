@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use fields::fields_of;
 pub use health::{newest_snapshot, parse_time, started, Health, RecoveryPoint};
 pub use log_archive::{log_archives, LogArchive, LogCheck, LogCopy, LogExpiry, LogSourceCheck};
-pub use outcome::{Mismatch, RestoreOutcome, Restored, Timings, Verdict};
+pub use outcome::{top_k_overlap, Mismatch, RestoreOutcome, Restored, Timings, Verdict};
 pub use point::Point;
 pub use secret::read_secret;
 pub use tier::Tier;
@@ -203,6 +203,9 @@ pub struct RestoreRequest {
     pub options: serde_json::Map<String, serde_json::Value>,
     pub dry_run: bool,
     pub verify: bool,
+    /// With `verify`: bound its cost by sampling where a kind can (PostgreSQL: row counts
+    /// instead of checksums, one search per vector column); other kinds verify in full.
+    pub sample: bool,
     /// Start a server on restored files.
     pub start: bool,
     pub port: Option<u16>,

@@ -151,3 +151,43 @@ impl std::fmt::Display for Mismatch {
         write!(f, "{} {}: {}", self.object, self.name, self.problem)
     }
 }
+
+/// How much of an expected top-K answer (`(id, distance or score)`, best first) a search
+/// found, from 0 to 1. A different id counts as found when its value ties with the last
+/// expected one within `tie` (relative): exact search orders equal values arbitrarily.
+pub fn top_k_overlap<K: Eq + std::hash::Hash>(
+    expected: &[(K, f64)],
+    got: &[(K, f64)],
+    tie: f64,
+) -> f64 {
+    let Some((_, last)) = expected.last() else {
+        return if got.is_empty() { 1.0 } else { 0.0 };
+    };
+    let want: std::collections::HashSet<&K> = expected.iter().map(|(id, _)| id).collect();
+    let ties = |v: f64| (v - last).abs() <= tie * last.abs().max(1.0);
+    let found = got
+        .iter()
+        .filter(|(id, v)| want.contains(id) || ties(*v))
+        .count();
+    (found as f64 / expected.len() as f64).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k_overlap;
+
+    #[test]
+    fn overlap_counts_ties_at_the_boundary() {
+        let want = [(1, 0.9), (2, 0.8), (3, 0.5)];
+        assert_eq!(top_k_overlap(&want, &want, 1e-5), 1.0);
+        // 4 ties with 3: the same answer in another order.
+        assert_eq!(
+            top_k_overlap(&want, &[(1, 0.9), (2, 0.8), (4, 0.5)], 1e-5),
+            1.0
+        );
+        let o = top_k_overlap(&want, &[(1, 0.9), (7, 0.6), (4, 0.4)], 1e-5);
+        assert!((o - 1.0 / 3.0).abs() < 1e-9, "{o}");
+        assert_eq!(top_k_overlap(&want, &[], 1e-5), 0.0);
+        assert_eq!(top_k_overlap::<u8>(&[], &[], 1e-5), 1.0);
+    }
+}

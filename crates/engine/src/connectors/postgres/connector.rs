@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::logical::{self, RestoreReport};
+use super::neighbours::{self, SearchCheck};
 use super::pitr::{self, PitrOptions, PitrReport, RecoveryTarget};
 use super::server::{self, ThrowawayCluster};
 use super::verify::TableStats;
@@ -665,6 +666,7 @@ fn restore_logical(
         jobs: opts.jobs.unwrap_or(1) as usize,
         spool_dir: req.scratch.clone(),
         verify: req.verify,
+        sample: req.sample,
         dry_run: req.dry_run,
         progress: req.progress.clone(),
     };
@@ -700,8 +702,33 @@ fn table_verdict(report: &RestoreReport) -> Verdict {
                 format!("backup {}, restored {}", show(&m.expected), show(&m.actual)),
             ));
         }
+        v.checked += d.searches_verified as u64;
+        v.mismatches.extend(d.search_mismatches.iter().map(|s| {
+            Mismatch::new(
+                "search",
+                format!("{}.{}", d.database, s.table),
+                search_problem(s),
+            )
+        }));
+        if d.sampled {
+            v.notes.push(format!(
+                "{}: sampled verification: row counts without checksums, one search per vector column",
+                d.database
+            ));
+        }
     }
     v
+}
+
+fn search_problem(s: &SearchCheck) -> String {
+    format!(
+        "nearest neighbours of row {} by {}: {:.0}% of the backup's top-{} found, missing {}",
+        s.query_key,
+        s.column,
+        s.overlap * 100.0,
+        neighbours::TOP_K,
+        s.missing.join(", ")
+    )
 }
 
 fn show(s: &Option<TableStats>) -> String {
@@ -744,6 +771,20 @@ fn logical_lines(report: &RestoreReport, target: &str, dry_run: bool) -> Vec<Str
                 m.table,
                 show(&m.expected),
                 show(&m.actual)
+            ));
+        }
+        if d.searches_verified > 0 {
+            out.push(format!(
+                "  {} vector search(es) asked again, {} mismatch(es)",
+                d.searches_verified,
+                d.search_mismatches.len()
+            ));
+        }
+        for s in &d.search_mismatches {
+            out.push(format!(
+                "  MISMATCH search {}: {}",
+                s.table,
+                search_problem(s)
             ));
         }
     }

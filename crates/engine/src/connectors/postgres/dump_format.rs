@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 
+use super::neighbours::{Scan, VectorColumn};
 use super::verify::{DatabaseStats, RowDigest};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -120,11 +121,13 @@ struct TableData {
     key: String,
     /// What follows `COPY` in pg_dump's statement: the table and its column list.
     copy: String,
+    /// Its pgvector columns' searches.
+    scans: Vec<Scan>,
 }
 
 /// Reads the whole archive from `r`, summing the rows of every table (and their checksums
-/// when `checksums`).
-pub fn summarize(r: impl Read, checksums: bool) -> Result<Summary> {
+/// when `checksums`), and recording the searches of the pgvector `columns`.
+pub fn summarize(r: impl Read, checksums: bool, columns: &[VectorColumn]) -> Result<Summary> {
     let mut input = Input {
         r: BufReader::with_capacity(256 * 1024, r),
         int_size: 4,
@@ -204,11 +207,17 @@ pub fn summarize(r: impl Read, checksums: bool) -> Result<Summary> {
                 .ok_or_else(|| {
                     malformed(format!("table {namespace}.{tag} is not dumped by COPY"))
                 })?;
+            let scans = columns
+                .iter()
+                .filter(|c| c.schema == namespace && c.table == tag)
+                .filter_map(|c| Scan::new(copy, c))
+                .collect();
             tables.insert(
                 dump_id,
                 TableData {
                     key: format!("{namespace}.{tag}"),
                     copy: copy.to_string(),
+                    scans,
                 },
             );
         }
@@ -219,14 +228,14 @@ pub fn summarize(r: impl Read, checksums: bool) -> Result<Summary> {
         let dump_id = input.int()?;
         match kind {
             BLOCK_DATA => {
-                let Some(table) = tables.remove(&dump_id) else {
+                let Some(mut table) = tables.remove(&dump_id) else {
                     skip_pieces(&mut input)?;
                     continue;
                 };
-                let digest = digest_rows(&mut input, &mut chunk)?;
-                summary
-                    .tables
-                    .insert(table.key, digest.stats(checksums, Some(table.copy)));
+                let digest = digest_rows(&mut input, &mut chunk, &mut table.scans)?;
+                let mut stats = digest.stats(checksums, Some(table.copy));
+                stats.searches = table.scans.into_iter().flat_map(Scan::finish).collect();
+                summary.tables.insert(table.key, stats);
             }
             BLOCK_BLOBS => {
                 while input.int()? != 0 {
@@ -256,10 +265,20 @@ fn skip_pieces<R: Read>(input: &mut Input<R>) -> Result<()> {
     }
 }
 
-/// Feeds one table's COPY text to a digest, row by row, up to the `\.` line pg_dump ends it
-/// with (blank lines follow). Pieces are usually whole rows, but a row split across pieces is
-/// joined first.
-fn digest_rows<R: Read>(input: &mut Input<R>, buf: &mut Vec<u8>) -> Result<RowDigest> {
+/// Feeds one table's COPY text to a digest and to its vector scans, row by row, up to the
+/// `\.` line pg_dump ends it with (blank lines follow). Pieces are usually whole rows, but a
+/// row split across pieces is joined first.
+fn digest_rows<R: Read>(
+    input: &mut Input<R>,
+    buf: &mut Vec<u8>,
+    scans: &mut [Scan],
+) -> Result<RowDigest> {
+    let mut add = |digest: &mut RowDigest, row: &[u8]| {
+        digest.add(row);
+        for scan in scans.iter_mut() {
+            scan.add(row);
+        }
+    };
     let mut digest = RowDigest::default();
     let mut ended = false;
     buf.clear();
@@ -279,14 +298,14 @@ fn digest_rows<R: Read>(input: &mut Input<R>, buf: &mut Vec<u8>) -> Result<RowDi
             let row = &buf[row_start..start + end];
             ended |= row == b"\\.";
             if !ended {
-                digest.add(row);
+                add(&mut digest, row);
             }
             row_start = start + end + 1;
         }
         buf.drain(..row_start);
     }
     if !buf.is_empty() && !ended {
-        digest.add(buf);
+        add(&mut digest, buf);
     }
     Ok(digest)
 }
@@ -397,7 +416,7 @@ mod tests {
 
     #[test]
     fn tables_are_summed_from_the_copy_text() {
-        let s = summarize(&sample().0[..], true).expect("reads");
+        let s = summarize(&sample().0[..], true, &[]).expect("reads");
         assert_eq!(s.encoding.as_deref(), Some("UTF8"));
         let mut digest = RowDigest::default();
         for row in [&b"3\tz"[..], b"1\tx", b"2\ty"] {
@@ -412,16 +431,53 @@ mod tests {
     }
 
     #[test]
+    fn vector_columns_record_their_searches() {
+        let mut b = Builder::header(16, 1);
+        b.entry(
+            1,
+            "TABLE DATA",
+            "v",
+            "",
+            Some("COPY public.v (id, e) FROM stdin;\n"),
+        );
+        b.data(1, &["1\t[0,0]\n2\t[3,", "4]\n3\t\\N\n", "\\.\n\n\n"]);
+        let column = VectorColumn {
+            schema: "public".into(),
+            table: "v".into(),
+            column: "e".into(),
+            key: "id".into(),
+            dims: 2,
+            type_schema: "public".into(),
+            type_name: "vector".into(),
+        };
+        let s = summarize(&b.0[..], true, &[column]).expect("reads");
+        let v = &s.tables["public.v"];
+        assert_eq!(v.rows, 3);
+        let keys: Vec<(&str, Vec<&str>)> = v
+            .searches
+            .iter()
+            .map(|q| {
+                (
+                    q.query_key.as_str(),
+                    q.expected.iter().map(|n| n.key.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(keys, [("1", vec!["1", "2"]), ("2", vec!["2", "1"])]);
+        assert_eq!(v.searches[1].vector, "[3,4]");
+    }
+
+    #[test]
     fn truncated_unknown_or_compressed_archives_are_errors() {
         let full = sample().0;
         for cut in [3, 40, full.len() - 30, full.len() - 1] {
-            assert!(summarize(&full[..cut], true).is_err(), "cut at {cut}");
+            assert!(summarize(&full[..cut], true, &[]).is_err(), "cut at {cut}");
         }
         let mut newer = full.clone();
         newer[6] = 17;
-        assert!(summarize(&newer[..], true).is_err());
+        assert!(summarize(&newer[..], true, &[]).is_err());
         let mut compressed = full;
         compressed[11] = 1;
-        assert!(summarize(&compressed[..], true).is_err());
+        assert!(summarize(&compressed[..], true, &[]).is_err());
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::conn::{debian_bin_dir, PgConn};
 use super::dump_format;
 use super::globals;
+use super::neighbours::{self, SearchCheck};
 use super::verify::{self, Mismatch, TextSettings};
 use super::{DatabaseFacts, PgFacts, PgSettings, ServerInfo, Verify};
 use crate::backup::{SnapshotWriter, StreamSink};
@@ -193,6 +194,17 @@ fn dump_database(
     sink: &mut StreamSink,
 ) -> Result<(DatabaseFacts, Option<String>)> {
     let conn = &settings.conn;
+    let mut verify = settings.verify;
+    let mut warning = None;
+    let columns = match verify {
+        Verify::None => Vec::new(),
+        _ => neighbours::vector_columns(conn, db).unwrap_or_else(|e| {
+            warning = Some(format!(
+                "no vector searches recorded, its pgvector columns could not be listed: {e}"
+            ));
+            Vec::new()
+        }),
+    };
     let snapshot = ExportedSnapshot::start(conn, db)?;
     let mut cmd = conn.tool("pg_dump");
     cmd.args(["-Fc", "-Z0", "--snapshot", &snapshot.name, "-d"])
@@ -201,7 +213,6 @@ fn dump_database(
         .stdout(Stdio::piped());
     let mut child = Child::spawn(cmd, format!("pg_dump of database {db}"))?;
     let stdout = child.take_stdout()?;
-    let mut verify = settings.verify;
     // The dump goes to the repository and, through a channel, to a reader that takes each
     // table's figures from it.
     let (copied, summary) = if verify == Verify::None {
@@ -211,7 +222,9 @@ fn dump_database(
         let checksums = verify == Verify::Checksums;
         let mut teed = 0;
         std::thread::scope(|s| {
-            let reader = s.spawn(move || dump_format::summarize(ChannelReader::new(rx), checksums));
+            let columns = &columns;
+            let reader =
+                s.spawn(move || dump_format::summarize(ChannelReader::new(rx), checksums, columns));
             // Dropping stdout when the copy ends also stops a pg_dump whose output we refused.
             let copied = sink.copy_from(Tee::new(stdout, tx, &mut teed));
             let summary = reader
@@ -225,7 +238,6 @@ fn dump_database(
     let closed = snapshot.finish();
     let bytes = dumped?;
     closed?;
-    let mut warning = None;
     let tables = match summary {
         None => Default::default(),
         Some(Ok(summary)) => {
@@ -270,6 +282,8 @@ pub struct RestoreOptions {
     pub jobs: usize,
     pub spool_dir: PathBuf,
     pub verify: bool,
+    /// With `verify`: row counts instead of checksums, and one search per vector column.
+    pub sample: bool,
     pub dry_run: bool,
     pub progress: Reporter,
 }
@@ -294,6 +308,27 @@ pub struct DatabaseReport {
     /// Tables whose row count (and checksum) were compared with the backup's.
     pub tables_verified: usize,
     pub mismatches: Vec<Mismatch>,
+    /// Vector searches asked again, and those that did not find what the backup's found.
+    pub searches_verified: usize,
+    pub search_mismatches: Vec<SearchCheck>,
+    /// Checksums were skipped and searches sampled (`--verify sample`).
+    pub sampled: bool,
+}
+
+impl DatabaseReport {
+    fn new(database: &str, action: Action, bytes: u64, sampled: bool) -> Self {
+        Self {
+            database: database.to_string(),
+            action,
+            bytes,
+            duration_secs: 0.0,
+            tables_verified: 0,
+            mismatches: Vec::new(),
+            searches_verified: 0,
+            search_mismatches: Vec::new(),
+            sampled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -402,14 +437,9 @@ pub fn restore(
     let mut report = RestoreReport::default();
     if opts.dry_run {
         for ((db, f), action) in selected.iter().zip(actions) {
-            report.databases.push(DatabaseReport {
-                database: db.to_string(),
-                action,
-                bytes: f.bytes,
-                duration_secs: 0.0,
-                tables_verified: 0,
-                mismatches: Vec::new(),
-            });
+            report
+                .databases
+                .push(DatabaseReport::new(db, action, f.bytes, opts.sample));
         }
         return Ok(report);
     }
@@ -444,21 +474,22 @@ pub fn restore(
                 None => e,
             }
         })?;
-        let mut r = DatabaseReport {
-            database: db.clone(),
-            action,
-            bytes: item.size,
-            duration_secs: 0.0,
-            tables_verified: 0,
-            mismatches: Vec::new(),
-        };
+        let mut r = DatabaseReport::new(db, action, item.size, opts.sample);
         if opts.verify && f.verify != Verify::None {
             opts.progress
                 .send(Progress::Phase(format!("verifying database {db}")));
             let text = f.text.clone().unwrap_or_default();
-            let actual = verify::measure(&target, db, &f.tables, &text)?;
-            r.tables_verified = f.tables.len();
-            r.mismatches = verify::compare(&f.tables, &actual);
+            let expected = match opts.sample {
+                true => verify::counts_only(&f.tables),
+                false => f.tables.clone(),
+            };
+            let actual = verify::measure(&target, db, &expected, &text)?;
+            r.tables_verified = expected.len();
+            r.mismatches = verify::compare(&expected, &actual);
+            let per_column = opts.sample.then_some(1);
+            let searches = neighbours::check(&target, db, &f.tables, &text, per_column)?;
+            r.searches_verified = searches.len();
+            r.search_mismatches = searches.into_iter().filter(|s| !s.ok()).collect();
         }
         r.duration_secs = started.elapsed().as_secs_f64();
         report.databases.push(r);

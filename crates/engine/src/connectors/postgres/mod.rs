@@ -16,6 +16,7 @@ pub mod connector;
 pub mod dump_format;
 pub mod globals;
 pub mod logical;
+pub mod neighbours;
 pub mod physical;
 pub mod pitr;
 pub mod pitr_check;

@@ -11,12 +11,13 @@ use std::process::Stdio;
 use serde::{Deserialize, Serialize};
 
 use super::conn::PgConn;
+use super::neighbours::Search;
 use crate::connectors::process::Child;
 use crate::error::{Error, ErrorKind, Result};
 
 const CHECKSUM_PREFIX: &str = "xxh3:";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableStats {
     pub rows: u64,
     /// `xxh3:` and the hexadecimal row-hash sum; `-` when only rows were counted. Snapshots
@@ -26,6 +27,9 @@ pub struct TableStats {
     /// columns dumped (generated columns are not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<String>,
+    /// Nearest-neighbour searches of its pgvector columns and their answers at backup time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<Search>,
 }
 
 impl TableStats {
@@ -40,7 +44,7 @@ impl TableStats {
     }
 
     /// The table's qualified name as SQL text.
-    fn name(&self, key: &str) -> String {
+    pub(super) fn name(&self, key: &str) -> String {
         match &self.copy {
             Some(copy) => qualified_name(copy).to_string(),
             // Older snapshots keyed tables by `schema.table` without quoting.
@@ -87,6 +91,7 @@ impl RowDigest {
                 "-".into()
             },
             copy,
+            searches: Vec::new(),
         }
     }
 }
@@ -104,7 +109,7 @@ pub struct TextSettings {
 
 impl TextSettings {
     /// SQL that makes a session print rows exactly as pg_dump did.
-    fn set_local(&self) -> String {
+    pub(super) fn set_local(&self) -> String {
         let mut sql = String::from(
             "SET LOCAL DateStyle = ISO; SET LOCAL IntervalStyle = postgres; \
              SET LOCAL extra_float_digits = 3; SET LOCAL search_path = ''; \
@@ -126,11 +131,11 @@ impl TextSettings {
     }
 }
 
-fn ident(s: &str) -> String {
+pub(super) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn literal(s: &str) -> String {
+pub(super) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -153,7 +158,7 @@ fn qualified_name(copy: &str) -> &str {
 }
 
 /// A line no COPY text row can be (COPY escapes every backslash as `\\`).
-const END_MARK: &[u8] = b"\\.";
+pub(super) const END_MARK: &[u8] = b"\\.";
 const MISSING_MARK: &[u8] = b"\\.missing";
 
 /// Recomputes the figures `expected` lists for database `db`: row counts, and checksums where
@@ -249,11 +254,26 @@ fn read_figures(mut out: impl BufRead, expected: &DatabaseStats) -> Result<Datab
     Ok(actual)
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Mismatch {
     pub table: String,
     pub expected: Option<TableStats>,
     pub actual: Option<TableStats>,
+}
+
+/// The same tables with their row counts alone, for a sampled verification.
+pub fn counts_only(tables: &DatabaseStats) -> DatabaseStats {
+    tables
+        .iter()
+        .map(|(key, t)| {
+            let stats = TableStats {
+                checksum: "-".into(),
+                searches: Vec::new(),
+                ..t.clone()
+            };
+            (key.clone(), stats)
+        })
+        .collect()
 }
 
 /// Tables whose rows or checksum differ, or that are missing after the restore. Tables the
@@ -315,6 +335,7 @@ mod tests {
             rows: 2,
             checksum: "12345".into(),
             copy: None,
+            searches: Vec::new(),
         };
         let expected: DatabaseStats = [
             ("public.a".to_string(), copy("a")),

@@ -7,7 +7,6 @@
 //! a busy collection never produces a false alarm. A restore then has to give the same count,
 //! the same sampled points, and (above a threshold) the same search results.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use serde_json::{json, Value};
 use super::api::{exact_params, seg, Client};
 use super::collection::{self, Definition};
 use super::points::{Point, PointId, Vector};
+use crate::connectors::interface::top_k_overlap;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Results per search, as in the "top-10".
@@ -279,20 +279,14 @@ fn close(a: &Vector, b: &Vector) -> bool {
     }
 }
 
-/// How much of `expected` the restored search found: a different point counts as found when
-/// it ties with the last expected score (exact search orders equal scores arbitrarily).
+/// How much of `expected` the restored search found (ties at the boundary count as found).
 pub fn overlap(expected: &[Hit], got: &[Hit]) -> f64 {
-    if expected.is_empty() {
-        return if got.is_empty() { 1.0 } else { 0.0 };
-    }
-    let want: HashSet<&PointId> = expected.iter().map(|h| &h.id).collect();
-    let last = expected[expected.len() - 1].score;
-    let tie = |s: f32| (s - last).abs() <= 1e-5 * last.abs().max(1.0);
-    let found = got
-        .iter()
-        .filter(|h| want.contains(&h.id) || tie(h.score))
-        .count();
-    (found as f64 / expected.len() as f64).min(1.0)
+    let pairs = |hits: &[Hit]| -> Vec<(PointId, f64)> {
+        hits.iter()
+            .map(|h| (h.id.clone(), f64::from(h.score)))
+            .collect()
+    };
+    top_k_overlap(&pairs(expected), &pairs(got), 1e-5)
 }
 
 /// Compares the collection `name` with the fingerprint: exact count within
@@ -395,26 +389,6 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hits(v: &[(u64, f32)]) -> Vec<Hit> {
-        v.iter()
-            .map(|(id, s)| Hit {
-                id: PointId::Num(*id),
-                score: *s,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn overlap_counts_ties_at_the_boundary() {
-        let want = hits(&[(1, 0.9), (2, 0.8), (3, 0.5)]);
-        assert_eq!(overlap(&want, &hits(&[(1, 0.9), (2, 0.8), (3, 0.5)])), 1.0);
-        // Point 4 ties with point 3: the same answer in another order.
-        assert_eq!(overlap(&want, &hits(&[(1, 0.9), (2, 0.8), (4, 0.5)])), 1.0);
-        let o = overlap(&want, &hits(&[(1, 0.9), (7, 0.6), (4, 0.4)]));
-        assert!((o - 1.0 / 3.0).abs() < 1e-9, "{o}");
-        assert_eq!(overlap(&want, &[]), 0.0);
-    }
 
     #[test]
     fn vectors_compare_up_to_renormalisation() {
