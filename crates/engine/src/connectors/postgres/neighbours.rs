@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn copy_columns_are_unquoted() {
         assert_eq!(
-            copy_columns("public.t (id, \"my emb\", \"a\"\"b, c\")").unwrap(),
+            copy_columns("public.t (id, \"my emb\", \"a\"\"b, c\")").expect("test input"),
             ["id", "my emb", "a\"b, c"]
         );
         assert_eq!(copy_columns("public.t"), None);
@@ -458,7 +458,8 @@ mod tests {
     /// of the wrong size and NULLs left out.
     #[test]
     fn scans_find_the_exact_nearest_rows() {
-        let mut scan = Scan::new("public.t (id, \"my emb\", note)", &column(2)).unwrap();
+        let mut scan =
+            Scan::new("public.t (id, \"my emb\", note)", &column(2)).expect("test input");
         let point = |i: u32| [((i * 37) % 101) as f32, ((i * 53) % 97) as f32 / 3.0];
         let mut rows = Vec::new();
         for i in 0..500u32 {
@@ -491,7 +492,7 @@ mod tests {
 
     #[test]
     fn short_tables_still_record_their_searches() {
-        let mut scan = Scan::new("public.t (id, \"my emb\")", &column(2)).unwrap();
+        let mut scan = Scan::new("public.t (id, \"my emb\")", &column(2)).expect("test input");
         scan.add(b"1\t[0,0]");
         scan.add(b"2\t[3,4]");
         let s = scan.finish();
@@ -521,7 +522,7 @@ mod tests {
             ],
         };
         let answer = b"1\t0\n3\t1.00000001\n\\.\n1\t0\n4\t7\n\\.\n";
-        let got = read_answers(&answer[..], 2).unwrap();
+        let got = read_answers(&answer[..], 2).expect("test input");
         let tie = compare("public.t", &s, &got[0]);
         assert!(tie.ok(), "{tie:?}");
         let wrong = compare("public.t", &s, &got[1]);
