@@ -157,10 +157,20 @@ pub const INTERRUPTED: u8 = 130;
 /// itself). Only commands that create sandboxes set it: wal-fetch must keep the default,
 /// which PostgreSQL tells apart from failure.
 pub fn remove_sandboxes_on_interrupt(grace: std::time::Duration) {
+    remove_sandboxes_on_interrupt_then(grace, || {});
+}
+
+/// As `remove_sandboxes_on_interrupt`, and when the grace runs out with the command still
+/// busy, `last_words` runs before the exit (a recovery writes its record as interrupted).
+pub fn remove_sandboxes_on_interrupt_then(
+    grace: std::time::Duration,
+    last_words: impl Fn() + Send + 'static,
+) {
     let _ = ctrlc::set_handler(move || {
         let removed = engine::connectors::sandbox::interrupt();
         eprintln!("interrupted: removed {removed} sandbox resource(s)");
         std::thread::sleep(grace);
+        last_words();
         std::process::exit(INTERRUPTED.into());
     });
 }

@@ -1,11 +1,14 @@
 //! `bulwark recover --scenario`: a dry run changes nothing; a whole-stack disaster (PostgreSQL
 //! data directory removed, Redis flushed, files and SQLite file deleted) comes back with one
 //! command, verified; a target that does not answer stops the plan before anything is
-//! touched; a failed step stops the run and a rerun continues after the steps it finished.
+//! touched; a failed step stops the run and a rerun continues after the steps it finished; an
+//! interrupted run is recorded as interrupted.
 
 mod common;
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::pitr::{
     archiving_server, chown_postgres, insert, ledger, switch_and_wait_archived, whole_stack, LEDGER,
@@ -245,4 +248,94 @@ fn a_plan_with_a_problem_touches_nothing_and_a_rerun_continues_after_a_failure()
     assert!(r.stdout.contains("pass --replace"), "{}", r.stdout);
     env.ok(&["recover", "--scenario", "app", "--replace"]);
     assert_eq!(redis.digest(), redis_before);
+}
+
+/// The recovery records stored in the repository.
+fn recovery_records(env: &Env) -> Vec<serde_json::Value> {
+    use engine::repo::Repository;
+    use engine::store::{ObjectKind, StorageOptions, Store};
+    let store = Store::open(&env.repo(), &StorageOptions::default()).expect("store");
+    let repo = Repository::open(store, common::PASSWORD).expect("open");
+    repo.store()
+        .list(ObjectKind::Recovery)
+        .expect("list")
+        .iter()
+        .map(|o| {
+            repo.load_json(ObjectKind::Recovery, &o.name)
+                .expect("record")
+        })
+        .collect()
+}
+
+/// Ctrl-C while a step cannot end (the target Redis holds every write with CLIENT PAUSE):
+/// after the grace the run is recorded as interrupted, that step interrupted and the next not
+/// run, exit 130; the same command then does the interrupted step again and the rest.
+#[test]
+fn an_interrupted_recovery_is_recorded_as_interrupted_and_a_rerun_finishes_it() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    redis.cli(&["DEBUG", "POPULATE", "2000"]);
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [scenarios.app]\nsources = [\"cache\", \"uploads\"]\n",
+            redis.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let files_before = digest(&env.path("data"));
+    let redis_before = redis.digest();
+    redis.cli(&["FLUSHALL"]);
+    std::fs::remove_dir_all(env.path("data")).expect("remove files");
+
+    redis.cli(&["CLIENT", "PAUSE", "90000", "WRITE"]);
+    let child = env
+        .command()
+        .args(["recover", "--scenario", "app"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bulwark runs");
+    // The state file says the cache step has begun.
+    let state = env.path("state").join("recover-app.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("cache")) {
+        assert!(Instant::now() < deadline, "the recovery never began");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("recorded as interrupted"), "{stderr}");
+    let records = recovery_records(&env);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["result"], "interrupted", "{r}");
+    assert_eq!(r["steps"][0]["source"], "cache", "{r}");
+    assert_eq!(r["steps"][0]["result"], "interrupted", "{r}");
+    assert_eq!(r["steps"][1]["result"], "not_run", "{r}");
+    assert!(!env.path("data").exists(), "the files step ran");
+
+    let r = env.run(&["recover", "--scenario", "app", "--replace"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("begun by an earlier run that stopped: done again"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(redis.digest(), redis_before);
+    assert_eq!(digest(&env.path("data")), files_before);
+    assert_eq!(recovery_records(&env).len(), 2);
 }

@@ -2,6 +2,7 @@
 //! keeps the steps finished (so that a rerun continues), and renders the result.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -10,14 +11,14 @@ use engine::recovery::assess::span;
 use engine::recovery::drill;
 use engine::recovery::point::Point;
 use engine::recovery::recover::{
-    self, Plan, PlanStep, Progress, RecoverObserver, RecoverRequest, RecoveredStep, RecoveryResult,
-    StepResult,
+    self, Plan, PlanStep, Progress, RecoverObserver, RecoverRequest, RecoveredStep, RecoveryRecord,
+    RecoveryResult, StepResult,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RecoverArgs;
 use crate::context::{Context, Steps};
-use crate::exit::{remove_sandboxes_on_interrupt, Status};
+use crate::exit::{remove_sandboxes_on_interrupt_then, Status};
 use crate::output::{bytes, local_time, print_json};
 
 /// How long an interrupted recovery gets to finish its step and write its record.
@@ -57,7 +58,21 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
     if args.dry_run {
         return Ok(Status::Ok);
     }
-    remove_sandboxes_on_interrupt(RECORD_GRACE);
+    let journal = Journal::default();
+    remove_sandboxes_on_interrupt_then(RECORD_GRACE, {
+        let (journal, repo, plan) = (journal.clone(), repo.clone(), plan.clone());
+        let started = jiff::Timestamp::now();
+        move || {
+            let finished = journal.claim_record();
+            if let Some(finished) = finished {
+                let record = RecoveryRecord::interrupted(&plan, started, &finished);
+                match recover::save(&repo, &record) {
+                    Ok(id) => eprintln!("the recovery is recorded as interrupted: {id}"),
+                    Err(e) => eprintln!("the interrupted recovery could not be recorded: {e:#}"),
+                }
+            }
+        }
+    });
     let req = RecoverRequest {
         point,
         scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
@@ -69,10 +84,18 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
         state: &state,
         progress: earlier,
         point: plan.point.clone(),
+        journal: journal.clone(),
     };
     let record = recover::execute(&repo, &snapshots, &plan, &members, &req, &mut terminal);
     if record.result == RecoveryResult::Complete {
         state.clear();
+    }
+    if journal.claim_record().is_none() {
+        // Interrupted, and the grace ran out as this run ended: the handler writes the record
+        // and ends the process.
+        loop {
+            std::thread::park();
+        }
     }
     let id = recover::save(&repo, &record);
     if ctx.json {
@@ -142,12 +165,34 @@ fn print_plan(plan: &Plan) {
     }
 }
 
+/// The steps finished so far, for a record written by the interrupt handler, and who writes
+/// the record: this run at its end, or the handler when the grace ran out first.
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<(Vec<RecoveredStep>, bool)>>);
+
+impl Journal {
+    fn add(&self, step: &RecoveredStep) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(step.clone());
+    }
+
+    /// The steps finished, for the first caller only: the one that writes the record.
+    fn claim_record(&self) -> Option<Vec<RecoveredStep>> {
+        let mut j = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (!std::mem::replace(&mut j.1, true)).then(|| j.0.clone())
+    }
+}
+
 struct Terminal<'a> {
     ctx: &'a Context,
     steps: Steps<'a>,
     state: &'a StateFile,
     progress: Progress,
     point: String,
+    journal: Journal,
 }
 
 impl Terminal<'_> {
@@ -169,6 +214,7 @@ impl RecoverObserver for Terminal<'_> {
 
     fn finished(&mut self, step: &RecoveredStep) {
         self.steps.finish();
+        self.journal.add(step);
         if let (StepResult::Recovered, Some(id)) = (step.result, step.snapshot) {
             self.progress.done.insert((step.source.clone(), id));
             self.keep();
@@ -181,6 +227,7 @@ impl RecoverObserver for Terminal<'_> {
             StepResult::AlreadyDone => "already recovered by an earlier run",
             StepResult::Manual => "left to do by hand",
             StepResult::NotRun => "NOT RUN",
+            StepResult::Interrupted => "INTERRUPTED",
             StepResult::Failed => "FAILED",
         };
         let what = match (step.result, &step.verdict) {

@@ -171,6 +171,9 @@ pub enum StepResult {
     Manual,
     /// A step before it failed, or the run was interrupted.
     NotRun,
+    /// The run was interrupted during this step: its target may hold part of the data (a
+    /// rerun does the step again).
+    Interrupted,
     Failed,
 }
 
@@ -240,20 +243,7 @@ pub fn execute(
     let mut steps: Vec<RecoveredStep> = Vec::new();
     let mut stopped = false;
     for (p, m) in plan.steps.iter().zip(members) {
-        let mut step = RecoveredStep {
-            source: p.source.clone(),
-            kind: p.kind.clone(),
-            result: StepResult::NotRun,
-            snapshot: p.snapshot,
-            target: p.recovery.as_ref().map(|r| r.target.clone()),
-            method: p.recovery.as_ref().map(|r| r.method.clone()),
-            problems: Vec::new(),
-            secs: None,
-            items: 0,
-            unit: String::new(),
-            bytes: 0,
-            verdict: None,
-        };
+        let mut step = RecoveredStep::pending(p);
         stopped = stopped || sandbox::interrupted();
         match (&p.recovery, p.snapshot) {
             _ if stopped => {}
@@ -285,17 +275,62 @@ pub fn execute(
     } else {
         RecoveryResult::Complete
     };
-    RecoveryRecord {
-        version: 1,
-        started,
-        finished: jiff::Timestamp::now(),
-        hostname: crate::repo::hostname(),
-        username: crate::repo::username(),
-        scenario: plan.scenario.clone(),
-        point: plan.point.clone(),
-        replace: plan.replace,
-        result,
-        steps,
+    RecoveryRecord::new(plan, started, result, steps)
+}
+
+impl RecoveredStep {
+    /// A step of the plan before it runs.
+    fn pending(p: &PlanStep) -> Self {
+        Self {
+            source: p.source.clone(),
+            kind: p.kind.clone(),
+            result: StepResult::NotRun,
+            snapshot: p.snapshot,
+            target: p.recovery.as_ref().map(|r| r.target.clone()),
+            method: p.recovery.as_ref().map(|r| r.method.clone()),
+            problems: Vec::new(),
+            secs: None,
+            items: 0,
+            unit: String::new(),
+            bytes: 0,
+            verdict: None,
+        }
+    }
+}
+
+impl RecoveryRecord {
+    fn new(
+        plan: &Plan,
+        started: jiff::Timestamp,
+        result: RecoveryResult,
+        steps: Vec<RecoveredStep>,
+    ) -> Self {
+        Self {
+            version: 1,
+            started,
+            finished: jiff::Timestamp::now(),
+            hostname: crate::repo::hostname(),
+            username: crate::repo::username(),
+            scenario: plan.scenario.clone(),
+            point: plan.point.clone(),
+            replace: plan.replace,
+            result,
+            steps,
+        }
+    }
+
+    /// The record of a run stopped during the step after `finished` (a step that would not
+    /// end when interrupted): that step interrupted, the rest not run.
+    pub fn interrupted(plan: &Plan, started: jiff::Timestamp, finished: &[RecoveredStep]) -> Self {
+        let mut steps = finished.to_vec();
+        for (n, p) in plan.steps.iter().enumerate().skip(finished.len()) {
+            let mut step = RecoveredStep::pending(p);
+            if n == finished.len() {
+                step.result = StepResult::Interrupted;
+            }
+            steps.push(step);
+        }
+        Self::new(plan, started, RecoveryResult::Interrupted, steps)
     }
 }
 
@@ -345,7 +380,10 @@ fn run_step(
     step.secs = Some(clock.elapsed().as_secs_f64());
     match restored {
         Err(e) => {
-            step.result = StepResult::Failed;
+            step.result = match sandbox::interrupted() {
+                true => StepResult::Interrupted,
+                false => StepResult::Failed,
+            };
             step.problems.push(format!("{e:#}"));
         }
         Ok(done) => {
