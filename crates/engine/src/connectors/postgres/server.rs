@@ -45,8 +45,11 @@ pub(super) fn as_owner(bin: Option<&Path>, tool: &str, owner: &fs::Metadata) -> 
     }
 }
 
-/// Stops the server running on a data directory, if one does (fast shutdown, waiting).
-/// `bin`: the server tools; default those of the directory's PG_VERSION.
+/// Stops the throwaway server running on a data directory, if one does, and waits for it:
+/// an immediate shutdown, since its data is discarded anyway and a server busy with crash
+/// recovery (a backend killed by a signal) does not finish a fast one; if even that fails,
+/// the postmaster is killed. `bin`: the server tools; default those of the directory's
+/// PG_VERSION.
 pub fn stop(dir: &Path, bin: Option<&Path>) {
     let Ok(owner) = fs::metadata(dir.join("PG_VERSION")) else {
         return;
@@ -57,12 +60,24 @@ pub fn stop(dir: &Path, bin: Option<&Path>) {
             .and_then(|v| v.trim().parse().ok())
             .and_then(debian_bin_dir)
     });
-    let _ = as_owner(bin.as_deref(), "pg_ctl", &owner)
+    let stopped = as_owner(bin.as_deref(), "pg_ctl", &owner)
         .arg("-D")
         .arg(dir)
-        .args(["-m", "fast", "-w", "stop"])
+        .args(["-m", "immediate", "-w", "-t", "30", "stop"])
         .stdin(Stdio::null())
-        .output();
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let postmaster = fs::read_to_string(dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|pid| pid.lines().next()?.trim().parse::<libc::pid_t>().ok());
+    // Only a process of the directory's owner: the pid file may be stale and its pid reused.
+    let ours = |pid: libc::pid_t| {
+        fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == owner.uid())
+    };
+    if let (false, Some(pid)) = (stopped, postmaster.filter(|p| ours(*p))) {
+        // SAFETY: kill(2) has no memory preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 /// The server tools to run a cluster for data from a `major` server: `explicit` (which must
