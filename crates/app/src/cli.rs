@@ -540,6 +540,10 @@ pub struct PgRestoreArgs {
     /// backup's, as PostgreSQL's 'latest').
     #[arg(long, requires = "pitr")]
     pub target_timeline: Option<u32>,
+    /// Clear a --target directory that holds a point-in-time recovery by Bulwark that did not
+    /// finish (its marker file says so), stopping a server left running there, and begin again.
+    #[arg(long, requires = "pitr")]
+    pub clear_unfinished: bool,
 }
 
 #[derive(Args)]

@@ -151,15 +151,44 @@ fn a_set_is_recovered_exactly_to_its_restore_point() {
 
     pg.stop();
     std::fs::remove_dir_all(pg.data_dir()).expect("remove the data directory");
-    env.ok(&[
-        "--repo",
-        "main",
-        "recover",
-        "--scenario",
-        "database_failure",
-        "--set",
-        &set[..8],
-    ]);
+    let recover = |extra: &[&str]| {
+        let mut args = vec![
+            "--repo",
+            "main",
+            "recover",
+            "--scenario",
+            "database_failure",
+            "--set",
+            &set[..8],
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+
+    // A damaged pack stops the recovery midway: the data directory holds part of the base
+    // backup and the marker of an unfinished recovery. The rerun names it and wants
+    // --replace; with the pack mended and --replace it clears the directory and recovers.
+    let pack = env.largest_pack();
+    let good = std::fs::read(&pack).expect("pack");
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x40;
+    std::fs::write(&pack, &bad).expect("damage");
+    let r = recover(&[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(pg.data_dir().join("bulwark-recovery-unfinished").exists());
+    std::fs::write(&pack, &good).expect("mend");
+    let r = recover(&[]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("did not finish: run again with --replace"),
+        "{}",
+        r.stdout
+    );
+    let r = recover(&["--replace"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!pg.data_dir().join("bulwark-recovery-unfinished").exists());
     assert_eq!(
         pg.sql("postgres", LEDGER),
         ledger(1000),

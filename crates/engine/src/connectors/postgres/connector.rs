@@ -90,6 +90,8 @@ struct Options {
     no_archive: bool,
     #[serde(default)]
     allow_gap: bool,
+    #[serde(default)]
+    clear_unfinished: bool,
 }
 
 impl Options {
@@ -421,17 +423,30 @@ impl Datastore for PostgresDatastore {
                 });
             };
             let held = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+            let unfinished = dir.join(pitr::UNFINISHED).exists();
+            let mut options = replay;
+            let (occupied, blocked) = match (held, unfinished, replace) {
+                (0, ..) => (None, None),
+                (_, true, true) => {
+                    options.insert("clear_unfinished".into(), true.into());
+                    (Some("a recovery by Bulwark that did not finish: cleared and begun again".to_string()), None)
+                }
+                (_, true, false) => (None, Some(format!(
+                    "{} holds a recovery by Bulwark that did not finish: run again with --replace to clear it and begin again",
+                    dir.display()
+                ))),
+                (_, false, _) => (None, Some(format!(
+                    "{} is not empty ({held} entries): stop its server and move it away; a recovery never writes over a data directory",
+                    dir.display()
+                ))),
+            };
             return Ok(Recovery {
                 target: dir.display().to_string(),
-                options: replay,
+                options,
                 start: true,
                 method,
-                blocked: (held > 0).then(|| {
-                    format!(
-                        "{} is not empty ({held} entries): stop its server and move it away; a recovery never writes over a data directory",
-                        dir.display()
-                    )
-                }),
+                occupied,
+                blocked,
                 ..Recovery::default()
             });
         }
@@ -600,6 +615,7 @@ fn recover(
         start: req.start || sandbox,
         allow_gap: opts.allow_gap,
         timeline: opts.target_timeline,
+        clear_unfinished: opts.clear_unfinished,
         dry_run: req.dry_run,
         port,
         bin_dir: opts.pg_bin_dir.clone(),

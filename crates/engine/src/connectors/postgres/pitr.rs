@@ -48,6 +48,8 @@ pub struct PitrOptions {
     pub allow_gap: bool,
     /// The timeline to follow; None: the newest descending from the base backup's.
     pub timeline: Option<u32>,
+    /// Clear the target directory first when it holds an unfinished recovery by Bulwark.
+    pub clear_unfinished: bool,
     /// Prove the chain and report the plan; write nothing.
     pub dry_run: bool,
     pub port: Option<u16>,
@@ -86,7 +88,23 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         Error::invalid("this snapshot holds no base backup (its source has no \"physical\" mode)")
     })?;
     let dir = &opts.target_dir;
-    ensure_empty_dir(dir, "point-in-time recovery")?;
+    let unfinished = dir.join(UNFINISHED);
+    if unfinished.exists() {
+        if !opts.clear_unfinished {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} holds a point-in-time recovery by Bulwark that did not finish: clear it and begin again with --clear-unfinished (recover: --replace)",
+                    dir.display()
+                ),
+            ));
+        }
+        if !opts.dry_run {
+            clear(dir, opts.bin_dir.as_deref())?;
+        }
+    } else {
+        ensure_empty_dir(dir, "point-in-time recovery")?;
+    }
     let target = opts.target.clone().unwrap_or(RecoveryTarget::Latest);
     opts.progress
         .send(Progress::Phase("checking the WAL chain".into()));
@@ -114,6 +132,9 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
         return Ok(report);
     }
     let started = Instant::now();
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(&unfinished, UNFINISHED_TEXT)
+        .with_context(|| format!("marking {} as a recovery under way", dir.display()))?;
     let summary = restore(
         repo,
         snap,
@@ -203,7 +224,29 @@ pub fn restore_pitr(repo: &Repository, snap: &Snapshot, opts: &PitrOptions) -> R
             }
         }
     }
+    fs::remove_file(&unfinished).with_context(|| format!("removing {}", unfinished.display()))?;
     Ok(report)
+}
+
+/// Left in a data directory while a point-in-time recovery lays it out and replays: a
+/// directory holding it is a recovery by Bulwark that did not finish, which may be cleared
+/// and begun again (and nothing else may be: a recovery never writes over a data directory).
+pub const UNFINISHED: &str = "bulwark-recovery-unfinished";
+const UNFINISHED_TEXT: &str = "A point-in-time recovery by bulwark is under way here, or stopped before it finished.\n\
+    `bulwark restore --pitr --clear-unfinished` or `bulwark recover --replace` clears this directory and begins again.\n";
+
+/// Stops a server that an unfinished recovery may have left running on `dir`, and empties it.
+fn clear(dir: &Path, bin: Option<&Path>) -> Result<()> {
+    stop(dir, bin);
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let removed = match path.is_dir() && !path.is_symlink() {
+            true => fs::remove_dir_all(&path),
+            false => fs::remove_file(&path),
+        };
+        removed.with_context(|| format!("clearing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Starts the server and waits until the control file says it is in production (recovery
