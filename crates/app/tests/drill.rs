@@ -554,7 +554,8 @@ fn every_kind_fails_on_its_damaged_pack_and_on_a_tampered_figure() {
     }
 
     // Figures the restored data contradicts, one per kind that records figures.
-    let tampered: [(&str, fn(&mut serde_json::Value), &str); 3] = [
+    type Tamper = (&'static str, fn(&mut serde_json::Value), &'static str);
+    let tampered: [Tamper; 3] = [
         (
             "pg",
             |f| {
