@@ -292,6 +292,28 @@ fn an_interrupted_drill_removes_its_sandbox_and_is_recorded_as_interrupted() {
     assert_eq!(listed[0]["record"]["result"], "interrupted", "{listed}");
 }
 
+/// A repository with one backup of database `rag` of `pg` (a PostgreSQL 18 with pgvector),
+/// and a scratch directory for sandboxes.
+fn backed_up_rag(pg: &PgServer) -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\
+             databases = [\"rag\"]\nbin_dir = \"{}\"\n",
+            pg.url(),
+            pg.password_file().display(),
+            pg.bin.display()
+        ),
+    )
+    .expect("config");
+    env.init();
+    env.ok(&["backup"]);
+    let scratch = scratch(&env);
+    chown_postgres(env.dir.path());
+    (env, scratch)
+}
+
 /// pgvector on PostgreSQL 18: the exact nearest neighbours of sampled rows, taken from the dump
 /// at backup time, are asked again of the drill's sandbox; a recorded answer the restored
 /// table does not give fails the drill, naming the table, the query row and the missing keys.
@@ -312,22 +334,7 @@ fn a_drill_asks_the_backups_vector_searches_again() {
          INSERT INTO chunks VALUES (3001, 'no embedding yet', NULL); \
          CREATE TABLE plain (id int PRIMARY KEY, v vector);",
     );
-    let env = Env::new();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\
-             databases = [\"rag\"]\nbin_dir = \"{}\"\n",
-            pg.url(),
-            pg.password_file().display(),
-            pg.bin.display()
-        ),
-    )
-    .expect("config");
-    env.init();
-    env.ok(&["backup"]);
-    let scratch = scratch(&env);
-    chown_postgres(env.dir.path());
+    let (env, scratch) = backed_up_rag(&pg);
     let spool = scratch.to_str().expect("utf8");
 
     // What the backup recorded: five searches on chunks.embedding (none on the column
@@ -430,22 +437,7 @@ fn a_sandbox_server_that_crashes_is_stopped_and_removed() {
            (SELECT '[' || string_agg(sin(g * k)::real::text, ',') || ']' FROM generate_series(1, 64) k)::vector \
            FROM generate_series(1, 200) g;",
     );
-    let env = Env::new();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\
-             databases = [\"rag\"]\nbin_dir = \"{}\"\n",
-            pg.url(),
-            pg.password_file().display(),
-            pg.bin.display()
-        ),
-    )
-    .expect("config");
-    env.init();
-    env.ok(&["backup"]);
-    let scratch = scratch(&env);
-    chown_postgres(env.dir.path());
+    let (env, scratch) = backed_up_rag(&pg);
     let r = env.run(&["drill", "--spool-dir", scratch.to_str().expect("utf8")]);
     let crashed = r.stdout.contains("server closed the connection");
     assert!(
