@@ -173,6 +173,37 @@ impl PgConn {
         })
     }
 
+    /// Runs a psql `script` on database `db` and hands its output to `read`. The script is fed
+    /// on a thread: a large script and a large answer would otherwise deadlock.
+    pub fn run_script<T>(
+        &self,
+        db: &str,
+        script: String,
+        what: String,
+        read: impl FnOnce(std::io::BufReader<std::process::ChildStdout>) -> Result<T>,
+    ) -> Result<T> {
+        use std::io::Write;
+        let mut cmd = self.psql(db);
+        cmd.args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = process::Child::spawn(cmd, what.clone())?;
+        let mut stdin = child.take_stdin()?;
+        let stdout = std::io::BufReader::with_capacity(256 * 1024, child.take_stdout()?);
+        let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+        let answer = read(stdout);
+        let fed = feeder.join();
+        child.wait().map_err(|e| self.explain(e))?;
+        let answer = answer?;
+        if !matches!(fed, Ok(Ok(()))) {
+            return Err(Error::new(
+                ErrorKind::Source,
+                format!("psql stopped reading the script of the {what}"),
+            ));
+        }
+        Ok(answer)
+    }
+
     /// Runs statements for their effect.
     pub fn execute(&self, db: &str, sql: &str) -> Result<()> {
         let mut cmd = self.psql(db);

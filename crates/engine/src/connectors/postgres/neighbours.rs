@@ -11,15 +11,13 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
 use super::conn::PgConn;
 use super::verify::{ident, literal, DatabaseStats, TextSettings, END_MARK};
 use crate::connectors::interface::top_k_overlap;
-use crate::connectors::process::Child;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Queries recorded per vector column.
@@ -348,18 +346,12 @@ pub fn check(
     }
     script.push_str("COMMIT;\n");
 
-    let mut cmd = conn.psql(db);
-    cmd.args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = Child::spawn(cmd, format!("vector searches in database {db}"))?;
-    let mut stdin = child.take_stdin()?;
-    let stdout = BufReader::new(child.take_stdout()?);
-    let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-    let answers = read_answers(stdout, asked.len());
-    let _ = feeder.join();
-    child.wait().map_err(|e| conn.explain(e))?;
-    let answers = answers?;
+    let answers = conn.run_script(
+        db,
+        script,
+        format!("vector searches in database {db}"),
+        |out| read_answers(out, asked.len()),
+    )?;
     Ok(asked
         .iter()
         .zip(answers)

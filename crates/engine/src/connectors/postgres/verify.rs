@@ -5,14 +5,12 @@
 //! figures are compared.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
 use super::conn::PgConn;
 use super::neighbours::Search;
-use crate::connectors::process::Child;
 use crate::error::{Error, ErrorKind, Result};
 
 const CHECKSUM_PREFIX: &str = "xxh3:";
@@ -189,26 +187,12 @@ pub fn measure(
     }
     script.push_str("COMMIT;\n");
 
-    let mut cmd = conn.psql(db);
-    cmd.args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = Child::spawn(cmd, format!("table checksums of database {db}"))?;
-    let mut stdin = child.take_stdin()?;
-    let stdout = BufReader::with_capacity(256 * 1024, child.take_stdout()?);
-    // Feed the script on a thread: a large script and a large answer would otherwise deadlock.
-    let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-    let read = read_figures(stdout, expected);
-    let fed = feeder.join();
-    child.wait().map_err(|e| conn.explain(e))?;
-    let actual = read?;
-    if !matches!(fed, Ok(Ok(()))) {
-        return Err(Error::new(
-            ErrorKind::Source,
-            "psql stopped reading the checksum script",
-        ));
-    }
-    Ok(actual)
+    conn.run_script(
+        db,
+        script,
+        format!("table checksums of database {db}"),
+        |out| read_figures(out, expected),
+    )
 }
 
 /// Parses psql's answer to `measure`'s script: per table, its rows (or its count) and then
