@@ -106,6 +106,26 @@ pub enum Command {
     /// The PostgreSQL WAL archive.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Run the configured jobs on their schedules and serve the API (foreground, for systemd
+    /// or a container).
+    Daemon,
+    /// Run one configured job once, recorded like a scheduled run.
+    RunJob(RunJobArgs),
+}
+
+#[derive(Args)]
+pub struct RunJobArgs {
+    /// The job: a [jobs.NAME] section of the config file.
+    pub name: String,
+    /// Who started the run (the daemon passes `schedule` or `api`).
+    #[arg(long, default_value = "manual", hide = true)]
+    pub trigger: String,
+    /// The schedule slot (Unix seconds) the run is for.
+    #[arg(long, hide = true)]
+    pub slot: Option<i64>,
+    /// A run the daemon recorded as started.
+    #[arg(long, hide = true)]
+    pub run_id: Option<i64>,
 }
 
 #[derive(Args)]

@@ -24,6 +24,10 @@ struct RawConfig {
     retention: crate::cli::KeepArgs,
     #[serde(default)]
     scenarios: BTreeMap<String, ScenarioSection>,
+    #[serde(default)]
+    jobs: BTreeMap<String, crate::jobs::RawJob>,
+    #[serde(default)]
+    daemon: crate::daemon::settings::DaemonSection,
 }
 
 /// `[scenarios.NAME]`: sources recovered together, in this order.
@@ -42,6 +46,13 @@ pub struct ConfigFile {
     pub retention: crate::cli::KeepArgs,
     /// Configured scenarios: name → sources in recovery order.
     pub scenarios: BTreeMap<String, Vec<String>>,
+    /// `[jobs.NAME]`: scheduled work.
+    pub jobs: BTreeMap<String, crate::jobs::Job>,
+    /// `[daemon]`: where it listens and keeps its state, who may call it.
+    pub daemon: crate::daemon::settings::DaemonSection,
+    /// Lines of the `[daemon.tokens.NAME]` sections, for errors found when the daemon reads
+    /// the tokens.
+    pub token_lines: BTreeMap<String, usize>,
 }
 
 impl ConfigFile {
@@ -172,13 +183,47 @@ pub fn parse(text: &str, base: &Path) -> std::result::Result<ConfigFile, String>
         }
         scenarios.insert(name, section.sources);
     }
-    let config = ConfigFile {
+    let token_lines = raw
+        .daemon
+        .tokens
+        .keys()
+        .map(|name| {
+            (
+                name.clone(),
+                locate(text, &format!("daemon.tokens.{name}"), None),
+            )
+        })
+        .collect();
+    let mut config = ConfigFile {
         default_repository: raw.default_repository,
         repositories: raw.repositories,
         sources,
         retention: raw.retention,
         scenarios,
+        jobs: BTreeMap::new(),
+        daemon: raw.daemon,
+        token_lines,
     };
+    let scenarios: Vec<String> = config
+        .stack()
+        .scenarios()
+        .into_iter()
+        .filter(|s| !s.sources.is_empty())
+        .map(|s| s.name)
+        .collect();
+    let repositories: Vec<String> = config.repositories.keys().cloned().collect();
+    let known = crate::jobs::Known {
+        sources: &config.sources,
+        scenarios: &scenarios,
+        repositories: &repositories,
+    };
+    config.jobs = crate::jobs::parse(text, raw.jobs, &known)?;
+    if let Err((key, e)) = config.daemon.validate() {
+        return Err(format!(
+            "{}: [daemon] {key}: {e}",
+            locate(text, "daemon", Some(key))
+        ));
+    }
     for (name, r) in &config.repositories {
         let section = format!("repositories.{name}");
         if let Err(e) = engine::store::Backend::parse(&r.url) {
@@ -311,7 +356,7 @@ fn line_at(text: &str, offset: usize) -> usize {
 }
 
 /// The line of `key` inside `[section]` (or of the section header, or 1).
-fn locate(text: &str, section: &str, key: Option<&str>) -> usize {
+pub fn locate(text: &str, section: &str, key: Option<&str>) -> usize {
     let mut in_section = section.is_empty();
     let mut header_line = 1;
     for (n, line) in text.lines().enumerate() {

@@ -5,7 +5,10 @@ mod cli;
 mod commands;
 mod config;
 mod context;
+mod cron;
+mod daemon;
 mod exit;
+mod jobs;
 mod output;
 
 use clap::Parser;

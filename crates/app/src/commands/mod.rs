@@ -4,6 +4,7 @@ mod assess;
 mod backup;
 mod check;
 mod copy;
+mod daemon;
 mod diff;
 mod drill;
 mod forget;
@@ -16,6 +17,7 @@ mod prune;
 mod recover;
 mod repair;
 mod restore;
+mod run_job;
 mod sets;
 mod snapshots;
 mod stats;
@@ -56,6 +58,8 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::WalPush(a) => wal::push(ctx, a),
         Command::WalFetch(a) => wal::fetch(ctx, a),
         Command::Wal(c) => wal::run(ctx, c),
+        Command::Daemon => daemon::run(ctx),
+        Command::RunJob(a) => run_job::run(ctx, a),
     }
 }
 

@@ -1,0 +1,320 @@
+//! `bulwark daemon`: runs the configured jobs on their schedules and serves the API. The
+//! scheduler is level-triggered: for each job it compares the newest due slot of its cron
+//! expression with the newest slot that has a run in the state database, so after downtime
+//! a job runs once, not once per missed slot. Each run is a `bulwark run-job` child process
+//! (see `runner`); the daemon itself never touches a datastore, so a crash in a job cannot
+//! take the scheduler down. Signals: SIGTERM/SIGINT stop the running jobs cleanly and exit,
+//! SIGHUP reloads the config (an invalid one is refused and the old one stays).
+
+pub mod runner;
+pub mod settings;
+pub mod state;
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use jiff::Timestamp;
+
+use crate::config::{self, Loaded};
+use crate::jobs::Job;
+use state::{NewRun, RunResult, State};
+
+/// The daemon's shared parts: the scheduler, the signal loop and the web server use them.
+pub struct Daemon {
+    config: RwLock<Arc<Loaded>>,
+    state: Mutex<State>,
+    state_dir: PathBuf,
+    running: Mutex<HashMap<String, RunningJob>>,
+    /// Schedule slots this process already started a run for: a slot whose run was
+    /// interrupted is owed one more run, once.
+    attempted: Mutex<HashMap<String, Timestamp>>,
+    stopping: AtomicBool,
+    /// The last failure to write the state database (a full disk): shown by the API.
+    pub state_error: Mutex<Option<String>>,
+    pub started: Timestamp,
+}
+
+struct RunningJob {
+    child: Child,
+    run_id: Option<i64>,
+}
+
+/// How long running jobs get to stop after SIGTERM before the daemon exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
+
+impl Daemon {
+    pub fn new(loaded: Loaded) -> Result<Arc<Self>> {
+        let state_dir = state_dir(&loaded);
+        let state = State::open(&state_dir)?;
+        let closed = state.close_abandoned_runs()?;
+        if closed > 0 {
+            eprintln!("{closed} run(s) left running by a previous daemon recorded as interrupted");
+        }
+        Ok(Arc::new(Self {
+            config: RwLock::new(Arc::new(loaded)),
+            state: Mutex::new(state),
+            state_dir,
+            running: Mutex::new(HashMap::new()),
+            attempted: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            state_error: Mutex::new(None),
+            started: Timestamp::now(),
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Loaded> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the state database; a failure is remembered for the API and returned.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> Result<T>) -> Result<T> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&state);
+        if let Err(e) = &out {
+            *self.state_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+        }
+        out
+    }
+
+    pub fn is_running(&self, job: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(job)
+    }
+
+    /// Starts a run of `job` now; the run's id, if the state database took it. Refused when
+    /// the job is running already.
+    pub fn start(&self, job: &Job, trigger: &str, slot: Option<Timestamp>) -> Result<Option<i64>> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.contains_key(&job.name) {
+            return Err(anyhow!("job '{}' is running already", job.name));
+        }
+        let run_id = self
+            .with_state(|s| {
+                s.start_run(&NewRun {
+                    job: &job.name,
+                    kind: job.action.kind(),
+                    trigger,
+                    slot,
+                })
+            })
+            .map_err(|e| eprintln!("warning: state database: {e:#}; the job runs anyway"))
+            .ok();
+        let config = self.config();
+        let exe = std::env::current_exe().context("locating the bulwark binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--config")
+            .arg(&config.path)
+            .args(["run-job", &job.name, "--trigger", trigger])
+            .env("BULWARK_STATE_DIR", &self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0);
+        if let Some(slot) = slot {
+            cmd.args(["--slot", &slot.as_second().to_string()]);
+        }
+        if let Some(id) = run_id {
+            cmd.args(["--run-id", &id.to_string()]);
+        }
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                runner::die_with_parent();
+                Ok(())
+            });
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(id) = run_id {
+                    let why = format!("could not start run-job: {e}");
+                    let _ = self.with_state(|s| s.finish_if_running(id, RunResult::Failed, &why));
+                }
+                return Err(e).context("starting run-job");
+            }
+        };
+        eprintln!("job '{}' started ({trigger}), pid {}", job.name, child.id());
+        running.insert(job.name.clone(), RunningJob { child, run_id });
+        Ok(run_id)
+    }
+
+    /// Collects finished children; a run-job that died before recording its result has its
+    /// run closed here.
+    fn reap(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = Vec::new();
+        for (name, job) in running.iter_mut() {
+            if let Ok(Some(status)) = job.child.try_wait() {
+                done.push((name.clone(), job.run_id, status));
+            }
+        }
+        for (name, run_id, status) in done {
+            running.remove(&name);
+            eprintln!("job '{name}' ended: {status}");
+            let Some(id) = run_id else { continue };
+            let (result, why) = match status.code() {
+                Some(c) => (
+                    RunResult::Failed,
+                    format!("run-job exited with status {c} before recording a result"),
+                ),
+                None => (
+                    RunResult::Interrupted,
+                    "run-job was killed before recording a result".to_string(),
+                ),
+            };
+            let _ = self.with_state(|s| s.finish_if_running(id, result, &why));
+        }
+    }
+
+    /// One pass of the scheduler: every job whose newest due slot (plus its jitter) has come
+    /// and has no run gets one.
+    fn tick(&self, now: Timestamp) {
+        self.reap();
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let config = self.config();
+        for job in config.config.jobs.values() {
+            if self.is_running(&job.name) {
+                continue;
+            }
+            let Ok(Some(slot)) = self.with_state(|s| {
+                let since = match s.last_slot(&job.name)? {
+                    Some(t) => t,
+                    None => s.first_seen(&job.name, now)?,
+                };
+                Ok(job.schedule.due_slot(since, now))
+            }) else {
+                continue;
+            };
+            let delay = jiff::SignedDuration::try_from(job.delay_for(slot)).unwrap_or_default();
+            if now < slot.checked_add(delay).unwrap_or(slot) {
+                continue;
+            }
+            let mut attempted = self.attempted.lock().unwrap_or_else(|e| e.into_inner());
+            if attempted.get(&job.name) == Some(&slot) {
+                continue;
+            }
+            attempted.insert(job.name.clone(), slot);
+            drop(attempted);
+            if let Err(e) = self.start(job, "schedule", Some(slot)) {
+                eprintln!("error: job '{}': {e:#}", job.name);
+            }
+        }
+    }
+
+    /// SIGHUP: the new config replaces the old only if it loads; jobs keep their history.
+    pub fn reload(&self) -> Result<()> {
+        let path = self.config().path.clone();
+        let loaded = config::load(Some(&path))?.ok_or_else(|| anyhow!("no config file"))?;
+        if state_dir(&loaded) != self.state_dir {
+            eprintln!("note: a new state_dir takes effect when the daemon restarts");
+        }
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
+    /// Asks every running job to stop and waits for them (at most [`SHUTDOWN_GRACE`]).
+    fn shut_down(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let pids: Vec<u32> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|j| j.child.id())
+            .collect();
+        for pid in &pids {
+            // SAFETY: signals a run-job we started; it passes the signal on to its step.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < deadline {
+            self.reap();
+            if self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The state directory of a loaded config.
+pub fn state_dir(loaded: &Loaded) -> PathBuf {
+    let base = loaded.path.parent().unwrap_or(std::path::Path::new("/"));
+    loaded.config.daemon.state_dir(base)
+}
+
+/// Runs until SIGTERM or SIGINT. `serve` starts the API on the daemon (a thread of its own).
+pub fn run(loaded: Loaded) -> Result<()> {
+    let signals = block_signals();
+    let daemon = Daemon::new(loaded)?;
+    let jobs = daemon.config().config.jobs.len();
+    eprintln!(
+        "bulwark daemon {}: {jobs} job(s), state in {}",
+        env!("CARGO_PKG_VERSION"),
+        daemon.state_dir.display()
+    );
+    let scheduler = {
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || {
+            while !daemon.stopping.load(Ordering::SeqCst) {
+                daemon.tick(Timestamp::now());
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGHUP => match daemon.reload() {
+                Ok(()) => eprintln!("config reloaded"),
+                Err(e) => eprintln!("error: config reload refused, the old config stays: {e:#}"),
+            },
+            sig => {
+                eprintln!("signal {sig}: stopping the running jobs");
+                break;
+            }
+        }
+    }
+    daemon.shut_down();
+    let _ = scheduler.join();
+    Ok(())
+}
+
+/// SIGTERM, SIGINT and SIGHUP are taken by [`wait_signal`] on the main thread; blocked here
+/// before any thread starts so that every thread inherits the mask.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: waits for one of the blocked signals in `set`.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+    sig
+}

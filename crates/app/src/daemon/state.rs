@@ -1,0 +1,433 @@
+//! The daemon's state: every job run with its report and log excerpt, per-source results, the
+//! drill index, the metric history and the alerts, in one SQLite file under the state
+//! directory. SQLite commits atomically (write-ahead log), so a SIGKILL at any moment leaves
+//! the last committed state; the schema is versioned (`PRAGMA user_version`) and migrated
+//! forward on open. Jobs run in their own processes and write here too.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use jiff::Timestamp;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+/// Each entry moves the schema one version forward; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    name TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    slot REAL,
+    pid INTEGER,
+    started REAL NOT NULL,
+    ended REAL,
+    result TEXT NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    report TEXT,
+    log TEXT
+);
+CREATE INDEX runs_by_job ON runs (job, started);
+CREATE TABLE source_runs (
+    run INTEGER NOT NULL REFERENCES runs (id),
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    time REAL NOT NULL,
+    duration REAL,
+    bytes INTEGER,
+    bytes_added INTEGER,
+    error TEXT
+);
+CREATE INDEX source_runs_by_source ON source_runs (source, time);
+CREATE TABLE drills (
+    id TEXT PRIMARY KEY,
+    run INTEGER REFERENCES runs (id),
+    time REAL NOT NULL,
+    scenario TEXT,
+    result TEXT NOT NULL,
+    rto_secs REAL,
+    rpo_secs REAL
+);
+CREATE TABLE samples (
+    time REAL NOT NULL,
+    series TEXT NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX samples_by_series ON samples (series, time);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule TEXT NOT NULL,
+    datastore TEXT NOT NULL DEFAULT '',
+    severity TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    fired REAL NOT NULL,
+    resolved REAL,
+    acknowledged REAL,
+    acknowledged_by TEXT,
+    last_sent REAL
+);
+"#];
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// How a run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    Running,
+    Success,
+    /// Finished, but some items or sources could not be backed up.
+    Partial,
+    Failed,
+    /// Stopped by a signal (shutdown, SIGKILL of the host): never counts as done.
+    Interrupted,
+    /// Ran past its timeout and was stopped.
+    Timeout,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Running => "running",
+            RunResult::Success => "success",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+            RunResult::Interrupted => "interrupted",
+            RunResult::Timeout => "timeout",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => RunResult::Running,
+            "success" => RunResult::Success,
+            "partial" => RunResult::Partial,
+            "interrupted" => RunResult::Interrupted,
+            "timeout" => RunResult::Timeout,
+            _ => RunResult::Failed,
+        }
+    }
+}
+
+/// One run as listed by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub job: String,
+    pub kind: String,
+    pub trigger: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<Timestamp>,
+    pub started: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Timestamp>,
+    pub result: RunResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// A run about to start.
+pub struct NewRun<'a> {
+    pub job: &'a str,
+    pub kind: &'a str,
+    pub trigger: &'a str,
+    pub slot: Option<Timestamp>,
+}
+
+/// What a finished run leaves.
+pub struct Outcome {
+    pub result: RunResult,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub report: Option<serde_json::Value>,
+    pub log: String,
+}
+
+/// One source's part in a backup run.
+pub struct SourceRun<'a> {
+    pub source: &'a str,
+    pub kind: &'a str,
+    pub ok: bool,
+    pub duration: Option<f64>,
+    pub bytes: Option<u64>,
+    pub bytes_added: Option<u64>,
+    pub error: Option<&'a str>,
+}
+
+/// One drill, as the index keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drill {
+    pub id: String,
+    pub run: Option<i64>,
+    pub time: Timestamp,
+    pub scenario: Option<String>,
+    pub result: String,
+    pub rto_secs: Option<f64>,
+    pub rpo_secs: Option<f64>,
+}
+
+fn secs(t: Timestamp) -> f64 {
+    t.as_millisecond() as f64 / 1000.0
+}
+
+fn time(s: f64) -> Timestamp {
+    Timestamp::from_millisecond((s * 1000.0).round() as i64).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl State {
+    /// Opens (creating the directory and the file if needed) and migrates the schema.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        let path = dir.join("state.db");
+        let conn = Connection::open(&path)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.pragma_update(None, "synchronous", "normal")?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        let mut state = Self { conn, path };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            bail!(
+                "the state database {} has schema version {version}, newer than this bulwark knows ({known}); use the newer bulwark",
+                self.path.display()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migrating the state database to version {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// When the scheduler first saw `job` (recorded now if never): a new job's first slot
+    /// is the one after this, not every slot since the epoch.
+    pub fn first_seen(&self, job: &str, now: Timestamp) -> Result<Timestamp> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO jobs (name, first_seen) VALUES (?1, ?2)",
+            params![job, secs(now)],
+        )?;
+        let s: f64 =
+            self.conn
+                .query_row("SELECT first_seen FROM jobs WHERE name = ?1", [job], |r| {
+                    r.get(0)
+                })?;
+        Ok(time(s))
+    }
+
+    /// The newest schedule slot of `job` that has a run, running or ended, other than an
+    /// interrupted one (an interrupted slot is owed a run).
+    pub fn last_slot(&self, job: &str) -> Result<Option<Timestamp>> {
+        let s: Option<f64> = self.conn.query_row(
+            "SELECT max(slot) FROM runs WHERE job = ?1 AND slot IS NOT NULL AND result != 'interrupted'",
+            [job],
+            |r| r.get(0),
+        )?;
+        Ok(s.map(time))
+    }
+
+    pub fn start_run(&self, run: &NewRun) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (job, kind, trigger, slot, pid, started, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+            params![
+                run.job,
+                run.kind,
+                run.trigger,
+                run.slot.map(secs),
+                std::process::id(),
+                secs(Timestamp::now())
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// This process takes over a run another one recorded as started (the daemon records a
+    /// run before it starts `run-job` for it).
+    pub fn claim_run(&self, id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET pid = ?2 WHERE id = ?1",
+            params![id, std::process::id()],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a run only if nothing else did (its process died before it could).
+    pub fn finish_if_running(&self, id: i64, result: RunResult, error: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended = ?2, result = ?3, error = ?4 WHERE id = ?1 AND result = 'running'",
+            params![id, secs(Timestamp::now()), result.as_str(), error],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_run(&self, id: i64, o: &Outcome) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended = ?2, result = ?3, exit_code = ?4, error = ?5, report = ?6, log = ?7 WHERE id = ?1",
+            params![
+                id,
+                secs(Timestamp::now()),
+                o.result.as_str(),
+                o.exit_code,
+                o.error,
+                o.report.as_ref().map(|r| r.to_string()),
+                o.log
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Runs still marked running whose process is gone (killed with the host, or with
+    /// SIGKILL) are recorded as interrupted; returns how many.
+    pub fn close_abandoned_runs(&self) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, pid FROM runs WHERE result = 'running'")?;
+        let running: Vec<(i64, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut closed = 0;
+        for (id, pid) in running {
+            if pid.is_some_and(process_alive) {
+                continue;
+            }
+            self.conn.execute(
+                "UPDATE runs SET result = 'interrupted', ended = ?2, error = 'the run ended without recording a result: its process was killed' WHERE id = ?1 AND result = 'running'",
+                params![id, secs(Timestamp::now())],
+            )?;
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
+    pub fn record_sources(&self, run: i64, sources: &[SourceRun]) -> Result<()> {
+        let now = secs(Timestamp::now());
+        for s in sources {
+            self.conn.execute(
+                "INSERT INTO source_runs (run, source, kind, ok, time, duration, bytes, bytes_added, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![run, s.source, s.kind, s.ok, now, s.duration, s.bytes.map(|b| b as i64), s.bytes_added.map(|b| b as i64), s.error],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn record_drill(&self, d: &Drill) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO drills (id, run, time, scenario, result, rto_secs, rpo_secs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.id, d.run, secs(d.time), d.scenario, d.result, d.rto_secs, d.rpo_secs],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_sample(&self, series: &str, value: f64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO samples (time, series, value) VALUES (?1, ?2, ?3)",
+            params![secs(Timestamp::now()), series, value],
+        )?;
+        Ok(())
+    }
+
+    /// The newest runs first; `job` narrows to one job; `with_detail` adds report and log.
+    pub fn runs(&self, job: Option<&str>, limit: usize, with_detail: bool) -> Result<Vec<Run>> {
+        self.select_runs(job, None, limit, with_detail)
+    }
+
+    fn select_runs(
+        &self,
+        job: Option<&str>,
+        id: Option<i64>,
+        limit: usize,
+        with_detail: bool,
+    ) -> Result<Vec<Run>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, job, kind, trigger, slot, started, ended, result, exit_code, error, report, log
+             FROM runs WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR id = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![job, id, limit as i64], |r| {
+            let report: Option<String> = r.get(10)?;
+            Ok(Run {
+                id: r.get(0)?,
+                job: r.get(1)?,
+                kind: r.get(2)?,
+                trigger: r.get(3)?,
+                slot: r.get::<_, Option<f64>>(4)?.map(time),
+                started: time(r.get(5)?),
+                ended: r.get::<_, Option<f64>>(6)?.map(time),
+                result: RunResult::parse(&r.get::<_, String>(7)?),
+                exit_code: r.get(8)?,
+                error: r.get(9)?,
+                report: report
+                    .filter(|_| with_detail)
+                    .and_then(|t| serde_json::from_str(&t).ok()),
+                log: r.get::<_, Option<String>>(11)?.filter(|_| with_detail),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One run with its report and log.
+    pub fn run(&self, id: i64) -> Result<Option<Run>> {
+        Ok(self.select_runs(None, Some(id), 1, true)?.pop())
+    }
+
+    pub fn drills(&self, limit: usize) -> Result<Vec<Drill>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, run, time, scenario, result, rto_secs, rpo_secs FROM drills ORDER BY time DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Drill {
+                id: r.get(0)?,
+                run: r.get(1)?,
+                time: time(r.get(2)?),
+                scenario: r.get(3)?,
+                result: r.get(4)?,
+                rto_secs: r.get(5)?,
+                rpo_secs: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Whether a process with this id exists (it may be another one that reused the id; a
+/// run is then closed at the next start instead).
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
