@@ -115,14 +115,6 @@ impl Action {
         };
         vec![line]
     }
-
-    /// The configured sources this job backs up or drills (empty: all of them or a scenario's).
-    pub fn sources(&self) -> &[String] {
-        match self {
-            Action::Backup { sources } | Action::Drill { sources, .. } => sources,
-            _ => &[],
-        }
-    }
 }
 
 /// What a job section may refer to.

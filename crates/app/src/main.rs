@@ -10,6 +10,7 @@ mod daemon;
 mod exit;
 mod jobs;
 mod output;
+mod web;
 
 use clap::Parser;
 

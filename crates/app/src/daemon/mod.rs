@@ -9,6 +9,7 @@
 pub mod runner;
 pub mod settings;
 pub mod state;
+pub mod survey;
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -37,6 +38,9 @@ pub struct Daemon {
     stopping: AtomicBool,
     /// The last failure to write the state database (a full disk): shown by the API.
     pub state_error: Mutex<Option<String>>,
+    /// The latest assessment of the stack, and whether a job ended since.
+    survey: RwLock<Option<survey::Survey>>,
+    survey_due: AtomicBool,
     pub started: Timestamp,
 }
 
@@ -64,8 +68,59 @@ impl Daemon {
             attempted: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             state_error: Mutex::new(None),
+            survey: RwLock::new(None),
+            survey_due: AtomicBool::new(true),
             started: Timestamp::now(),
         }))
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    pub fn survey(&self) -> Option<survey::Survey> {
+        self.survey
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Assesses the stack when a job ended or [`survey::INTERVAL`] passed.
+    fn survey_if_due(&self) {
+        let last = self.survey().map(|s| s.time);
+        let stale = last.is_none_or(|t| {
+            Timestamp::now().duration_since(t).as_secs() >= survey::INTERVAL.as_secs() as i64
+        });
+        if !self.survey_due.swap(false, Ordering::SeqCst) && !stale {
+            return;
+        }
+        let taken = survey::take(&self.config().path);
+        if let Some(e) = &taken.error {
+            eprintln!("warning: assessing the stack: {e}");
+        }
+        if let Some(a) = &taken.assess {
+            // The history the dashboard draws: repository size, each recovery point's age.
+            let mut samples = vec![(
+                "repository_size_bytes".to_string(),
+                a["repository"]["size_bytes"].as_f64(),
+            )];
+            for s in a["services"].as_array().into_iter().flatten() {
+                samples.push((
+                    format!(
+                        "recovery_point_age_seconds:{}",
+                        s["name"].as_str().unwrap_or_default()
+                    ),
+                    s["details"]["recovery_point_age_secs"].as_f64(),
+                ));
+            }
+            let _ = self.with_state(|st| {
+                samples
+                    .iter()
+                    .filter_map(|(k, v)| Some((k, (*v)?)))
+                    .try_for_each(|(k, v)| st.add_sample(k, v))
+            });
+        }
+        *self.survey.write().unwrap_or_else(|e| e.into_inner()) = Some(taken);
     }
 
     pub fn config(&self) -> Arc<Loaded> {
@@ -157,6 +212,7 @@ impl Daemon {
         }
         for (name, run_id, status) in done {
             running.remove(&name);
+            self.survey_due.store(true, Ordering::SeqCst);
             eprintln!("job '{name}' ended: {status}");
             let Some(id) = run_id else { continue };
             let (result, why) = match status.code() {
@@ -259,10 +315,23 @@ pub fn state_dir(loaded: &Loaded) -> PathBuf {
     loaded.config.daemon.state_dir(base)
 }
 
-/// Runs until SIGTERM or SIGINT. `serve` starts the API on the daemon (a thread of its own).
+/// Runs until SIGTERM or SIGINT: the scheduler, the assessment and the API each on a thread.
 pub fn run(loaded: Loaded) -> Result<()> {
     let signals = block_signals();
+    let tokens = api_tokens(&loaded)?;
+    let addr = loaded
+        .config
+        .daemon
+        .listen_addr()
+        .map_err(|e| anyhow!("{}: [daemon] listen: {e}", loaded.path.display()))?;
     let daemon = Daemon::new(loaded)?;
+    crate::web::start(
+        crate::web::Web {
+            daemon: Arc::clone(&daemon),
+            tokens,
+        },
+        addr,
+    )?;
     let jobs = daemon.config().config.jobs.len();
     eprintln!(
         "bulwark daemon {}: {jobs} job(s), state in {}",
@@ -275,6 +344,15 @@ pub fn run(loaded: Loaded) -> Result<()> {
             while !daemon.stopping.load(Ordering::SeqCst) {
                 daemon.tick(Timestamp::now());
                 std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let surveyor = {
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || {
+            while !daemon.stopping.load(Ordering::SeqCst) {
+                daemon.survey_if_due();
+                std::thread::sleep(Duration::from_secs(1));
             }
         })
     };
@@ -292,7 +370,20 @@ pub fn run(loaded: Loaded) -> Result<()> {
     }
     daemon.shut_down();
     let _ = scheduler.join();
+    let _ = surveyor.join();
     Ok(())
+}
+
+/// The API tokens; a token that cannot be read stops the start, naming file and line.
+fn api_tokens(loaded: &Loaded) -> Result<Vec<settings::ApiToken>> {
+    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("/"));
+    loaded.config.daemon.tokens(dir).map_err(|(name, e)| {
+        let line = loaded.config.token_lines.get(&name).copied().unwrap_or(1);
+        anyhow!(
+            "{}:{line}: [daemon.tokens.{name}] {e}",
+            loaded.path.display()
+        )
+    })
 }
 
 /// SIGTERM, SIGINT and SIGHUP are taken by [`wait_signal`] on the main thread; blocked here

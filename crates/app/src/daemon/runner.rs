@@ -118,7 +118,8 @@ fn source_runs(members: &[serde_json::Value]) -> Vec<SourceRun<'_>> {
         .collect()
 }
 
-/// The drill index entry from `drill --json`: the slowest step's RTO, the oldest RPO.
+/// The drill index entry from `drill --json`: the slowest step's RTO, the oldest RPO (and
+/// the largest targets: steps are judged against their own).
 fn drill(id: &str, run: Option<i64>, record: &serde_json::Value) -> Drill {
     let steps = record.get("steps").and_then(|s| s.as_array());
     let worst = |k: &str| {
@@ -145,8 +146,10 @@ fn drill(id: &str, run: Option<i64>, record: &serde_json::Value) -> Drill {
             .and_then(|v| v.as_str())
             .unwrap_or("failed")
             .to_string(),
-        rto_secs: record.get("total_secs").and_then(|v| v.as_f64()),
+        rto_secs: worst("rto_secs"),
         rpo_secs: worst("rpo_secs"),
+        rto_target_secs: worst("rto_target_secs"),
+        rpo_target_secs: worst("rpo_target_secs"),
     }
 }
 
@@ -180,7 +183,7 @@ fn run_steps(req: &Request, stop: &Arc<AtomicBool>) -> Outcome {
         result,
         exit_code,
         error: error.filter(|e| !e.is_empty()).map(|e| redact(&e)),
-        report: (!reports.is_empty()).then(|| serde_json::Value::Array(reports)),
+        report: (!reports.is_empty()).then_some(serde_json::Value::Array(reports)),
         log: redact(&log.text()),
     }
 }
@@ -475,7 +478,7 @@ mod tests {
         assert!(rows[0].ok && rows[0].bytes_added == Some(4));
         assert!(!rows[1].ok && rows[1].error == Some("connection refused"));
         let record = serde_json::json!({"started": "2026-01-01T00:00:00Z", "scenario": "x",
-            "result": "passed", "total_secs": 12.5, "steps": [{"rpo_secs": 3.0}, {"rpo_secs": 9.0}]});
+            "result": "passed", "steps": [{"rpo_secs": 3.0, "rto_secs": 12.5}, {"rpo_secs": 9.0, "rto_secs": 1.0}]});
         let d = drill("abc", Some(1), &record);
         assert_eq!((d.rto_secs, d.rpo_secs), (Some(12.5), Some(9.0)));
         assert_eq!(d.result, "passed");

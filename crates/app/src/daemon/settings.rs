@@ -83,3 +83,57 @@ impl DaemonSection {
         }
     }
 }
+
+/// A token the API accepts: only its hash is kept, and compared in constant time.
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    hash: blake3::Hash,
+}
+
+impl ApiToken {
+    pub fn hash_of(secret: &str) -> blake3::Hash {
+        blake3::hash(secret.as_bytes())
+    }
+
+    /// Whether `presented` (already hashed) is this token; `blake3::Hash` compares in
+    /// constant time.
+    pub fn matches(&self, presented: &blake3::Hash) -> bool {
+        self.hash == *presented
+    }
+}
+
+impl DaemonSection {
+    /// Reads every token from the config, its environment variable or its file. Errors are
+    /// `(token name, message)`; the caller adds file and line.
+    pub fn tokens(&self, config_dir: &Path) -> Result<Vec<ApiToken>, (String, String)> {
+        let mut out = Vec::new();
+        for (name, t) in &self.tokens {
+            let err = |m: String| (name.clone(), m);
+            let secret = match (&t.token, &t.token_env, &t.token_file) {
+                (Some(s), None, None) => s.clone(),
+                (None, Some(var), None) => std::env::var(var)
+                    .map_err(|_| err(format!("token_env: the variable {var} is not set")))?,
+                (None, None, Some(file)) => {
+                    let path = config_dir.join(file);
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| {
+                            err(format!("token_file: cannot read {}: {e}", path.display()))
+                        })?
+                        .trim()
+                        .to_string()
+                }
+                _ => return Err(err("set exactly one of token, token_env, token_file".into())),
+            };
+            if secret.len() < 16 {
+                return Err(err("the token is shorter than 16 characters".into()));
+            }
+            out.push(ApiToken {
+                name: name.clone(),
+                role: t.role,
+                hash: ApiToken::hash_of(&secret),
+            });
+        }
+        Ok(out)
+    }
+}

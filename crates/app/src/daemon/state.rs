@@ -53,7 +53,9 @@ CREATE TABLE drills (
     scenario TEXT,
     result TEXT NOT NULL,
     rto_secs REAL,
-    rpo_secs REAL
+    rpo_secs REAL,
+    rto_target_secs REAL,
+    rpo_target_secs REAL
 );
 CREATE TABLE samples (
     time REAL NOT NULL,
@@ -178,8 +180,12 @@ pub struct Drill {
     pub time: Timestamp,
     pub scenario: Option<String>,
     pub result: String,
+    /// The slowest step's restore time and the oldest step's recovery point, with the
+    /// targets of those steps.
     pub rto_secs: Option<f64>,
     pub rpo_secs: Option<f64>,
+    pub rto_target_secs: Option<f64>,
+    pub rpo_target_secs: Option<f64>,
 }
 
 fn secs(t: Timestamp) -> f64 {
@@ -205,10 +211,6 @@ impl State {
         let mut state = Self { conn, path };
         state.migrate()?;
         Ok(state)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -344,8 +346,9 @@ impl State {
 
     pub fn record_drill(&self, d: &Drill) -> Result<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO drills (id, run, time, scenario, result, rto_secs, rpo_secs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![d.id, d.run, secs(d.time), d.scenario, d.result, d.rto_secs, d.rpo_secs],
+            "INSERT OR REPLACE INTO drills (id, run, time, scenario, result, rto_secs, rpo_secs, rto_target_secs, rpo_target_secs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![d.id, d.run, secs(d.time), d.scenario, d.result, d.rto_secs, d.rpo_secs, d.rto_target_secs, d.rpo_target_secs],
         )?;
         Ok(())
     }
@@ -404,7 +407,8 @@ impl State {
 
     pub fn drills(&self, limit: usize) -> Result<Vec<Drill>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, run, time, scenario, result, rto_secs, rpo_secs FROM drills ORDER BY time DESC LIMIT ?1",
+            "SELECT id, run, time, scenario, result, rto_secs, rpo_secs, rto_target_secs, rpo_target_secs
+             FROM drills ORDER BY time DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(Drill {
@@ -415,9 +419,140 @@ impl State {
                 result: r.get(4)?,
                 rto_secs: r.get(5)?,
                 rpo_secs: r.get(6)?,
+                rto_target_secs: r.get(7)?,
+                rpo_target_secs: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// One source's backup history, for `/metrics` and the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStats {
+    pub source: String,
+    pub kind: String,
+    pub last_success: Option<Timestamp>,
+    pub last_attempt: Timestamp,
+    pub successes: u64,
+    pub failures: u64,
+    pub last_duration_secs: Option<f64>,
+    pub last_bytes_added: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// One job's run counts and newest run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobStats {
+    pub runs_by_result: std::collections::BTreeMap<String, u64>,
+    pub last: Option<Run>,
+    pub last_success: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub rule: String,
+    pub datastore: String,
+    pub severity: String,
+    pub summary: String,
+    pub fired: Timestamp,
+    pub resolved: Option<Timestamp>,
+    pub acknowledged: Option<Timestamp>,
+    pub acknowledged_by: Option<String>,
+}
+
+impl State {
+    pub fn source_stats(&self) -> Result<Vec<SourceStats>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source, kind, max(CASE WHEN ok THEN time END), max(time), sum(ok), sum(NOT ok),
+                (SELECT duration FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1),
+                (SELECT bytes_added FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1),
+                (SELECT error FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1)
+             FROM source_runs s GROUP BY source ORDER BY source",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SourceStats {
+                source: r.get(0)?,
+                kind: r.get(1)?,
+                last_success: r.get::<_, Option<f64>>(2)?.map(time),
+                last_attempt: time(r.get(3)?),
+                successes: r.get::<_, i64>(4)? as u64,
+                failures: r.get::<_, i64>(5)? as u64,
+                last_duration_secs: r.get(6)?,
+                last_bytes_added: r.get::<_, Option<i64>>(7)?.map(|b| b as u64),
+                last_error: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The share of source backups since `since` that succeeded; None without any.
+    pub fn success_rate(&self, since: Timestamp) -> Result<Option<f64>> {
+        let (ok, all): (i64, i64) = self.conn.query_row(
+            "SELECT coalesce(sum(ok), 0), count(*) FROM source_runs WHERE time >= ?1",
+            [secs(since)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((all > 0).then(|| ok as f64 / all as f64))
+    }
+
+    pub fn job_stats(&self, job: &str) -> Result<JobStats> {
+        let mut stats = JobStats::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT result, count(*) FROM runs WHERE job = ?1 GROUP BY result")?;
+        for row in stmt.query_map([job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (result, n) = row?;
+            stats.runs_by_result.insert(result, n as u64);
+        }
+        stats.last = self.runs(Some(job), 1, false)?.pop();
+        stats.last_success = self
+            .conn
+            .query_row(
+                "SELECT max(ended) FROM runs WHERE job = ?1 AND result = 'success'",
+                [job],
+                |r| r.get::<_, Option<f64>>(0),
+            )?
+            .map(time);
+        Ok(stats)
+    }
+
+    /// Alerts, the open ones first; `open_only` leaves out resolved ones.
+    pub fn alerts(&self, open_only: bool) -> Result<Vec<Alert>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, rule, datastore, severity, summary, fired, resolved, acknowledged, acknowledged_by
+             FROM alerts WHERE NOT ?1 OR resolved IS NULL ORDER BY resolved IS NOT NULL, fired DESC LIMIT 500",
+        )?;
+        let rows = stmt.query_map([open_only], |r| {
+            Ok(Alert {
+                id: r.get(0)?,
+                rule: r.get(1)?,
+                datastore: r.get(2)?,
+                severity: r.get(3)?,
+                summary: r.get(4)?,
+                fired: time(r.get(5)?),
+                resolved: r.get::<_, Option<f64>>(6)?.map(time),
+                acknowledged: r.get::<_, Option<f64>>(7)?.map(time),
+                acknowledged_by: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks an alert acknowledged by `by`; false when there is no such alert. Acknowledging
+    /// twice keeps the first.
+    pub fn acknowledge(&self, id: i64, by: &str) -> Result<bool> {
+        let exists: bool =
+            self.conn
+                .query_row("SELECT count(*) > 0 FROM alerts WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+        self.conn.execute(
+            "UPDATE alerts SET acknowledged = ?2, acknowledged_by = ?3 WHERE id = ?1 AND acknowledged IS NULL",
+            params![id, secs(Timestamp::now()), by],
+        )?;
+        Ok(exists)
     }
 }
 

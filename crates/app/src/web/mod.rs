@@ -1,0 +1,171 @@
+//! The daemon's HTTP side: the JSON API, `/metrics` and `/healthz`. Every route but
+//! `/healthz` and the OpenAPI document needs a bearer token; running a job or acknowledging
+//! an alert needs an admin token. Errors are JSON (`{"error": ...}`) with a 4xx status;
+//! nothing here panics on input.
+
+mod api;
+mod metrics;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::daemon::settings::{ApiToken, Role};
+use crate::daemon::Daemon;
+
+pub struct Web {
+    pub daemon: Arc<Daemon>,
+    pub tokens: Vec<ApiToken>,
+}
+
+/// Who is calling: the token's name (for the audit log) and role.
+#[derive(Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// An error answer: a status and a message, as JSON.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(status, message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
+
+/// State database failures become 503: the daemon is up, its records are not readable.
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        Self(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state database: {e:#}"),
+        )
+    }
+}
+
+pub type Answer<T> = std::result::Result<Json<T>, ApiError>;
+
+/// Binds `addr` now (so a port in use is an error at start) and serves on a thread of its own.
+pub fn start(web: Web, addr: SocketAddr) -> Result<()> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    if web.tokens.is_empty() {
+        eprintln!(
+            "warning: no [daemon.tokens.NAME] configured: the API refuses every request (401)"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bulwark-web")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("starting the web runtime")?;
+    let app = router(Arc::new(web));
+    std::thread::Builder::new()
+        .name("bulwark-web".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return eprintln!("error: API listener: {e}"),
+                };
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("error: API server stopped: {e}");
+                }
+            })
+        })
+        .context("starting the web thread")?;
+    eprintln!("API listening on http://{addr}");
+    Ok(())
+}
+
+fn router(web: Arc<Web>) -> Router {
+    let authenticated = Router::new()
+        .route("/metrics", get(metrics::prometheus))
+        .route("/api/status", get(api::status))
+        .route("/api/metrics", get(metrics::json))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{name}/run", post(api::run_job))
+        .route("/api/runs", get(api::runs))
+        .route("/api/runs/{id}", get(api::run))
+        .route("/api/drills", get(api::drills))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/alerts/{id}/acknowledge", post(api::acknowledge))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&web),
+            authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/api/openapi.json", get(api::openapi))
+        .merge(authenticated)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(web)
+}
+
+/// Finds the caller's token; 401 without a known one.
+async fn authenticate(State(web): State<Arc<Web>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| ApiToken::hash_of(t.trim()));
+    let Some(presented) = presented else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required")
+            .into_response();
+    };
+    // Every token is compared, so the time taken does not tell which one was close.
+    let found = web.tokens.iter().fold(None, |found, t| {
+        let hit = t.matches(&presented);
+        found.or(hit.then(|| Caller {
+            name: t.name.clone(),
+            role: t.role,
+        }))
+    });
+    match found {
+        Some(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unknown token").into_response(),
+    }
+}
+
+/// 403 unless the caller is an admin.
+pub fn require_admin(caller: &Caller) -> std::result::Result<(), ApiError> {
+    match caller.role {
+        Role::Admin => Ok(()),
+        Role::Read => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token '{}' is read-only; this needs an admin token",
+                caller.name
+            ),
+        )),
+    }
+}
