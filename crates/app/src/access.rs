@@ -69,6 +69,14 @@ impl Access {
         self.config.as_ref().map(|l| l.path.as_path())
     }
 
+    /// Where state that must survive restarts goes (see `daemon::settings::state_dir`).
+    pub fn state_dir(&self) -> PathBuf {
+        match &self.config {
+            Some(loaded) => crate::daemon::state_dir(loaded),
+            None => crate::daemon::settings::state_dir(None),
+        }
+    }
+
     pub fn config_file(&self) -> Option<&config::ConfigFile> {
         self.config.as_ref().map(|l| &l.config)
     }

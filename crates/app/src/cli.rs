@@ -190,7 +190,8 @@ pub struct RecoverArgs {
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
     /// Where a run notes the steps it finished, so that a rerun continues (default:
-    /// $BULWARK_STATE_DIR, else /var/lib/bulwark as root, else ~/.local/state/bulwark).
+    /// $BULWARK_STATE_DIR, else the config's [daemon] state_dir, else /var/lib/bulwark as
+    /// root, else ~/.local/state/bulwark).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
 }

@@ -31,7 +31,8 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
     let repo = ctx.open()?;
     let snapshots = ctx.snapshots(&repo)?;
     let (drills, _) = drill::load_all(&repo)?;
-    let state = StateFile::new(args.state_dir.as_deref(), &scenario.name);
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| ctx.state_dir());
+    let state = StateFile::new(&state_dir, &scenario.name);
     let earlier = state.load(&point.describe());
     let plan = recover::plan(
         &snapshots,
@@ -261,21 +262,7 @@ struct State {
 }
 
 impl StateFile {
-    fn new(dir: Option<&Path>, scenario: &str) -> Self {
-        let dir = dir
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("BULWARK_STATE_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| {
-                // SAFETY: geteuid has no preconditions.
-                if unsafe { libc::geteuid() } == 0 {
-                    PathBuf::from("/var/lib/bulwark")
-                } else {
-                    std::env::var_os("HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_default()
-                        .join(".local/state/bulwark")
-                }
-            });
+    fn new(dir: &Path, scenario: &str) -> Self {
         // A scenario's name comes from the config: keep only what is safe in a file name.
         let safe: String = scenario
             .chars()

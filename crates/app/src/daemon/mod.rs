@@ -47,6 +47,7 @@ pub struct Daemon {
 struct RunningJob {
     child: Child,
     run_id: Option<i64>,
+    repository: Option<String>,
 }
 
 /// How long running jobs get to stop after SIGTERM before the daemon exits anyway.
@@ -196,7 +197,14 @@ impl Daemon {
             }
         };
         eprintln!("job '{}' started ({trigger}), pid {}", job.name, child.id());
-        running.insert(job.name.clone(), RunningJob { child, run_id });
+        running.insert(
+            job.name.clone(),
+            RunningJob {
+                child,
+                run_id,
+                repository: job.repository.clone(),
+            },
+        );
         Ok(run_id)
     }
 
@@ -229,41 +237,65 @@ impl Daemon {
         }
     }
 
-    /// One pass of the scheduler: every job whose newest due slot (plus its jitter) has come
-    /// and has no run gets one.
+    /// One pass of the scheduler: of the jobs whose newest due slot (plus jitter) has come
+    /// and has no run, the one due longest starts, unless a job on the same repository is
+    /// running. The daemon's own jobs thus take turns on a repository: a prune waiting for
+    /// the exclusive lock is not starved by a stream of backups and checks, and waits in
+    /// this queue instead of failing.
     fn tick(&self, now: Timestamp) {
         self.reap();
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
         let config = self.config();
-        for job in config.config.jobs.values() {
-            if self.is_running(&job.name) {
+        let mut due: Vec<(Timestamp, &Job)> = config
+            .config
+            .jobs
+            .values()
+            .filter(|job| !self.is_running(&job.name))
+            .filter_map(|job| Some((self.due_slot(job, now)?, job)))
+            .collect();
+        due.sort_by_key(|(slot, job)| (*slot, job.name.clone()));
+        for (slot, job) in due {
+            if self.repository_busy(job.repository.as_deref()) {
                 continue;
             }
-            let Ok(Some(slot)) = self.with_state(|s| {
+            self.attempted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job.name.clone(), slot);
+            if let Err(e) = self.start(job, "schedule", Some(slot)) {
+                eprintln!("error: job '{}': {e:#}", job.name);
+            }
+        }
+    }
+
+    /// The slot `job` owes a run for now, if any: due, its jitter passed, not yet tried by
+    /// this process.
+    fn due_slot(&self, job: &Job, now: Timestamp) -> Option<Timestamp> {
+        let slot = self
+            .with_state(|s| {
                 let since = match s.last_slot(&job.name)? {
                     Some(t) => t,
                     None => s.first_seen(&job.name, now)?,
                 };
                 Ok(job.schedule.due_slot(since, now))
-            }) else {
-                continue;
-            };
-            let delay = jiff::SignedDuration::try_from(job.delay_for(slot)).unwrap_or_default();
-            if now < slot.checked_add(delay).unwrap_or(slot) {
-                continue;
-            }
-            let mut attempted = self.attempted.lock().unwrap_or_else(|e| e.into_inner());
-            if attempted.get(&job.name) == Some(&slot) {
-                continue;
-            }
-            attempted.insert(job.name.clone(), slot);
-            drop(attempted);
-            if let Err(e) = self.start(job, "schedule", Some(slot)) {
-                eprintln!("error: job '{}': {e:#}", job.name);
-            }
+            })
+            .ok()??;
+        let delay = jiff::SignedDuration::try_from(job.delay_for(slot)).unwrap_or_default();
+        if now < slot.checked_add(delay).unwrap_or(slot) {
+            return None;
         }
+        let attempted = self.attempted.lock().unwrap_or_else(|e| e.into_inner());
+        (attempted.get(&job.name) != Some(&slot)).then_some(slot)
+    }
+
+    /// Whether one of this daemon's jobs runs on `repository` (None: the default one).
+    fn repository_busy(&self, repository: Option<&str>) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .values()
+            .any(|j| j.repository.as_deref() == repository)
     }
 
     /// SIGHUP: the new config replaces the old only if it loads; jobs keep their history.
@@ -319,11 +351,9 @@ pub fn state_dir(loaded: &Loaded) -> PathBuf {
 pub fn run(loaded: Loaded) -> Result<()> {
     let signals = block_signals();
     let tokens = api_tokens(&loaded)?;
-    let addr = loaded
-        .config
-        .daemon
-        .listen_addr()
-        .map_err(|e| anyhow!("{}: [daemon] listen: {e}", loaded.path.display()))?;
+    let addr = loaded.config.daemon.listen_addr().map_err(|e| {
+        crate::exit::usage(format!("{}: [daemon] listen: {e}", loaded.path.display()))
+    })?;
     let daemon = Daemon::new(loaded)?;
     crate::web::start(
         crate::web::Web {
@@ -379,10 +409,10 @@ fn api_tokens(loaded: &Loaded) -> Result<Vec<settings::ApiToken>> {
     let dir = loaded.path.parent().unwrap_or(std::path::Path::new("/"));
     loaded.config.daemon.tokens(dir).map_err(|(name, e)| {
         let line = loaded.config.token_lines.get(&name).copied().unwrap_or(1);
-        anyhow!(
+        crate::exit::usage(format!(
             "{}:{line}: [daemon.tokens.{name}] {e}",
             loaded.path.display()
-        )
+        ))
     })
 }
 

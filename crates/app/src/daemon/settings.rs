@@ -66,21 +66,28 @@ impl DaemonSection {
             .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8081"))
     }
 
-    /// The state directory: BULWARK_STATE_DIR, else configured (relative to the config
-    /// file), else /var/lib/bulwark for root and ~/.local/state/bulwark for anyone else.
+    /// The state directory (see [`state_dir`]); a configured one is relative to the config
+    /// file.
     pub fn state_dir(&self, config_dir: &Path) -> PathBuf {
-        if let Some(d) = std::env::var_os("BULWARK_STATE_DIR").filter(|d| !d.is_empty()) {
-            return PathBuf::from(d);
-        }
-        if let Some(d) = &self.state_dir {
-            return config_dir.join(d);
-        }
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        match std::env::var_os("HOME").filter(|_| !root) {
-            Some(home) => PathBuf::from(home).join(".local/state/bulwark"),
-            None => PathBuf::from(DEFAULT_STATE_DIR),
-        }
+        state_dir(self.state_dir.as_ref().map(|d| config_dir.join(d)))
+    }
+}
+
+/// Where jobs, the daemon and recoveries keep their state: BULWARK_STATE_DIR, else the
+/// configured directory, else /var/lib/bulwark for root and ~/.local/state/bulwark for anyone
+/// else.
+pub fn state_dir(configured: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = std::env::var_os("BULWARK_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = configured {
+        return d;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    match std::env::var_os("HOME").filter(|_| !root) {
+        Some(home) => PathBuf::from(home).join(".local/state/bulwark"),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
     }
 }
 

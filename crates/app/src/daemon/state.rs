@@ -556,9 +556,17 @@ impl State {
     }
 }
 
-/// Whether a process with this id exists (it may be another one that reused the id; a
-/// run is then closed at the next start instead).
+/// Whether a process with this id is alive: it exists and is not a zombie waiting to be
+/// reaped (a killed run-job whose parent died too may linger so). The id may have been
+/// reused by another process; the run is then closed at a later start instead.
 fn process_alive(pid: i64) -> bool {
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        return !matches!(state, Some('Z' | 'X') | None);
+    }
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

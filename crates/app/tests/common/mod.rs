@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod faults;
 pub mod garage;
 pub mod pitr;

@@ -1,0 +1,151 @@
+//! A `bulwark daemon` started by a test on a free loopback port, and a small HTTP client for
+//! its API. Dropping it stops the daemon (SIGTERM, then SIGKILL).
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, Env};
+
+pub const ADMIN: &str = "admin-token-for-tests-0001";
+pub const READER: &str = "read-token-for-tests-0001";
+
+/// The `[daemon]` section with an admin and a read-only token, listening on `port`.
+pub fn section(port: u16) -> String {
+    format!(
+        "[daemon]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [daemon.tokens.ops]\nrole = \"admin\"\ntoken = \"{ADMIN}\"\n\n\
+         [daemon.tokens.grafana]\nrole = \"read\"\ntoken = \"{READER}\"\n\n"
+    )
+}
+
+pub fn port() -> u16 {
+    free_port()
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon of `env`'s config and waits for /healthz.
+    pub fn start(env: &Env, port: u16) -> Self {
+        let log = env.path(&format!("daemon-{}.log", std::process::id() ^ port as u32));
+        let file = std::fs::File::create(&log).expect("log");
+        let child = env
+            .command()
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("daemon starts");
+        let d = Self { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.get("/healthz", None).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not come up:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("client");
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut req = match method {
+            "POST" => client.post(url),
+            _ => client.get(url),
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        match req.send() {
+            Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.request("GET", path, token)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.request("POST", path, token)
+    }
+
+    /// GET as the reader; asserts 200 and parses the JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.get(path, Some(READER));
+        assert_eq!(code, 200, "{path}: {body}\n{}", self.log());
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Waits until `done` holds for the runs the API lists (newest first).
+    pub fn wait_runs(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let runs = self.json("/api/runs?limit=1000");
+            let runs = runs.as_array().cloned().unwrap_or_default();
+            if done(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {runs:#?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signals the daemon this test started.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        std::mem::forget(self);
+        code
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs of `job` in an API listing.
+pub fn of<'a>(runs: &'a [serde_json::Value], job: &str) -> Vec<&'a serde_json::Value> {
+    runs.iter().filter(|r| r["job"] == job).collect()
+}

@@ -1,0 +1,381 @@
+//! `bulwark daemon` and `run-job` against real PostgreSQL and Redis: scheduled backups, checks
+//! and retention; a SIGKILL mid-backup (the run recorded as interrupted, the repository clean,
+//! the missed slot run once); SIGHUP with a broken config; the API's tokens and roles;
+//! a datastore down at job time; `/metrics` checked by Prometheus' own promtool.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::{self, of, Daemon, ADMIN, READER};
+use common::postgres::{Flavor, PgServer};
+use common::redis::Redis;
+use common::{write_sample_tree, Env};
+
+fn results(runs: &[&serde_json::Value]) -> Vec<String> {
+    runs.iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn succeeded(runs: &[serde_json::Value], job: &str) -> usize {
+    of(runs, job)
+        .iter()
+        .filter(|r| r["result"] == "success")
+        .count()
+}
+
+#[test]
+fn scheduled_jobs_run_and_a_sigkilled_backup_is_recorded_interrupted_and_run_again_once() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    let Some(pg) = PgServer::start(Flavor::Debian15) else {
+        return;
+    };
+    pg.sql("postgres", "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, md5(g::text) FROM generate_series(1, 500) g");
+    redis.cli(&["SET", "session:1", "alive"]);
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    // The slow source: a dump that takes a few seconds, so that a kill lands mid-backup.
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.db]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [sources.slow]\nkind = \"command\"\ncommand = \"sleep 6; echo late\"\nfilename = \"late.txt\"\n\n\
+             [retention]\nkeep_last = 2\n\n\
+             [jobs.backup]\nkind = \"backup\"\nsources = [\"db\", \"cache\", \"uploads\"]\nschedule = \"*/3 * * * * *\"\n\n\
+             [jobs.verify]\nkind = \"check\"\nschedule = \"*/4 * * * * *\"\n\n\
+             [jobs.retention]\nkind = \"retention\"\nschedule = \"*/5 * * * * *\"\n\n\
+             [jobs.slow]\nkind = \"backup\"\nsources = [\"slow\"]\nschedule = \"*/30 * * * * *\"\ntimeout = \"5m\"\n",
+            daemon::section(port),
+            pg.url(),
+            pg.password_file().display(),
+            redis.port(),
+        ),
+    )
+    .expect("config");
+    env.init();
+
+    let d = Daemon::start(&env, port);
+    let runs = d.wait_runs("two backups, a check and a retention run", |runs| {
+        succeeded(runs, "backup") >= 2
+            && succeeded(runs, "verify") >= 1
+            && succeeded(runs, "retention") >= 1
+    });
+    for r in &runs {
+        assert_eq!(r["trigger"], "schedule", "{r}");
+        assert!(r["slot"].is_string(), "scheduled runs name their slot: {r}");
+    }
+    let backup = of(&runs, "backup")
+        .into_iter()
+        .find(|r| r["result"] == "success")
+        .expect("a backup");
+    let detail = d.json(&format!("/api/runs/{}", backup["id"]));
+    let report = detail["report"].to_string();
+    for source in ["db", "cache", "uploads"] {
+        assert!(
+            report.contains(&format!("\"source\":\"{source}\"")),
+            "{report}"
+        );
+    }
+    // Retention keeps two snapshots per source.
+    let snapshots = env.ok(&["--json", "snapshots", "--source", "cache"]).json();
+    assert!(
+        snapshots.as_array().map_or(0, |a| a.len()) <= 3,
+        "{snapshots}"
+    );
+
+    let status = d.json("/api/status");
+    let metrics = &status["current_metrics"];
+    assert_eq!(metrics["backup_success_rate"], 1.0, "{status}");
+    assert!(
+        metrics["last_backup_age_hours"].as_f64() < Some(1.0),
+        "{status}"
+    );
+    assert!(
+        metrics["disk_space_used_percent"].as_f64() > Some(0.0),
+        "{status}"
+    );
+    let datastores = status["datastores"].as_array().expect("datastores");
+    let cache = datastores
+        .iter()
+        .find(|d| d["name"] == "cache")
+        .expect("cache");
+    assert!(cache["backups_succeeded"].as_u64() >= Some(2), "{status}");
+    assert!(cache["last_success"].is_string(), "{status}");
+
+    // The slow job's slot comes: kill the daemon and the run it started, as a power cut would.
+    let running = d.wait_runs("the slow job running", |runs| {
+        of(runs, "slow").iter().any(|r| r["result"] == "running")
+    });
+    let slot = of(&running, "slow")[0]["slot"].clone();
+    std::thread::sleep(Duration::from_secs(2));
+    let run_job_pids = pids_of("run-job slow");
+    assert!(!run_job_pids.is_empty(), "run-job is running");
+    d.signal(libc::SIGKILL);
+    for pid in run_job_pids {
+        // SAFETY: the run-job this test's daemon started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    drop(d);
+    std::thread::sleep(Duration::from_secs(1));
+    let d = Daemon::start(&env, port);
+    let runs = d.wait_runs("the interrupted slot run again", |runs| {
+        of(runs, "slow")
+            .iter()
+            .any(|r| r["result"] == "success" && r["slot"] == slot)
+    });
+    let slow = of(&runs, "slow");
+    let same_slot: Vec<&&serde_json::Value> = slow.iter().filter(|r| r["slot"] == slot).collect();
+    assert_eq!(
+        results(&same_slot.iter().map(|r| **r).collect::<Vec<_>>()),
+        ["success", "interrupted"],
+        "the killed run is interrupted, its slot ran once more: {slow:#?}"
+    );
+    assert!(
+        same_slot[1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("killed"),
+        "{slow:#?}"
+    );
+    d.stop();
+    env.ok(&["check", "--read-data"]);
+    let late = env.ok(&["--json", "snapshots", "--source", "slow"]).json();
+    assert_eq!(
+        late.as_array().map(|a| a.len()),
+        Some(1),
+        "one complete snapshot of the slot: {late}"
+    );
+}
+
+/// Process ids whose command line contains `needle`.
+fn pids_of(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) && text.contains("bulwark") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn the_api_asks_for_tokens_and_roles_and_answers_bad_requests_with_json() {
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [jobs.nightly]\nkind = \"backup\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n",
+            daemon::section(port)
+        ),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    assert_eq!(d.get("/healthz", None).0, 200);
+    assert_eq!(d.get("/api/status", None).0, 401);
+    assert_eq!(d.get("/metrics", Some("not-a-token-at-all")).0, 401);
+    let (code, body) = d.post("/api/jobs/nightly/run", Some(READER));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    for (method, path, want) in [
+        ("POST", "/api/jobs/nope/run", 404),
+        ("GET", "/api/runs/xyz", 400),
+        ("GET", "/api/runs/999999", 404),
+        ("GET", "/api/runs?limit=0", 400),
+        ("GET", "/api/runs?limit=abc", 400),
+        ("POST", "/api/alerts/12/acknowledge", 404),
+        ("POST", "/api/alerts/x/acknowledge", 400),
+        ("GET", "/api/nothing", 404),
+    ] {
+        let (code, body) = match method {
+            "POST" => d.post(path, Some(ADMIN)),
+            _ => d.get(path, Some(ADMIN)),
+        };
+        assert_eq!(code, want, "{method} {path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(
+            v["error"].is_string(),
+            "{method} {path}: JSON error expected, got {body}"
+        );
+    }
+    let jobs = d.json("/api/jobs");
+    assert_eq!(jobs[0]["name"], "nightly");
+    assert_eq!(jobs[0]["interval_secs"], 86400, "{jobs}");
+    assert_eq!(jobs[0]["timezone"], "Europe/Berlin");
+
+    let (code, body) = d.post("/api/jobs/nightly/run", Some(ADMIN));
+    assert_eq!(code, 202, "{body}");
+    let runs = d.wait_runs("the triggered run", |runs| {
+        of(runs, "nightly").iter().any(|r| r["result"] == "success")
+    });
+    assert_eq!(of(&runs, "nightly")[0]["trigger"], "api:ops");
+
+    // An alert in the store (the alerts issue fires them) is acknowledged by name.
+    let db = rusqlite::Connection::open(env.path("state/state.db")).expect("state db");
+    db.execute(
+        "INSERT INTO alerts (rule, datastore, severity, summary, fired) VALUES ('backup_failed', 'uploads', 'critical', 'x', 1)",
+        [],
+    )
+    .expect("alert");
+    let id = db.last_insert_rowid();
+    let (code, body) = d.post(&format!("/api/alerts/{id}/acknowledge"), Some(ADMIN));
+    assert_eq!(code, 200, "{body}");
+    let alerts = d.json("/api/alerts");
+    assert_eq!(alerts[0]["acknowledged_by"], "ops", "{alerts}");
+    let log = d.log();
+    for secret in [ADMIN, READER] {
+        assert!(!log.contains(secret), "a token in the log:\n{log}");
+    }
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_replaces_it() {
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    let base = format!(
+        "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n",
+        daemon::section(port)
+    );
+    let job = |name: &str, schedule: &str| {
+        format!("[jobs.{name}]\nkind = \"backup\"\nschedule = \"{schedule}\"\n")
+    };
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!("{base}{}", job("first", "0 3 * * *")),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    let broken = format!("{base}{}", job("second", "0 25 * * *"));
+    std::fs::write(env.path("bulwark.toml"), &broken).expect("config");
+    d.signal(libc::SIGHUP);
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("schedule"))
+        .expect("line")
+        + 1;
+    wait_for(|| d.log().contains("reload refused"), "the refusal", &d);
+    let log = d.log();
+    assert!(
+        log.contains(&format!("bulwark.toml:{line}:")),
+        "file and line: {log}"
+    );
+    assert!(log.contains("hour '25'"), "{log}");
+    assert_eq!(
+        d.json("/api/jobs")[0]["name"],
+        "first",
+        "the old config stays"
+    );
+
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!("{base}{}", job("second", "0 4 * * *")),
+    )
+    .expect("config");
+    d.signal(libc::SIGHUP);
+    wait_for(
+        || d.json("/api/jobs")[0]["name"] == "second",
+        "the new config",
+        &d,
+    );
+    assert_eq!(d.stop(), Some(0), "SIGTERM ends the daemon cleanly");
+}
+
+fn wait_for(cond: impl Fn() -> bool, what: &str, d: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_job_config_and_missing_token_files_are_refused_at_start_with_file_and_line() {
+    let env = Env::new();
+    let files = "[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n";
+    for (text, line, words) in [
+        (format!("{files}[jobs.x]\nkind = \"backup\"\nschedule = \"61 * * * *\"\n"), 7, "minute '61'"),
+        (format!("{files}[jobs.x]\nkind = \"rsync\"\nschedule = \"@daily\"\n"), 6, "unknown job kind"),
+        (format!("{files}[jobs.x]\nkind = \"backup\"\nschedule = \"@daily\"\nsources = [\"nope\"]\n"), 8, "no [sources.nope]"),
+        (format!("{files}[jobs.x]\nkind = \"backup\"\nschedule = \"@daily\"\ntimezone = \"Mars/Olympus\"\n"), 8, "Mars/Olympus"),
+        (format!("{files}[daemon.tokens.ci]\nrole = \"admin\"\ntoken_file = \"missing.token\"\n"), 5, "missing.token"),
+        (format!("{files}[daemon]\nlisten = \"0.0.0.0:8081\"\n"), 6, "allow_remote"),
+    ] {
+        std::fs::write(env.path("bulwark.toml"), &text).expect("config");
+        let r = env.run(&["daemon"]);
+        assert_eq!(r.code, 2, "{text}\n{}", r.stderr);
+        assert!(r.stderr.contains(&format!("bulwark.toml:{line}:")), "line {line}: {}", r.stderr);
+        assert!(r.stderr.contains(words), "{words}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_datastore_down_at_job_time_fails_the_run_with_the_reason_and_the_next_run_proceeds() {
+    let env = Env::new();
+    let port = daemon::port();
+    let nowhere = common::free_port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{nowhere}\"\n\n\
+             [jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n",
+            daemon::section(port)
+        ),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    let runs = d.wait_runs("two failed runs", |runs| {
+        of(runs, "backup")
+            .iter()
+            .filter(|r| r["result"] == "failed")
+            .count()
+            >= 2
+    });
+    let failed = of(&runs, "backup")
+        .into_iter()
+        .find(|r| r["result"] == "failed")
+        .expect("failed");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cache") || error.contains("failed"),
+        "{failed}"
+    );
+    let detail = d.json(&format!("/api/runs/{}", failed["id"]));
+    assert!(
+        detail["log"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&nowhere.to_string()),
+        "the log excerpt names the server: {detail}"
+    );
+    let status = d.json("/api/status");
+    assert_eq!(
+        status["current_metrics"]["backup_success_rate"], 0.0,
+        "{status}"
+    );
+    let metrics = d.get("/metrics", Some(READER)).1;
+    assert!(
+        metrics.contains("bulwark_datastore_backups_total{datastore=\"cache\",kind=\"redis\",result=\"failure\"}"),
+        "{metrics}"
+    );
+}
