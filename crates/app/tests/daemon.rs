@@ -379,3 +379,177 @@ fn a_datastore_down_at_job_time_fails_the_run_with_the_reason_and_the_next_run_p
         "{metrics}"
     );
 }
+
+/// Runs Prometheus' promtool; None (skipped, loudly) when it is not installed, which fails
+/// under CI.
+fn promtool(args: &[&str], stdin: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/prometheus"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIPPED: promtool is not installed (Debian package prometheus); Prometheus checks did not run");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the promtool checks"
+        );
+        return None;
+    };
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), text))
+}
+
+#[test]
+fn metrics_pass_promtool_and_the_shipped_alert_rules_pass_their_tests() {
+    let Some(redis) = Redis::start(&[]) else {
+        return;
+    };
+    redis.cli(&["SET", "k", "v"]);
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
+             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n\n\
+             [jobs.drill]\nkind = \"drill\"\nscenario = \"full_disaster\"\nschedule = \"*/3 * * * * *\"\n\n\
+             [jobs.verify]\nkind = \"check\"\nschedule = \"*/3 * * * * *\"\n",
+            daemon::section(port),
+            redis.port()
+        ),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    d.wait_runs("a backup, a drill and a check", |runs| {
+        succeeded(runs, "backup") >= 1
+            && succeeded(runs, "drill") >= 1
+            && succeeded(runs, "verify") >= 1
+    });
+    // The assessment after the last job, so that repository and drill figures are in.
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, scrape) = d.get("/metrics", Some(READER));
+    assert_eq!(code, 200);
+    for family in [
+        "bulwark_build_info{version=",
+        "bulwark_datastore_last_success_timestamp_seconds{datastore=\"cache\",kind=\"redis\"}",
+        "bulwark_datastore_backups_total{datastore=\"uploads\",kind=\"files\",result=\"success\"}",
+        "bulwark_datastore_recovery_point_timestamp_seconds{datastore=\"cache\"",
+        "bulwark_repository_size_bytes ",
+        "bulwark_repository_check_ok 1",
+        "bulwark_scenario_drill_passed{scenario=\"full_disaster\"} 1",
+        "bulwark_job_next_run_timestamp_seconds{job=\"backup\",kind=\"backup\"}",
+        "bulwark_job_interval_seconds{job=\"backup\",kind=\"backup\"} 2",
+    ] {
+        assert!(scrape.contains(family), "{family} missing:\n{scrape}");
+    }
+    let drills = d.json("/api/drills");
+    assert_eq!(drills[0]["scenario"], "full_disaster", "{drills}");
+    assert_eq!(drills[0]["result"], "passed", "{drills}");
+    let Some((ok, out)) = promtool(&["check", "metrics"], &scrape) else {
+        return;
+    };
+    assert!(ok, "promtool check metrics: {out}\n{scrape}");
+    let (ok, out) = promtool(&["test", "rules", "bulwark-alerts.test.yml"], "").expect("promtool");
+    assert!(ok, "promtool test rules: {out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Schemathesis (PyPI) generates requests from the served OpenAPI document, valid and not, with
+/// and without the token, and checks every answer against it: status codes, content types,
+/// headers and bodies. The state holds real runs and an open alert, so the schemas of runs,
+/// jobs, status and alerts are all exercised.
+#[test]
+fn the_openapi_document_matches_the_running_server() {
+    let Some(schemathesis) = tool_on_path("schemathesis") else {
+        eprintln!("SKIPPED: schemathesis is not installed (scripts/install-deps.sh installs it from PyPI); the API contract test did not run");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the API contract test"
+        );
+        return;
+    };
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [sources.broken]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
+             [jobs.backup]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"*/2 * * * * *\"\n\n\
+             [jobs.failing]\nkind = \"backup\"\nsources = [\"broken\"]\nschedule = \"*/3 * * * * *\"\n",
+            daemon::section(port)
+        ),
+    )
+    .expect("config");
+    env.init();
+    // An open alert (the alert rules that raise them come with the alerts issue).
+    let state = env.path("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    {
+        let d = Daemon::start(&env, port);
+        d.wait_runs("a success and a failure", |runs| {
+            succeeded(runs, "backup") >= 1
+                && of(runs, "failing").iter().any(|r| r["result"] == "failed")
+        });
+        d.stop();
+    }
+    let db = rusqlite::Connection::open(state.join("state.db")).expect("state db");
+    db.execute(
+        "INSERT INTO alerts (rule, datastore, severity, summary, fired) \
+         VALUES ('backup_failed', 'broken', 'critical', 'the backup of <broken> failed', 1.0e9)",
+        [],
+    )
+    .expect("alert");
+    drop(db);
+    let d = Daemon::start(&env, port);
+    let out = std::process::Command::new(schemathesis)
+        .args(["run", &format!("http://127.0.0.1:{port}/api/openapi.json")])
+        .args(["--checks", "all", "--max-examples", "30", "--workers", "2"])
+        .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
+        .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(env.path(""))
+        .output()
+        .expect("schemathesis runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemathesis found the API and its document disagree:\n{text}\n{}",
+        d.log()
+    );
+    assert!(
+        text.contains("11 selected"),
+        "every operation tested:\n{text}"
+    );
+    assert!(
+        !text.contains("Missing test data"),
+        "every operation reached with real ids:\n{text}"
+    );
+}
+
+/// The path of `name` if an executable of that name is on PATH.
+fn tool_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

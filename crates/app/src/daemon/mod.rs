@@ -51,6 +51,13 @@ struct RunningJob {
 }
 
 /// How long running jobs get to stop after SIGTERM before the daemon exits anyway.
+/// A run a job owes: the slot it runs for, and since when it has been owed (the first slot
+/// after its last run).
+struct Owed {
+    since: Timestamp,
+    slot: Timestamp,
+}
+
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
 impl Daemon {
@@ -248,15 +255,17 @@ impl Daemon {
             return;
         }
         let config = self.config();
-        let mut due: Vec<(Timestamp, &Job)> = config
+        let mut due: Vec<(Owed, &Job)> = config
             .config
             .jobs
             .values()
             .filter(|job| !self.is_running(&job.name))
-            .filter_map(|job| Some((self.due_slot(job, now)?, job)))
+            .filter_map(|job| Some((self.owed(job, now)?, job)))
             .collect();
-        due.sort_by_key(|(slot, job)| (*slot, job.name.clone()));
-        for (slot, job) in due {
+        // The job that has waited longest goes first, so frequent jobs sharing a repository
+        // cannot starve a rare one.
+        due.sort_by_key(|(owed, job)| (owed.since, job.name.clone()));
+        for (Owed { slot, .. }, job) in due {
             if self.repository_busy(job.repository.as_deref()) {
                 continue;
             }
@@ -270,16 +279,18 @@ impl Daemon {
         }
     }
 
-    /// The slot `job` owes a run for now, if any: due, its jitter passed, not yet tried by
-    /// this process.
-    fn due_slot(&self, job: &Job, now: Timestamp) -> Option<Timestamp> {
-        let slot = self
+    /// The run `job` owes now, if any: due, its jitter passed, not yet tried by this process.
+    fn owed(&self, job: &Job, now: Timestamp) -> Option<Owed> {
+        let (since, slot) = self
             .with_state(|s| {
-                let since = match s.last_slot(&job.name)? {
+                let last = match s.last_slot(&job.name)? {
                     Some(t) => t,
                     None => s.first_seen(&job.name, now)?,
                 };
-                Ok(job.schedule.due_slot(since, now))
+                Ok(job.schedule.due_slot(last, now).map(|slot| {
+                    let since = job.schedule.next_after(last).unwrap_or(slot);
+                    (since, slot)
+                }))
             })
             .ok()??;
         let delay = jiff::SignedDuration::try_from(job.delay_for(slot)).unwrap_or_default();
@@ -287,7 +298,7 @@ impl Daemon {
             return None;
         }
         let attempted = self.attempted.lock().unwrap_or_else(|e| e.into_inner());
-        (attempted.get(&job.name) != Some(&slot)).then_some(slot)
+        (attempted.get(&job.name) != Some(&slot)).then_some(Owed { since, slot })
     }
 
     /// Whether one of this daemon's jobs runs on `repository` (None: the default one).
