@@ -18,6 +18,8 @@ pub struct Access {
     pub password_file: Option<PathBuf>,
     /// How long to wait for another operation's lock (--retry-lock; 0: fail at once).
     pub lock_wait: std::time::Duration,
+    /// The repository the command opened first, with its URL (see [`Access::opened`]).
+    pub opened: std::sync::Mutex<Option<(String, Repository)>>,
 }
 
 /// A repository location resolved from --repo, the environment or the config file.
@@ -83,38 +85,30 @@ impl Access {
 
     /// Resolves a repository name from the config file, or takes the string as a URL.
     pub fn target(&self, name_or_url: Option<&str>) -> Result<RepoTarget> {
-        let repos = self.config_file().map(|c| &c.repositories);
-        let wanted = name_or_url
-            .map(str::to_string)
-            .or_else(|| self.repo_arg.clone());
-        if let Some(w) = wanted {
-            if let Some(section) = repos.and_then(|r| r.get(&w)) {
-                return Ok(RepoTarget {
-                    url: section.url.clone(),
-                    section: Some(section.clone()),
-                });
-            }
-            return Ok(RepoTarget {
-                url: w,
-                section: None,
-            });
+        resolve(self.config_file(), self.repo_arg.as_deref(), name_or_url)
+    }
+
+    /// Remembers the repository the command works on, for its audit entry: the first opened
+    /// (copy's source, not its destination).
+    pub fn opened(&self, target: &RepoTarget, repo: &Repository) {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if opened.is_none() {
+            *opened = Some((target.url.clone(), repo.clone()));
         }
-        let cfg = self.config_file().ok_or_else(|| {
-            usage("no repository given: pass --repo PATH_OR_URL, set BULWARK_REPOSITORY, or write a bulwark.toml")
-        })?;
-        let name = match (&cfg.default_repository, cfg.repositories.len()) {
-            (Some(d), _) => d.clone(),
-            (None, 1) => cfg.repositories.keys().next().cloned().unwrap_or_default(),
-            (None, 0) => bail!(usage(
-                "the config file declares no [repositories.NAME]; pass --repo"
-            )),
-            (None, _) => bail!(usage(
-                "several repositories are configured: set default_repository or pass --repo NAME"
-            )),
-        };
-        let section = cfg.repositories.get(&name).cloned();
-        let url = section.as_ref().map(|s| s.url.clone()).unwrap_or_default();
-        Ok(RepoTarget { url, section })
+    }
+
+    /// The command works on `repo` whatever it opened before (`init` from another's params).
+    pub fn working_on(&self, target: &RepoTarget, repo: &Repository) {
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((target.url.clone(), repo.clone()));
+    }
+
+    /// The repository remembered by [`Self::opened`], with its URL.
+    pub fn opened_repository(&self) -> Option<(String, Repository)> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self, target: &RepoTarget) -> Result<Store> {
@@ -157,13 +151,58 @@ impl Access {
                 target.url
             ))
         })?;
-        open_with(self.store(target)?, target, &password)
+        self.open_with(self.store(target)?, target, &password)
+    }
+
+    pub fn open_with(
+        &self,
+        store: Store,
+        target: &RepoTarget,
+        password: &str,
+    ) -> Result<Repository> {
+        let repo = Repository::open(store, password)
+            .with_context(|| format!("cannot open repository at {}", target.url))?;
+        self.opened(target, &repo);
+        Ok(repo)
     }
 }
 
-pub fn open_with(store: Store, target: &RepoTarget, password: &str) -> Result<Repository> {
-    Repository::open(store, password)
-        .with_context(|| format!("cannot open repository at {}", target.url))
+/// Where a repository is: `name_or_url` (a section name or a URL), else --repo /
+/// BULWARK_REPOSITORY (`repo_arg`), else the config file's default.
+pub fn resolve(
+    config: Option<&config::ConfigFile>,
+    repo_arg: Option<&str>,
+    name_or_url: Option<&str>,
+) -> Result<RepoTarget> {
+    let repos = config.map(|c| &c.repositories);
+    if let Some(w) = name_or_url.or(repo_arg) {
+        if let Some(section) = repos.and_then(|r| r.get(w)) {
+            return Ok(RepoTarget {
+                url: section.url.clone(),
+                section: Some(section.clone()),
+            });
+        }
+        return Ok(RepoTarget {
+            url: w.to_string(),
+            section: None,
+        });
+    }
+    let cfg = config.ok_or_else(|| {
+        usage("no repository given: pass --repo PATH_OR_URL, set BULWARK_REPOSITORY, or write a bulwark.toml")
+    })?;
+    let name = match (&cfg.default_repository, cfg.repositories.len()) {
+        (Some(d), _) => d.clone(),
+        (None, 1) => cfg.repositories.keys().next().cloned().unwrap_or_default(),
+        (None, 0) => bail!(usage(
+            "the config file declares no [repositories.NAME]; pass --repo"
+        )),
+        (None, _) => bail!(usage(
+            "several repositories are configured: set default_repository or pass --repo NAME"
+        )),
+    };
+    let section = cfg.repositories.get(&name).cloned();
+    let url = section.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+    Ok(RepoTarget { url, section })
 }
 
 pub fn read_password_file(path: &Path) -> Result<String> {

@@ -111,6 +111,26 @@ pub enum Command {
     Daemon,
     /// Run one configured job once, recorded like a scheduled run.
     RunJob(RunJobArgs),
+    /// The audit log of the repository: who backed up, restored, deleted or changed what,
+    /// when, and how it ended; `audit verify` proves it untouched.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Only entries from then on: a date or time ('2026-12-01', '2026-12-01T08:00:00Z') or an
+    /// age ('24h', '7d').
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's MAC, their order and links, and the seal kept in the repository:
+    /// an edited, deleted, reordered or truncated entry is named (exit 6).
+    Verify,
 }
 
 #[derive(Args)]

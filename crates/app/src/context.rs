@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use engine::progress::Reporter;
 use engine::repo::Repository;
 
-use crate::access::{open_with, Access, RepoTarget};
+use crate::access::{Access, RepoTarget};
 use crate::cli::Cli;
 use crate::config;
 use crate::exit::usage;
@@ -37,6 +37,7 @@ impl Context {
                 repo_arg: cli.repo.clone(),
                 password_file: cli.password_file.clone(),
                 lock_wait: cli.retry_lock.unwrap_or_default(),
+                opened: Default::default(),
             },
             json: cli.json,
             quiet: cli.quiet,
@@ -57,7 +58,7 @@ impl Context {
 
     pub fn open_at(&self, target: &RepoTarget) -> Result<Repository> {
         let password = self.password(target, false)?;
-        open_with(self.store(target)?, target, &password)
+        self.open_with(self.store(target)?, target, &password)
     }
 
     /// The repository's snapshots. A damaged manifest is reported on stderr; it cannot stop

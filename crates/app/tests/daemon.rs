@@ -236,6 +236,31 @@ fn the_api_asks_for_tokens_and_roles_and_answers_bad_requests_with_json() {
     assert_eq!(code, 200, "{body}");
     let alerts = d.json("/api/alerts");
     assert_eq!(alerts[0]["acknowledged_by"], "ops", "{alerts}");
+
+    // The audit log names the token for what the API did, and the job for what its run did;
+    // the daemon's own events wait for the key and are chained by the next command.
+    let audit = env.ok(&["audit", "--json"]).json();
+    let entry = |action: &str| {
+        audit
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["action"] == action))
+            .unwrap_or_else(|| panic!("no '{action}' entry in {audit:#}"))
+            .clone()
+    };
+    let trigger = entry("run job");
+    assert_eq!(
+        (&trigger["actor"], &trigger["via"], &trigger["target"]),
+        (&"api:ops".into(), &"api".into(), &"nightly".into()),
+        "{trigger}"
+    );
+    assert!(trigger["chained"].is_string(), "chained later: {trigger}");
+    let backup = entry("backup");
+    assert_eq!(backup["via"], "job nightly (api:ops)", "{backup}");
+    assert_eq!(backup["result"], "success", "{backup}");
+    let ack = entry("acknowledge alert");
+    assert_eq!(ack["actor"], "api:ops", "{ack}");
+    assert_eq!(ack["target"], format!("alert {id}"), "{ack}");
+    assert_eq!(env.run(&["audit", "verify"]).code, 0);
     let log = d.log();
     for secret in [ADMIN, READER] {
         assert!(!log.contains(secret), "a token in the log:\n{log}");
@@ -294,6 +319,20 @@ fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_replaces_it() {
         &d,
     );
     assert_eq!(d.stop(), Some(0), "SIGTERM ends the daemon cleanly");
+    let audit = env.ok(&["audit", "--json"]).json();
+    let reloads: Vec<&str> = audit
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == "config reload")
+        .filter_map(|e| e["result"].as_str())
+        .collect();
+    assert_eq!(reloads.len(), 2, "{audit:#}");
+    assert!(
+        reloads[0].starts_with("refused: ") && reloads[0].contains("hour '25'"),
+        "{reloads:?}"
+    );
+    assert_eq!(reloads[1], "success");
 }
 
 fn wait_for(cond: impl Fn() -> bool, what: &str, d: &Daemon) {

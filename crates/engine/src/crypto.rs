@@ -51,6 +51,12 @@ impl MasterKey {
         hex::encode(&blake3::derive_key("bulwark 1 id-key fingerprint", self.id_key())[..8])
     }
 
+    /// The key of the audit log's MACs: whoever can rewrite the log's entries undetected
+    /// must hold the repository's master key.
+    pub fn audit_key(&self) -> [u8; 32] {
+        blake3::derive_key("bulwark 1 audit log", &self.raw)
+    }
+
     /// Seed for the chunker's gear table.
     pub fn chunker_seed(&self) -> [u8; 32] {
         blake3::derive_key("bulwark 1 chunker gear", self.id_key())

@@ -215,12 +215,7 @@ impl Drop for LockGuard {
 }
 
 fn write(repo: &Repository, id: &LockId, info: &LockInfo) -> Result<()> {
-    let json = serde_json::to_vec(info).map_err(|e| Error::invalid(e.to_string()))?;
-    repo.store().write(
-        ObjectKind::Lock,
-        &id.to_hex(),
-        &crate::codec::encode_object(repo.key(), &json),
-    )
+    repo.save_json_as(ObjectKind::Lock, &id.to_hex(), info)
 }
 
 /// Every file in `locks/`, readable or not.

@@ -111,6 +111,9 @@ pub enum ObjectKind {
     Set,
     /// Records of checks (sealed JSON), under `checks/` since format version 1.
     Check,
+    /// Seals of hosts' audit logs (sealed JSON, one per log, rewritten), under `audit/` since
+    /// format version 1.
+    Audit,
 }
 
 impl ObjectKind {
@@ -127,7 +130,17 @@ impl ObjectKind {
             ObjectKind::Recovery => "recoveries/",
             ObjectKind::Set => "sets/",
             ObjectKind::Check => "checks/",
+            ObjectKind::Audit => "audit/",
         }
+    }
+
+    /// Whether objects of this kind are named by the BLAKE3 of their bytes (locks and audit
+    /// seals are rewritten in place; keys and WAL have names of their own).
+    pub fn content_addressed(self) -> bool {
+        !matches!(
+            self,
+            ObjectKind::Config | ObjectKind::Lock | ObjectKind::Log | ObjectKind::Audit
+        )
     }
 
     fn path(self, name: &str) -> String {

@@ -22,6 +22,7 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
         None => Repository::init(store, &password, opts),
     }
     .with_context(|| format!("cannot create repository at {}", target.url))?;
+    ctx.working_on(&target, &repo);
     if ctx.json {
         crate::output::print_json(
             &serde_json::json!({ "repository": target.url, "id": repo.config().id }),

@@ -1,6 +1,7 @@
 //! One thin file per verb: parse options, call the engine, print.
 
 mod assess;
+mod audit;
 mod backup;
 mod check;
 mod copy;
@@ -30,7 +31,16 @@ use crate::cli::{Command, SnapshotFilter};
 use crate::context::Context;
 use crate::exit::Status;
 
+/// Runs the command and leaves its audit entry, if it changes anything.
 pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
+    let result = dispatch(ctx, command);
+    if let Some((action, target)) = audit::action(command) {
+        audit::record(ctx, action, &target, &result);
+    }
+    result
+}
+
+fn dispatch(ctx: &Context, command: &Command) -> Result<Status> {
     match command {
         Command::Init(a) => init::run(ctx, a),
         Command::Key(k) => key::run(ctx, k),
@@ -60,6 +70,7 @@ pub fn run(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Wal(c) => wal::run(ctx, c),
         Command::Daemon => daemon::run(ctx),
         Command::RunJob(a) => run_job::run(ctx, a),
+        Command::Audit(a) => audit::run(ctx, a),
     }
 }
 

@@ -50,7 +50,6 @@ struct RunningJob {
     repository: Option<String>,
 }
 
-/// How long running jobs get to stop after SIGTERM before the daemon exits anyway.
 /// A run a job owes: the slot it runs for, and since when it has been owed (the first slot
 /// after its last run).
 struct Owed {
@@ -58,6 +57,7 @@ struct Owed {
     slot: Timestamp,
 }
 
+/// How long running jobs get to stop after SIGTERM before the daemon exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
 impl Daemon {
@@ -309,10 +309,30 @@ impl Daemon {
             .any(|j| j.repository.as_deref() == repository)
     }
 
+    /// Leaves an audit entry for the repository `repository` (None: the default), to be
+    /// chained by the next process that opens it (the daemon does not hold its key).
+    pub fn audit(&self, repository: Option<&str>, event: &crate::audit::Event) {
+        let config = self.config();
+        let repo_arg = std::env::var("BULWARK_REPOSITORY").ok();
+        let deferred =
+            crate::access::resolve(Some(&config.config), repo_arg.as_deref(), repository)
+                .and_then(|t| crate::audit::Log::new(&self.state_dir).defer(&t.url, event));
+        if let Err(e) = deferred {
+            eprintln!("warning: audit log: {e:#}");
+        }
+    }
+
     /// SIGHUP: the new config replaces the old only if it loads; jobs keep their history.
     pub fn reload(&self) -> Result<()> {
         let path = self.config().path.clone();
-        let loaded = config::load(Some(&path))?.ok_or_else(|| anyhow!("no config file"))?;
+        let loaded = config::load(Some(&path));
+        let result = match &loaded {
+            Ok(_) => "success".to_string(),
+            Err(e) => format!("refused: {e:#}"),
+        };
+        let event = crate::audit::Event::now("config reload", &path.display().to_string(), &result);
+        self.audit(None, &event.by(&crate::audit::os_user(), "daemon (SIGHUP)"));
+        let loaded = loaded?.ok_or_else(|| anyhow!("no config file"))?;
         if state_dir(&loaded) != self.state_dir {
             eprintln!("note: a new state_dir takes effect when the daemon restarts");
         }

@@ -197,6 +197,10 @@ fn spawn_step(req: &Request, line: &[String], deadline: Instant) -> Result<StepC
         // Jobs that need the repository's exclusive lock wait for it, within the timeout.
         .arg(format!("{}s", wait.as_secs().max(1)))
         .args(line)
+        .env(
+            crate::audit::VIA_ENV,
+            format!("job {} ({})", req.job.name, req.trigger),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{require_admin, status, Answer, ApiError, Caller, Web};
+use crate::audit::Event;
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
@@ -44,10 +45,15 @@ pub async fn run_job(
         .get(&name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job '{name}'")))?;
     let trigger = format!("api:{}", caller.name);
-    let run = web
-        .daemon
-        .start(job, &trigger, None)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
+    let started = web.daemon.start(job, &trigger, None);
+    let result = match &started {
+        Ok(Some(run)) => format!("started run {run}"),
+        Ok(None) => "started".to_string(),
+        Err(e) => format!("refused: {e:#}"),
+    };
+    let event = Event::now("run job", &name, &result).by(&trigger, "api");
+    web.daemon.audit(job.repository.as_deref(), &event);
+    let run = started.map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "job": name, "run": run })),
@@ -117,6 +123,9 @@ pub async fn acknowledge(
             format!("no alert {id}"),
         ));
     }
+    let event = Event::now("acknowledge alert", &format!("alert {id}"), "success")
+        .by(&format!("api:{}", caller.name), "api");
+    web.daemon.audit(None, &event);
     Ok(Json(
         serde_json::json!({ "alert": id, "acknowledged_by": caller.name }),
     ))
