@@ -125,7 +125,7 @@ fn every_state_changing_command_is_recorded_with_who_what_and_result() {
     let seqs: Vec<u64> = log.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
     for secret in ["not the password", "a third password", "correct horse"] {
-        assert!(!serde_json::to_string(&log).unwrap().contains(secret));
+        assert!(!serde_json::to_string(&log).expect("json").contains(secret));
     }
 
     let verify = env.run(&["audit", "verify", "--json"]);
