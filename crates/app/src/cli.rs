@@ -114,6 +114,61 @@ pub enum Command {
     /// The audit log of the repository: who backed up, restored, deleted or changed what,
     /// when, and how it ended; `audit verify` proves it untouched.
     Audit(AuditArgs),
+    /// Have systemd (the daemon as a service, or one timer per job) or cron run the configured
+    /// jobs; show what they did; remove them again.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// What the running daemon reports (its /api/status), for a terminal; exit 8 degraded,
+    /// 9 critical.
+    Status(StatusArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// As root: a systemd service for the daemon (or, with --timers, a timer per job); as
+    /// another user: crontab lines between marker comments.
+    Install(ScheduleInstall),
+    /// How the schedule is installed, and each job's next run and last result.
+    Status(ScheduleTarget),
+    /// Removes what install wrote (units carrying its mark, the crontab block), nothing else.
+    Uninstall {
+        #[command(flatten)]
+        target: ScheduleTarget,
+        /// Show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ScheduleInstall {
+    /// One systemd timer and oneshot service per job (`bulwark run-job NAME`), instead of the
+    /// daemon's service.
+    #[arg(long)]
+    pub timers: bool,
+    #[command(flatten)]
+    pub target: ScheduleTarget,
+    /// Print the files instead of writing them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct ScheduleTarget {
+    /// Write under this directory instead of / (packaging, tests); systemctl is not called.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// crontab lines instead of systemd units (the default for users other than root).
+    #[arg(long)]
+    pub cron: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The daemon's address (default: [daemon] listen of the config). The token comes from
+    /// BULWARK_TOKEN or the config's [daemon.tokens].
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 #[derive(Args)]

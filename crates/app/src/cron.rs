@@ -121,6 +121,40 @@ impl Schedule {
         self.due_slot(recent.max(cursor), now).or(due)
     }
 
+    /// The schedule as systemd `OnCalendar=` values (without a time zone): one, or two when
+    /// both day fields are restricted (systemd requires both to match, cron either).
+    pub fn systemd_calendars(&self) -> Vec<String> {
+        let at = format!(
+            "{}:{}:{}",
+            values(self.hours, 0, 23),
+            values(self.minutes, 0, 59),
+            values(self.seconds, 0, 59)
+        );
+        let months = values(self.months, 1, 12);
+        let date = |days: &str| format!("*-{months}-{days} {at}");
+        let weekdays = if self.weekdays == 0x7f {
+            String::new()
+        } else {
+            let names = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+            let on: Vec<&str> = (0..7)
+                .filter(|d| bit(self.weekdays, *d))
+                .map(|d| names[d as usize])
+                .collect();
+            format!("{} ", on.join(","))
+        };
+        let days = values(self.days, 1, 31);
+        if self.either_day {
+            vec![date(&days), format!("{weekdays}{}", date("*"))]
+        } else {
+            vec![format!("{weekdays}{}", date(&days))]
+        }
+    }
+
+    /// Whether the schedule fires only at second 0 (cron has no seconds).
+    pub fn whole_minutes(&self) -> bool {
+        self.seconds == 1
+    }
+
     fn day_matches(&self, d: Date) -> bool {
         let dom = bit(self.days, d.day());
         let dow = bit(self.weekdays, d.weekday().to_sunday_zero_offset());
@@ -142,6 +176,19 @@ fn first_of_next_month(d: Date) -> Option<DateTime> {
         .checked_add(jiff::Span::new().months(1))
         .ok()?;
     Some(first.to_datetime(midnight()))
+}
+
+/// A field's values as `*` (all of `min..=max`) or a comma list.
+fn values(mask: u64, min: u8, max: u8) -> String {
+    let on: Vec<String> = (min..=max)
+        .filter(|v| bit(mask, *v as i8))
+        .map(|v| v.to_string())
+        .collect();
+    if on.len() == usize::from(max - min + 1) {
+        "*".into()
+    } else {
+        on.join(",")
+    }
 }
 
 fn bit(mask: u64, n: i8) -> bool {

@@ -11,6 +11,7 @@ mod daemon;
 mod exit;
 mod jobs;
 mod output;
+mod schedule;
 mod web;
 
 use clap::Parser;

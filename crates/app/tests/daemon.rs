@@ -261,6 +261,27 @@ fn the_api_asks_for_tokens_and_roles_and_answers_bad_requests_with_json() {
     assert_eq!(ack["actor"], "api:ops", "{ack}");
     assert_eq!(ack["target"], format!("alert {id}"), "{ack}");
     assert_eq!(env.run(&["audit", "verify"]).code, 0);
+
+    // `bulwark status` asks the daemon with a token of the config and prints its answer.
+    let status = env.run(&["status"]);
+    assert!(
+        [0, 8, 9].contains(&status.code),
+        "{}{}",
+        status.stdout,
+        status.stderr
+    );
+    assert!(status.stdout.starts_with("overall: "), "{}", status.stdout);
+    assert!(status.stdout.contains("\nuploads "), "{}", status.stdout);
+    assert!(status.stdout.contains("ALERT"), "{}", status.stdout);
+    let json = env.run(&["status", "--json"]).json();
+    assert_eq!(json["datastores"][0]["name"], "uploads", "{json}");
+    let down = env.run(&[
+        "status",
+        "--url",
+        &format!("http://127.0.0.1:{}", daemon::port()),
+    ]);
+    assert_eq!(down.code, 1);
+    assert!(down.stderr.contains("does not answer"), "{}", down.stderr);
     let log = d.log();
     for secret in [ADMIN, READER] {
         assert!(!log.contains(secret), "a token in the log:\n{log}");

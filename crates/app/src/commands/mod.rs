@@ -19,9 +19,11 @@ mod recover;
 mod repair;
 mod restore;
 mod run_job;
+mod schedule;
 mod sets;
 mod snapshots;
 mod stats;
+mod status;
 mod unlock;
 mod wal;
 
@@ -71,6 +73,8 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Daemon => daemon::run(ctx),
         Command::RunJob(a) => run_job::run(ctx, a),
         Command::Audit(a) => audit::run(ctx, a),
+        Command::Schedule(c) => schedule::run(ctx, c),
+        Command::Status(a) => status::run(ctx, a),
     }
 }
 

@@ -110,6 +110,25 @@ impl ApiToken {
     }
 }
 
+impl TokenSection {
+    /// The token itself, from the config, the environment or a file.
+    pub fn secret(&self, config_dir: &Path) -> Result<String, String> {
+        match (&self.token, &self.token_env, &self.token_file) {
+            (Some(s), None, None) => Ok(s.clone()),
+            (None, Some(var), None) => {
+                std::env::var(var).map_err(|_| format!("token_env: the variable {var} is not set"))
+            }
+            (None, None, Some(file)) => {
+                let path = config_dir.join(file);
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| format!("token_file: cannot read {}: {e}", path.display()))
+            }
+            _ => Err("set exactly one of token, token_env, token_file".into()),
+        }
+    }
+}
+
 impl DaemonSection {
     /// Reads every token from the config, its environment variable or its file. Errors are
     /// `(token name, message)`; the caller adds file and line.
@@ -117,21 +136,7 @@ impl DaemonSection {
         let mut out = Vec::new();
         for (name, t) in &self.tokens {
             let err = |m: String| (name.clone(), m);
-            let secret = match (&t.token, &t.token_env, &t.token_file) {
-                (Some(s), None, None) => s.clone(),
-                (None, Some(var), None) => std::env::var(var)
-                    .map_err(|_| err(format!("token_env: the variable {var} is not set")))?,
-                (None, None, Some(file)) => {
-                    let path = config_dir.join(file);
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| {
-                            err(format!("token_file: cannot read {}: {e}", path.display()))
-                        })?
-                        .trim()
-                        .to_string()
-                }
-                _ => return Err(err("set exactly one of token, token_env, token_file".into())),
-            };
+            let secret = t.secret(config_dir).map_err(err)?;
             if secret.len() < 16 {
                 return Err(err("the token is shorter than 16 characters".into()));
             }
