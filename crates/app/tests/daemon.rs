@@ -7,10 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{self, of, Daemon, ADMIN, READER};
+use common::daemon::{self, of, Daemon, Receiver, ADMIN, READER};
 use common::postgres::{Flavor, PgServer};
 use common::redis::Redis;
-use common::{write_sample_tree, Env};
+use common::{write_sample_tree, Env, Tmpfs};
 
 fn results(runs: &[&serde_json::Value]) -> Vec<String> {
     runs.iter()
@@ -612,4 +612,140 @@ fn tool_on_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// The state directory fills up: jobs go on (new snapshots keep coming), the API and
+/// /metrics report the write failure, and once space is back the runs are recorded again.
+#[test]
+fn a_full_state_disk_does_not_stop_the_jobs_and_is_reported() {
+    let env = Env::new();
+    let Some(_disk) = Tmpfs::mount(&env.path("state"), "2m") else {
+        return;
+    };
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n",
+            daemon::section(port)
+        ),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    d.wait_runs("a first backup", |runs| succeeded(runs, "backup") >= 1);
+
+    // Fill the state disk to the last byte.
+    let filler = env.path("state/filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let snapshots = || {
+        env.ok(&["snapshots", "--json"])
+            .json()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = snapshots();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut reported = serde_json::Value::Null;
+    while snapshots() < before + 2 || reported.is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "jobs stopped or the failure went unreported:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        reported = d.json("/api/status")["daemon"]["state_error"].clone();
+    }
+    let reason = reported.as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        reason.contains("full") || reason.contains("space"),
+        "{reported}"
+    );
+    let (_, metrics) = d.get("/metrics", Some(READER));
+    assert!(metrics.contains("\nbulwark_state_ok 0\n"), "{metrics}");
+    assert!(d.log().contains("warning: state database"), "{}", d.log());
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    let recorded = succeeded(
+        &d.json("/api/runs?limit=1000")
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        "backup",
+    );
+    d.wait_runs("runs recorded again", |runs| {
+        succeeded(runs, "backup") >= recorded + 2
+    });
+    wait_for(
+        || d.json("/api/status")["daemon"]["state_error"].is_null(),
+        "the failure cleared",
+        &d,
+    );
+    let (_, metrics) = d.get("/metrics", Some(READER));
+    assert!(metrics.contains("\nbulwark_state_ok 1\n"), "{metrics}");
+}
+
+/// Dead-man pings, healthchecks style: `/start` when a run begins, the URL itself on success,
+/// `/fail` on failure; a receiver that is down costs a warning, not the run.
+#[test]
+fn jobs_ping_their_dead_man_url_at_start_success_and_failure() {
+    let receiver = Receiver::start();
+    let env = Env::new();
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    let down = daemon::port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+             [sources.gone]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
+             [jobs.good]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"0 3 * * *\"\n\
+             ping_url = \"http://127.0.0.1:{r}/ping/good\"\n\n\
+             [jobs.bad]\nkind = \"backup\"\nsources = [\"gone\"]\nschedule = \"0 3 * * *\"\n\
+             ping_url = \"http://127.0.0.1:{r}/ping/bad/\"\n\n\
+             [jobs.unheard]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"0 3 * * *\"\n\
+             ping_url = \"http://127.0.0.1:{down}/ping/unheard\"\n",
+            daemon::section(port),
+            r = receiver.port,
+        ),
+    )
+    .expect("config");
+    env.init();
+    let d = Daemon::start(&env, port);
+    for job in ["good", "bad", "unheard"] {
+        let (code, body) = d.post(&format!("/api/jobs/{job}/run"), Some(ADMIN));
+        assert_eq!(code, 202, "{body}");
+        d.wait_runs(job, |runs| {
+            of(runs, job).iter().any(|r| r["result"] != "running")
+        });
+    }
+    let runs = d.json("/api/runs");
+    let result = |job: &str| of(runs.as_array().expect("runs"), job)[0]["result"].clone();
+    assert_eq!(result("good"), "success");
+    assert_eq!(result("bad"), "failed");
+    assert_eq!(
+        result("unheard"),
+        "success",
+        "an unreachable ping URL does not fail the run"
+    );
+    let lines = receiver.lines();
+    assert_eq!(
+        lines,
+        [
+            "GET /ping/good/start HTTP/1.1",
+            "GET /ping/good HTTP/1.1",
+            "GET /ping/bad/start HTTP/1.1",
+            "GET /ping/bad/fail HTTP/1.1",
+        ],
+        "{lines:?}"
+    );
 }

@@ -3,38 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::Env;
-
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop. None (said loudly) without root.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("SKIPPED: cannot mount a tmpfs (needs root); the disk-full test did not run");
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI runs as root and must run the disk-full test"
-            );
-            return None;
-        }
-        Some(Self(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+use common::{Env, Tmpfs};
 
 #[test]
 fn backup_onto_a_full_disk_fails_clearly_and_loses_nothing() {

@@ -170,6 +170,10 @@ impl Daemon {
             })
             .map_err(|e| eprintln!("warning: state database: {e:#}; the job runs anyway"))
             .ok();
+        if run_id.is_some() {
+            // Writing works (again): a full disk that was cleared is no longer reported.
+            *self.state_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         let config = self.config();
         let exe = std::env::current_exe().context("locating the bulwark binary")?;
         let mut cmd = Command::new(exe);

@@ -149,3 +149,59 @@ impl Drop for Daemon {
 pub fn of<'a>(runs: &'a [serde_json::Value], job: &str) -> Vec<&'a serde_json::Value> {
     runs.iter().filter(|r| r["job"] == job).collect()
 }
+
+/// A local HTTP server that answers 200 to everything and keeps each request's first line
+/// (`GET /path HTTP/1.1`) and body: a real receiver for dead-man pings and webhooks.
+pub struct Receiver {
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().expect("requests").push((
+                    first.trim().to_string(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Self { port, requests }
+    }
+
+    /// The request lines so far, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+}

@@ -296,3 +296,32 @@ pub fn cutting_proxy(upstream: u16, budget: usize) -> u16 {
     });
     port
 }
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop. None (said loudly) without root.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root); a disk-full test did not run");
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI runs as root and must run the disk-full test"
+            );
+            return None;
+        }
+        Some(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
