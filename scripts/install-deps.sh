@@ -9,7 +9,7 @@ set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in util-linux curl postgresql postgresql-contrib redis-server redis-tools python3-pip python3-venv unzip prometheus systemd; do
+for pkg in util-linux curl openssl postgresql postgresql-contrib redis-server redis-tools python3-pip python3-venv unzip prometheus systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

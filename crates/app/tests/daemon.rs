@@ -749,3 +749,112 @@ fn jobs_ping_their_dead_man_url_at_start_success_and_failure() {
         "{lines:?}"
     );
 }
+
+/// TLS from a certificate and key file: HTTPS answers, plain HTTP does not, a client that
+/// never finishes its handshake holds nobody up, `bulwark status` trusts the daemon's own
+/// certificate; a key that does not parse stops the daemon at start, naming the setting.
+#[test]
+fn the_api_serves_tls_from_certificate_and_key_files() {
+    let env = Env::new();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .current_dir(env.path(""))
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: openssl could not make a test certificate; the TLS test did not run");
+        assert!(std::env::var("CI").is_err(), "CI must run the TLS test");
+        return;
+    }
+    write_sample_tree(&env.path("data"));
+    let port = daemon::port();
+    let config = |key: &str| {
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n",
+            daemon::section(port).replace(
+                "[daemon]\n",
+                &format!("[daemon]\ntls_cert = \"cert.pem\"\ntls_key = \"{key}\"\n")
+            )
+        )
+    };
+    std::fs::write(env.path("bulwark.toml"), config("key.pem")).expect("config");
+    env.init();
+    let mut child = env
+        .command()
+        .arg("daemon")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(env.path("cert.pem")).expect("cert"))
+        .expect("pem");
+    let https = reqwest::blocking::Client::builder()
+        .add_root_certificate(cert)
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while https.get(format!("{url}/healthz")).send().is_err() {
+        assert!(Instant::now() < deadline, "no HTTPS answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A client that connects and says nothing does not hold up the next one.
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let answer = https
+        .get(format!("{url}/api/status"))
+        .bearer_auth(READER)
+        .send()
+        .expect("HTTPS while a handshake hangs");
+    assert_eq!(answer.status(), 200);
+    let plain = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send();
+    assert!(
+        plain.map_or(true, |r| !r.status().is_success()),
+        "plain HTTP must not be served"
+    );
+    let status = env.run(&["status", "--json"]);
+    assert_eq!(
+        status.json()["datastores"][0]["name"],
+        "uploads",
+        "{}",
+        status.stderr
+    );
+    // SAFETY: signals the daemon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+
+    std::fs::write(
+        env.path("bad-key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("key");
+    std::fs::write(env.path("bulwark.toml"), config("bad-key.pem")).expect("config");
+    let r = env.run(&["daemon"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("tls_key"), "{}", r.stderr);
+}

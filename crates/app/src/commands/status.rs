@@ -34,10 +34,24 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<Status> {
         Ok(t) if !t.is_empty() => t,
         _ => config_token(loaded)?,
     };
-    let client = reqwest::blocking::Client::builder()
+    let mut client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
-        .no_proxy()
-        .build()?;
+        .no_proxy();
+    // The daemon's own certificate is trusted (a self-signed one included), beside the
+    // system's roots.
+    if let Some(cert) = &daemon.tls_cert {
+        let path = loaded
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(cert);
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("[daemon] tls_cert: reading {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    let client = client.build()?;
     let answer = client
         .get(format!("{url}/api/status"))
         .bearer_auth(token)

@@ -382,6 +382,16 @@ pub fn state_dir(loaded: &Loaded) -> PathBuf {
     loaded.config.daemon.state_dir(base)
 }
 
+/// The certificate and key files of `[daemon]`, relative to the config file's directory.
+fn tls_files(loaded: &Loaded) -> Option<(PathBuf, PathBuf)> {
+    let d = &loaded.config.daemon;
+    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("."));
+    Some((
+        dir.join(d.tls_cert.as_ref()?),
+        dir.join(d.tls_key.as_ref()?),
+    ))
+}
+
 /// Runs until SIGTERM or SIGINT: the scheduler, the assessment and the API each on a thread.
 pub fn run(loaded: Loaded) -> Result<()> {
     let signals = block_signals();
@@ -389,6 +399,7 @@ pub fn run(loaded: Loaded) -> Result<()> {
     let addr = loaded.config.daemon.listen_addr().map_err(|e| {
         crate::exit::usage(format!("{}: [daemon] listen: {e}", loaded.path.display()))
     })?;
+    let tls = tls_files(&loaded);
     let daemon = Daemon::new(loaded)?;
     crate::web::start(
         crate::web::Web {
@@ -396,6 +407,7 @@ pub fn run(loaded: Loaded) -> Result<()> {
             tokens,
         },
         addr,
+        tls,
     )?;
     let jobs = daemon.config().config.jobs.len();
     eprintln!(

@@ -6,8 +6,10 @@
 mod api;
 mod metrics;
 mod status;
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -67,8 +69,12 @@ impl From<anyhow::Error> for ApiError {
 
 pub type Answer<T> = std::result::Result<Json<T>, ApiError>;
 
-/// Binds `addr` now (so a port in use is an error at start) and serves on a thread of its own.
-pub fn start(web: Web, addr: SocketAddr) -> Result<()> {
+/// Binds `addr` now (so a port in use or an unreadable certificate is an error at start) and
+/// serves on a thread of its own; over TLS when `tls` names a certificate and key file.
+pub fn start(web: Web, addr: SocketAddr, tls: Option<(PathBuf, PathBuf)>) -> Result<()> {
+    let acceptor = tls
+        .map(|(cert, key)| tls::acceptor(&cert, &key))
+        .transpose()?;
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
@@ -84,6 +90,7 @@ pub fn start(web: Web, addr: SocketAddr) -> Result<()> {
         .enable_time()
         .build()
         .context("starting the web runtime")?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let app = router(Arc::new(web));
     std::thread::Builder::new()
         .name("bulwark-web".into())
@@ -93,13 +100,19 @@ pub fn start(web: Web, addr: SocketAddr) -> Result<()> {
                     Ok(l) => l,
                     Err(e) => return eprintln!("error: API listener: {e}"),
                 };
-                if let Err(e) = axum::serve(listener, app).await {
+                let served = match acceptor {
+                    Some(acceptor) => {
+                        axum::serve(tls::Listener::new(listener, acceptor), app).await
+                    }
+                    None => axum::serve(listener, app).await,
+                };
+                if let Err(e) = served {
                     eprintln!("error: API server stopped: {e}");
                 }
             })
         })
         .context("starting the web thread")?;
-    eprintln!("API listening on http://{addr}");
+    eprintln!("API listening on {scheme}://{addr}");
     Ok(())
 }
 
