@@ -172,18 +172,10 @@ fn pids_of(needle: &str) -> Vec<i32> {
 #[test]
 fn the_api_asks_for_tokens_and_roles_and_answers_bad_requests_with_json() {
     let env = Env::new();
-    write_sample_tree(&env.path("data"));
-    let port = daemon::port();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
-             [jobs.nightly]\nkind = \"backup\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n",
-            daemon::section(port)
-        ),
-    )
-    .expect("config");
-    env.init();
+    let port = daemon::configure(
+        &env,
+        "[jobs.nightly]\nkind = \"backup\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n",
+    );
     let d = Daemon::start(&env, port);
     assert_eq!(d.get("/healthz", None).0, 200);
     assert_eq!(d.get("/api/status", None).0, 401);
@@ -547,20 +539,12 @@ fn the_openapi_document_matches_the_running_server() {
         return;
     };
     let env = Env::new();
-    write_sample_tree(&env.path("data"));
-    let port = daemon::port();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
-             [sources.broken]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
+    let port = daemon::configure(
+        &env,
+        "[sources.broken]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
              [jobs.backup]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"*/2 * * * * *\"\n\n\
              [jobs.failing]\nkind = \"backup\"\nsources = [\"broken\"]\nschedule = \"*/3 * * * * *\"\n",
-            daemon::section(port)
-        ),
-    )
-    .expect("config");
-    env.init();
+    );
     // An open alert (the alert rules that raise them come with the alerts issue).
     let state = env.path("state");
     std::fs::create_dir_all(&state).expect("state dir");
@@ -622,18 +606,10 @@ fn a_full_state_disk_does_not_stop_the_jobs_and_is_reported() {
     let Some(_disk) = Tmpfs::mount(&env.path("state"), "2m") else {
         return;
     };
-    write_sample_tree(&env.path("data"));
-    let port = daemon::port();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
-             [jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n",
-            daemon::section(port)
-        ),
-    )
-    .expect("config");
-    env.init();
+    let port = daemon::configure(
+        &env,
+        "[jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n",
+    );
     let d = Daemon::start(&env, port);
     d.wait_runs("a first backup", |runs| succeeded(runs, "backup") >= 1);
 
@@ -700,26 +676,20 @@ fn a_full_state_disk_does_not_stop_the_jobs_and_is_reported() {
 fn jobs_ping_their_dead_man_url_at_start_success_and_failure() {
     let receiver = Receiver::start();
     let env = Env::new();
-    write_sample_tree(&env.path("data"));
-    let port = daemon::port();
     let down = daemon::port();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
-             [sources.gone]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
+    let port = daemon::configure(
+        &env,
+        &format!(
+            "[sources.gone]\nkind = \"files\"\npaths = [\"missing\"]\n\n\
              [jobs.good]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"0 3 * * *\"\n\
              ping_url = \"http://127.0.0.1:{r}/ping/good\"\n\n\
              [jobs.bad]\nkind = \"backup\"\nsources = [\"gone\"]\nschedule = \"0 3 * * *\"\n\
              ping_url = \"http://127.0.0.1:{r}/ping/bad/\"\n\n\
              [jobs.unheard]\nkind = \"backup\"\nsources = [\"uploads\"]\nschedule = \"0 3 * * *\"\n\
              ping_url = \"http://127.0.0.1:{down}/ping/unheard\"\n",
-            daemon::section(port),
             r = receiver.port,
         ),
-    )
-    .expect("config");
-    env.init();
+    );
     let d = Daemon::start(&env, port);
     for job in ["good", "bad", "unheard"] {
         let (code, body) = d.post(&format!("/api/jobs/{job}/run"), Some(ADMIN));

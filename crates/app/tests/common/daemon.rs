@@ -205,3 +205,20 @@ impl Receiver {
             .collect()
     }
 }
+
+/// Writes `env`'s config (the `[daemon]` section on a free port, a files source `uploads` of
+/// a sample tree, then `extra`: jobs, more sources) and creates its repository; the port.
+pub fn configure(env: &Env, extra: &str) -> u16 {
+    super::write_sample_tree(&env.path("data"));
+    let port = port();
+    std::fs::write(
+        env.path("bulwark.toml"),
+        format!(
+            "{}[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n{extra}",
+            section(port)
+        ),
+    )
+    .expect("config");
+    env.init();
+    port
+}
