@@ -46,7 +46,8 @@ impl Event {
             actor: os_user(),
             via: std::env::var(VIA_ENV).unwrap_or_else(|_| "cli".into()),
             action: action.into(),
-            target: bounded(target),
+            // A target or an error may hold a URL with a password: never written down.
+            target: bounded(&crate::daemon::runner::redact(target)),
             result: bounded(&crate::daemon::runner::redact(result)),
         }
     }
@@ -322,5 +323,21 @@ pub fn os_user() -> String {
     match std::env::var("SUDO_USER") {
         Ok(by) if !by.is_empty() && by != name => format!("{name} (sudo by {by})"),
         _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_targets_and_results_are_not_written_down() {
+        let e = Event::now(
+            "restore",
+            "latest to postgres://app:hunter2@db:5432/app",
+            "failed: connecting with password=swordfish refused",
+        );
+        assert_eq!(e.target, "latest to postgres://app:***@db:5432/app");
+        assert_eq!(e.result, "failed: connecting with password=*** refused");
     }
 }
