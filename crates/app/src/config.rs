@@ -117,6 +117,14 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
+impl Loaded {
+    /// The config file's directory: relative paths in it (state_dir, token and TLS files) are
+    /// taken from there.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+}
+
 /// Finds and loads the config file: an explicit path must exist; the default locations are
 /// optional.
 pub fn load(explicit: Option<&Path>) -> Result<Option<Loaded>> {

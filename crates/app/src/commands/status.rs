@@ -40,11 +40,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<Status> {
     // The daemon's own certificate is trusted (a self-signed one included), beside the
     // system's roots.
     if let Some(cert) = &daemon.tls_cert {
-        let path = loaded
-            .path
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(cert);
+        let path = loaded.dir().join(cert);
         let pem = std::fs::read(&path)
             .with_context(|| format!("[daemon] tls_cert: reading {}", path.display()))?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
@@ -82,7 +78,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<Status> {
 
 /// A token of the config, read-only ones first: the daemon's own config can ask it.
 fn config_token(loaded: &crate::config::Loaded) -> Result<String> {
-    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("."));
+    let dir = loaded.dir();
     let mut tokens: Vec<_> = loaded.config.daemon.tokens.iter().collect();
     tokens.sort_by_key(|(_, t)| t.role != Role::Read);
     let (name, section) = tokens.first().ok_or_else(|| {

@@ -378,17 +378,15 @@ impl Daemon {
 
 /// The state directory of a loaded config.
 pub fn state_dir(loaded: &Loaded) -> PathBuf {
-    let base = loaded.path.parent().unwrap_or(std::path::Path::new("/"));
-    loaded.config.daemon.state_dir(base)
+    loaded.config.daemon.state_dir(loaded.dir())
 }
 
 /// The certificate and key files of `[daemon]`, relative to the config file's directory.
 fn tls_files(loaded: &Loaded) -> Option<(PathBuf, PathBuf)> {
     let d = &loaded.config.daemon;
-    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("."));
     Some((
-        dir.join(d.tls_cert.as_ref()?),
-        dir.join(d.tls_key.as_ref()?),
+        loaded.dir().join(d.tls_cert.as_ref()?),
+        loaded.dir().join(d.tls_key.as_ref()?),
     ))
 }
 
@@ -453,14 +451,17 @@ pub fn run(loaded: Loaded) -> Result<()> {
 
 /// The API tokens; a token that cannot be read stops the start, naming file and line.
 fn api_tokens(loaded: &Loaded) -> Result<Vec<settings::ApiToken>> {
-    let dir = loaded.path.parent().unwrap_or(std::path::Path::new("/"));
-    loaded.config.daemon.tokens(dir).map_err(|(name, e)| {
-        let line = loaded.config.token_lines.get(&name).copied().unwrap_or(1);
-        crate::exit::usage(format!(
-            "{}:{line}: [daemon.tokens.{name}] {e}",
-            loaded.path.display()
-        ))
-    })
+    loaded
+        .config
+        .daemon
+        .tokens(loaded.dir())
+        .map_err(|(name, e)| {
+            let line = loaded.config.token_lines.get(&name).copied().unwrap_or(1);
+            crate::exit::usage(format!(
+                "{}:{line}: [daemon.tokens.{name}] {e}",
+                loaded.path.display()
+            ))
+        })
 }
 
 /// SIGTERM, SIGINT and SIGHUP are taken by [`wait_signal`] on the main thread; blocked here
