@@ -61,6 +61,7 @@ start_daemon() {
     echo "daemon did not start"; cat "$WORK/daemon-$1.log"; exit 1
 }
 stop_daemon() { kill -TERM "$DAEMON"; wait "$DAEMON" || true; }
+trap 'kill -TERM "${DAEMON:-}" 2>/dev/null || true' EXIT
 ticks=$(getconf CLK_TCK)
 # cpu PID: "own children" CPU seconds of a process (fields 14-17 of /proc/PID/stat).
 cpu() { awk -v t="$ticks" '{ printf "%.2f %.2f", ($14+$15)/t, ($16+$17)/t }' "/proc/$1/stat"; }
@@ -73,7 +74,8 @@ read -r own0 kids0 < <(cpu "$DAEMON")
 max_rss=0
 for _ in $(seq $((IDLE / 10))); do
     sleep 10
-    r=$(rss "$DAEMON"); [ "$r" -gt "$max_rss" ] && max_rss=$r
+    r=$(rss "$DAEMON")
+    if [ "$r" -gt "$max_rss" ]; then max_rss=$r; fi
 done
 read -r own1 kids1 < <(cpu "$DAEMON")
 final_rss=$(rss "$DAEMON")
