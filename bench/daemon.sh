@@ -64,7 +64,7 @@ stop_daemon() { kill -TERM "$DAEMON"; wait "$DAEMON" || true; }
 trap 'kill -TERM "${DAEMON:-}" 2>/dev/null || true' EXIT
 ticks=$(getconf CLK_TCK)
 # cpu PID: "own children" CPU seconds of a process (fields 14-17 of /proc/PID/stat).
-cpu() { awk -v t="$ticks" '{ printf "%.2f %.2f", ($14+$15)/t, ($16+$17)/t }' "/proc/$1/stat"; }
+cpu() { awk -v t="$ticks" '{ printf "%.2f %.2f\n", ($14+$15)/t, ($16+$17)/t }' "/proc/$1/stat"; }
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 echo "== idle: $IDLE s, sampled every 10 s"
