@@ -40,7 +40,8 @@ pg_cluster "$PGBIN" "$DEMO/pg" "$PGPORT" "$DEMO/pg-password" "wal_level = replic
 archive_mode = on
 archive_command = '$B --config $DEMO/bulwark.toml wal-push %p'"
 REDIS_PORT=$(free_port 56379)
-trap 'pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"; redis_stop "$REDIS_PORT"; qdrant_stop "$DEMO/qdrant"' EXIT
+DAEMON_PID=
+trap '[ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null; pg_stop "$DEMO/pg/data" "$DEMO/pg-recovered"; redis_stop "$REDIS_PORT"; qdrant_stop "$DEMO/qdrant"' EXIT
 psql() { PGPASSWORD=pg-demo-secret "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -p "${PORT:-$PGPORT}" "$@"; }
 echo "== sample PostgreSQL $("$PGBIN/pg_ctl" --version | awk '{print $3}') on port $PGPORT: agent memories and conversations"
 psql -d postgres -c "CREATE DATABASE agents"
@@ -136,6 +137,8 @@ keep_monthly = 6
 TOML
 echo "demo-password-$(date +%s)" > "$DEMO/password"
 export BULWARK_CONFIG="$DEMO/bulwark.toml"
+# Run history, metric samples and the audit log of this demo stay in the demo's directory.
+export BULWARK_STATE_DIR="$DEMO/state"
 
 echo "== bulwark init"
 "$B" init
@@ -218,4 +221,52 @@ AFTER=$(PORT=$PITR_PORT psql -d agents -c "SELECT count(*) || ' memories, checks
 echo "recovered: $AFTER"
 [ "$AFTER" = "$BEFORE" ] || { echo "point-in-time recovery does not match the state before the accident" >&2; exit 1; }
 echo "the recovered database matches its state just before the accident"
+
+echo "== bulwark daemon: jobs on schedules, the JSON API, Prometheus metrics, the audit log"
+API_PORT=$(free_port 58081)
+ADMIN_TOKEN="demo-admin-token-$(date +%s)"
+cat >> "$DEMO/bulwark.toml" <<TOML
+
+[jobs.nightly]
+kind = "backup"
+schedule = "30 2 * * *"
+
+[jobs.verify]
+kind = "check"
+schedule = "0 5 * * sun"
+read_data_subset = "10%"
+
+[daemon]
+listen = "127.0.0.1:$API_PORT"
+
+[daemon.tokens.ops]
+role = "admin"
+token = "$ADMIN_TOKEN"
+TOML
+"$B" daemon > "$DEMO/daemon.log" 2>&1 &
+DAEMON_PID=$!
+api() { curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" "$@"; }
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$API_PORT/healthz" > /dev/null && break; sleep 0.2; done
+echo "== POST /api/jobs/nightly/run, then GET /api/runs?job=nightly"
+api -X POST "http://127.0.0.1:$API_PORT/api/jobs/nightly/run"; echo
+for _ in $(seq 300); do
+    api "http://127.0.0.1:$API_PORT/api/runs?job=nightly" | grep -q '"result":"running"' || break
+    sleep 1
+done
+api "http://127.0.0.1:$API_PORT/api/runs?job=nightly" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    print(r["job"], r["trigger"], r["started"], "->", r["result"], r.get("error", ""))'
+echo "== bulwark status (what GET /api/status says)"
+"$B" status || true
+echo "== GET /metrics (a few of the Prometheus series)"
+api "http://127.0.0.1:$API_PORT/metrics" | grep -E '^bulwark_(datastore_last_success_timestamp_seconds|job_next_run_timestamp_seconds)' | head -8
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true
+DAEMON_PID=
+echo "== bulwark audit (who did what, from the command line and through the API)"
+"$B" audit | tail -6
+echo "== bulwark audit verify (MACs, order, links, and the seal in the repository)"
+"$B" audit verify
+echo "== bulwark schedule install --dry-run (the systemd service the daemon would run as)"
+"$B" schedule install --dry-run --root /
 echo "demo finished; everything is in $DEMO"
