@@ -838,3 +838,68 @@ fn the_api_serves_tls_from_certificate_and_key_files() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("tls_key"), "{}", r.stderr);
 }
+
+/// A copy job fills the off-site repository, a drill job restores the scenario into a sandbox
+/// and lands in the drill index with its RTO and RPO; the audit log names both.
+#[test]
+fn copy_and_drill_jobs_run_and_the_drill_is_indexed() {
+    let env = Env::new();
+    let offsite = env.path("offsite");
+    let port = daemon::configure(
+        &env,
+        &format!(
+            "[repositories.offsite]\nurl = \"{}\"\n\n\
+             [jobs.backup]\nkind = \"backup\"\nschedule = \"0 3 * * *\"\n\n\
+             [jobs.offsite]\nkind = \"copy\"\nto = \"offsite\"\nschedule = \"0 4 * * *\"\n\n\
+             [jobs.drill]\nkind = \"drill\"\nscenario = \"full_disaster\"\nschedule = \"0 5 * * *\"\n",
+            offsite.display()
+        ),
+    );
+    env.ok(&[
+        "--repo",
+        &offsite.to_string_lossy(),
+        "init",
+        "--copy-params-from",
+        &env.repo(),
+    ]);
+    let d = Daemon::start(&env, port);
+    for job in ["backup", "offsite", "drill"] {
+        let (code, body) = d.post(&format!("/api/jobs/{job}/run"), Some(ADMIN));
+        assert_eq!(code, 202, "{body}");
+        let runs = d.wait_runs(job, |runs| {
+            of(runs, job).iter().any(|r| r["result"] != "running")
+        });
+        assert_eq!(
+            of(&runs, job)[0]["result"],
+            "success",
+            "{job}: {runs:#?}\n{}",
+            d.log()
+        );
+    }
+    let copied = env
+        .ok(&["--repo", &offsite.to_string_lossy(), "--json", "snapshots"])
+        .json();
+    assert_eq!(copied.as_array().map(Vec::len), Some(1), "{copied}");
+    let drills = d.json("/api/drills");
+    let drill = &drills[0];
+    assert_eq!(drill["scenario"], "full_disaster", "{drills}");
+    assert_eq!(drill["result"], "passed", "{drills}");
+    assert!(drill["rto_secs"].as_f64() > Some(0.0), "{drills}");
+    assert!(drill["run"].is_i64(), "linked to its run: {drills}");
+    let (_, metrics) = d.get("/metrics", Some(READER));
+    assert!(
+        metrics.contains("bulwark_scenario_drill_passed{scenario=\"full_disaster\"} 1"),
+        "{metrics}"
+    );
+    d.stop();
+    let audit = env.ok(&["audit", "--json"]).json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["backup", "copy", "drill"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}
