@@ -483,22 +483,16 @@ fn metrics_pass_promtool_and_the_shipped_alert_rules_pass_their_tests() {
     };
     redis.cli(&["SET", "k", "v"]);
     let env = Env::new();
-    write_sample_tree(&env.path("data"));
-    let port = daemon::port();
-    std::fs::write(
-        env.path("bulwark.toml"),
-        format!(
-            "{}[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
-             [sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
+    let port = daemon::configure(
+        &env,
+        &format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
              [jobs.backup]\nkind = \"backup\"\nschedule = \"*/2 * * * * *\"\n\n\
              [jobs.drill]\nkind = \"drill\"\nscenario = \"full_disaster\"\nschedule = \"*/3 * * * * *\"\n\n\
              [jobs.verify]\nkind = \"check\"\nschedule = \"*/3 * * * * *\"\n",
-            daemon::section(port),
             redis.port()
         ),
-    )
-    .expect("config");
-    env.init();
+    );
     let d = Daemon::start(&env, port);
     d.wait_runs("a backup, a drill and a check", |runs| {
         succeeded(runs, "backup") >= 1
