@@ -28,6 +28,8 @@ struct RawConfig {
     jobs: BTreeMap<String, crate::jobs::RawJob>,
     #[serde(default)]
     daemon: crate::daemon::settings::DaemonSection,
+    #[serde(default)]
+    alerts: crate::alerts::settings::AlertsSection,
 }
 
 /// `[scenarios.NAME]`: sources recovered together, in this order.
@@ -53,6 +55,10 @@ pub struct ConfigFile {
     /// Lines of the `[daemon.tokens.NAME]` sections, for errors found when the daemon reads
     /// the tokens.
     pub token_lines: BTreeMap<String, usize>,
+    /// `[alerts]`: thresholds and channels.
+    pub alerts: crate::alerts::settings::AlertsSection,
+    /// The file's text, for the lines of errors found after loading.
+    text: String,
 }
 
 impl ConfigFile {
@@ -115,6 +121,30 @@ pub struct Loaded {
     pub config: ConfigFile,
     /// Where it was read from, absolute (commands handed to PostgreSQL must find it again).
     pub path: PathBuf,
+}
+
+/// A secret given inline, by the name of an environment variable, or by a file next to the
+/// config (`key`, `key_env`, `key_file`): exactly one of them.
+pub fn secret(
+    key: &str,
+    inline: Option<&String>,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+    config_dir: &Path,
+) -> Result<String, String> {
+    match (inline, env, file) {
+        (Some(s), None, None) => Ok(s.clone()),
+        (None, Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("{key}_env: the variable {var} is not set"))
+        }
+        (None, None, Some(file)) => {
+            let path = config_dir.join(file);
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))
+        }
+        _ => Err(format!("set exactly one of {key}, {key}_env, {key}_file")),
+    }
 }
 
 impl Loaded {
@@ -211,6 +241,8 @@ pub fn parse(text: &str, base: &Path) -> std::result::Result<ConfigFile, String>
         jobs: BTreeMap::new(),
         daemon: raw.daemon,
         token_lines,
+        alerts: raw.alerts,
+        text: text.to_string(),
     };
     let scenarios: Vec<String> = config
         .stack()
@@ -226,6 +258,12 @@ pub fn parse(text: &str, base: &Path) -> std::result::Result<ConfigFile, String>
         repositories: &repositories,
     };
     config.jobs = crate::jobs::parse(text, raw.jobs, &known)?;
+    if let Err((section, key, e)) = config.alerts.validate() {
+        return Err(format!(
+            "{}: [{section}] {key}: {e}",
+            locate(text, &section, Some(key))
+        ));
+    }
     if let Err((key, e)) = config.daemon.validate() {
         return Err(format!(
             "{}: [daemon] {key}: {e}",
@@ -364,6 +402,11 @@ fn line_at(text: &str, offset: usize) -> usize {
 }
 
 /// The line of `key` inside `[section]` (or of the section header, or 1).
+/// The line of `[section]` in a loaded config file.
+pub fn locate_section(loaded: &Loaded, section: &str) -> usize {
+    locate(&loaded.config.text, section, None)
+}
+
 pub fn locate(text: &str, section: &str, key: Option<&str>) -> usize {
     let mut in_section = section.is_empty();
     let mut header_line = 1;

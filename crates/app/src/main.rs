@@ -1,6 +1,7 @@
 //! `bulwark`: backup and disaster recovery for AI platforms.
 
 mod access;
+mod alerts;
 mod audit;
 mod cli;
 mod commands;

@@ -6,6 +6,7 @@
 //! take the scheduler down. Signals: SIGTERM/SIGINT stop the running jobs cleanly and exit,
 //! SIGHUP reloads the config (an invalid one is refused and the old one stays).
 
+mod alerter;
 pub mod runner;
 pub mod settings;
 pub mod state;
@@ -398,6 +399,8 @@ pub fn run(loaded: Loaded) -> Result<()> {
         crate::exit::usage(format!("{}: [daemon] listen: {e}", loaded.path.display()))
     })?;
     let tls = tls_files(&loaded);
+    let loaded_tls = tls.is_some();
+    alert_channels(&loaded)?;
     let daemon = Daemon::new(loaded)?;
     crate::web::start(
         crate::web::Web {
@@ -431,6 +434,8 @@ pub fn run(loaded: Loaded) -> Result<()> {
             }
         })
     };
+    let scheme = if loaded_tls { "https" } else { "http" };
+    let alerter = alerter::start(Arc::clone(&daemon), format!("{scheme}://{addr}"));
     loop {
         match wait_signal(&signals) {
             libc::SIGHUP => match daemon.reload() {
@@ -446,6 +451,23 @@ pub fn run(loaded: Loaded) -> Result<()> {
     daemon.shut_down();
     let _ = scheduler.join();
     let _ = surveyor.join();
+    let _ = alerter.join();
+    Ok(())
+}
+
+/// Every alert channel's URL can be read: a missing variable or file stops the start.
+fn alert_channels(loaded: &Loaded) -> Result<()> {
+    for (name, section) in &loaded.config.alerts.channels {
+        crate::alerts::channels::Channel::from_config(name, section, loaded.dir()).map_err(
+            |e| {
+                crate::exit::usage(format!(
+                    "{}:{}: {e:#}",
+                    loaded.path.display(),
+                    config::locate_section(loaded, &format!("alerts.channels.{name}"))
+                ))
+            },
+        )?;
+    }
     Ok(())
 }
 

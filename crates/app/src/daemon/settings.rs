@@ -113,19 +113,13 @@ impl ApiToken {
 impl TokenSection {
     /// The token itself, from the config, the environment or a file.
     pub fn secret(&self, config_dir: &Path) -> Result<String, String> {
-        match (&self.token, &self.token_env, &self.token_file) {
-            (Some(s), None, None) => Ok(s.clone()),
-            (None, Some(var), None) => {
-                std::env::var(var).map_err(|_| format!("token_env: the variable {var} is not set"))
-            }
-            (None, None, Some(file)) => {
-                let path = config_dir.join(file);
-                std::fs::read_to_string(&path)
-                    .map(|t| t.trim().to_string())
-                    .map_err(|e| format!("token_file: cannot read {}: {e}", path.display()))
-            }
-            _ => Err("set exactly one of token, token_env, token_file".into()),
-        }
+        crate::config::secret(
+            "token",
+            self.token.as_ref(),
+            self.token_env.as_ref(),
+            self.token_file.as_ref(),
+            config_dir,
+        )
     }
 }
 

@@ -13,7 +13,8 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 /// Each entry moves the schema one version forward; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     name TEXT PRIMARY KEY,
     first_seen REAL NOT NULL
@@ -75,7 +76,21 @@ CREATE TABLE alerts (
     acknowledged_by TEXT,
     last_sent REAL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    time REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX alerts_open ON alerts (rule, datastore) WHERE resolved IS NULL;
+"#,
+];
 
 pub struct State {
     conn: Connection,
@@ -524,19 +539,82 @@ impl State {
             "SELECT id, rule, datastore, severity, summary, fired, resolved, acknowledged, acknowledged_by
              FROM alerts WHERE NOT ?1 OR resolved IS NULL ORDER BY resolved IS NOT NULL, fired DESC LIMIT 500",
         )?;
-        let rows = stmt.query_map([open_only], |r| {
-            Ok(Alert {
-                id: r.get(0)?,
-                rule: r.get(1)?,
-                datastore: r.get(2)?,
-                severity: r.get(3)?,
-                summary: r.get(4)?,
-                fired: time(r.get(5)?),
-                resolved: r.get::<_, Option<f64>>(6)?.map(time),
-                acknowledged: r.get::<_, Option<f64>>(7)?.map(time),
-                acknowledged_by: r.get(8)?,
-            })
+        let rows = stmt.query_map([open_only], alert_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The open alert of `rule` on `datastore`, with when it was last sent.
+    pub fn open_alert(
+        &self,
+        rule: &str,
+        datastore: &str,
+    ) -> Result<Option<(Alert, Option<Timestamp>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, rule, datastore, severity, summary, fired, resolved, acknowledged, acknowledged_by, last_sent
+             FROM alerts WHERE rule = ?1 AND datastore = ?2 AND resolved IS NULL ORDER BY fired DESC LIMIT 1",
+        )?;
+        let mut rows = stmt.query_map([rule, datastore], |r| {
+            Ok((alert_row(r)?, r.get::<_, Option<f64>>(9)?.map(time)))
         })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// A new open alert; its id.
+    pub fn fire(
+        &self,
+        rule: &str,
+        datastore: &str,
+        severity: &str,
+        summary: &str,
+        now: Timestamp,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO alerts (rule, datastore, severity, summary, fired) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![rule, datastore, severity, summary, secs(now)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// An open alert's condition changed severity or wording.
+    pub fn update_alert(&self, id: i64, severity: &str, summary: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE alerts SET severity = ?2, summary = ?3 WHERE id = ?1",
+            params![id, severity, summary],
+        )?;
+        Ok(())
+    }
+
+    pub fn resolve_alert(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "UPDATE alerts SET resolved = ?2 WHERE id = ?1",
+            params![id, secs(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_sent(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "UPDATE alerts SET last_sent = ?2 WHERE id = ?1",
+            params![id, secs(now)],
+        )?;
+        Ok(())
+    }
+
+    /// One notification's fate on one channel, after its retries.
+    pub fn record_delivery(&self, d: &Delivery) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO deliveries (alert, channel, status, time, ok, attempts, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.alert, d.channel, d.status, secs(d.time), d.ok, d.attempts, d.error],
+        )?;
+        Ok(())
+    }
+
+    /// Deliveries by channel and outcome: (channel, delivered, count).
+    pub fn delivery_counts(&self) -> Result<Vec<(String, bool, i64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT channel, ok, count(*) FROM deliveries GROUP BY channel, ok ORDER BY channel, ok",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -554,6 +632,33 @@ impl State {
         )?;
         Ok(exists)
     }
+}
+
+/// An alert from the first nine columns of `alerts` in declaration order.
+fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        datastore: r.get(2)?,
+        severity: r.get(3)?,
+        summary: r.get(4)?,
+        fired: time(r.get(5)?),
+        resolved: r.get::<_, Option<f64>>(6)?.map(time),
+        acknowledged: r.get::<_, Option<f64>>(7)?.map(time),
+        acknowledged_by: r.get(8)?,
+    })
+}
+
+/// A notification's delivery to one channel.
+pub struct Delivery {
+    pub alert: i64,
+    pub channel: String,
+    /// `firing` or `resolved`.
+    pub status: &'static str,
+    pub time: Timestamp,
+    pub ok: bool,
+    pub attempts: u32,
+    pub error: Option<String>,
 }
 
 /// Whether a process with this id is alive: it exists and is not a zombie waiting to be

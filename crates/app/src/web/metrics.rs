@@ -103,6 +103,22 @@ pub fn collect(d: &Daemon) -> Result<Vec<Family>> {
     )
     .put(&[], bool_gauge(state_ok));
 
+    let open = d.with_state(|s| s.alerts(true))?;
+    let alerts = f.add("bulwark_alerts_open", "gauge", "Open alerts by severity.");
+    for severity in ["warning", "critical"] {
+        let n = open.iter().filter(|a| a.severity == severity).count();
+        alerts.put(&[("severity", severity)], n as f64);
+    }
+    let deliveries = f.add(
+        "bulwark_alert_deliveries_total",
+        "counter",
+        "Alert notifications by channel and whether they were delivered (after retries).",
+    );
+    for (channel, ok, n) in d.with_state(|s| s.delivery_counts())? {
+        let result = if ok { "success" } else { "failed" };
+        deliveries.put(&[("channel", &channel), ("result", result)], n as f64);
+    }
+
     let survey = d.survey();
     let assess = survey.as_ref().and_then(|s| s.assess.clone());
     let config = d.config();

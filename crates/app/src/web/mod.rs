@@ -6,6 +6,8 @@
 mod api;
 mod metrics;
 mod status;
+
+pub use status::disk_used_percent;
 mod tls;
 
 use std::net::SocketAddr;

@@ -195,6 +195,11 @@ impl Receiver {
         Self { port, requests }
     }
 
+    /// The requests so far, oldest first: request line and body.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.requests.lock().expect("requests").clone()
+    }
+
     /// The request lines so far, oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.requests

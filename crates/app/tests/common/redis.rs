@@ -16,22 +16,27 @@ pub struct Redis {
     auth: Option<(String, String)>,
 }
 
-fn installed() -> bool {
-    Command::new("redis-server")
+/// Whether redis-server is installed; says loudly that the test is skipped if not, which
+/// fails under CI.
+pub fn available() -> bool {
+    let installed = Command::new("redis-server")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it); Redis tests did not run");
+        if std::env::var("CI").is_ok() {
+            panic!("CI must run the Redis tests: redis-server is not installed");
+        }
+    }
+    installed
 }
 
 impl Redis {
     /// A server with `extra` options (`--name value` pairs); None (test skipped) when Redis
     /// is not installed, which fails under CI.
     pub fn start(extra: &[&str]) -> Option<Self> {
-        if !installed() {
-            eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it); Redis tests did not run");
-            if std::env::var("CI").is_ok() {
-                panic!("CI must run the Redis tests: redis-server is not installed");
-            }
+        if !available() {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");

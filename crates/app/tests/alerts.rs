@@ -1,0 +1,205 @@
+//! Alerts end to end against real receivers: Redis is down, so the scheduled backup fails and
+//! each channel (an Alertmanager-style webhook and a Slack webhook, on local HTTP servers) is
+//! told once per alert, then again at the repeat interval while nobody acknowledged; an
+//! acknowledged alert stops repeating; Redis comes back, the next backup succeeds, and each
+//! channel gets one resolved notification per alert.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::{self, Daemon, Receiver, ADMIN, READER};
+use common::Env;
+use engine::connectors::redis::server::RedisServer;
+
+/// (alertname, status) of each Alertmanager body the webhook received, in order.
+fn webhook_events(hook: &Receiver) -> Vec<(String, String)> {
+    hook.requests()
+        .iter()
+        .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+        .map(|b| {
+            (
+                b["alerts"][0]["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                b["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn count(events: &[(String, String)], name: &str, status: &str) -> usize {
+    events
+        .iter()
+        .filter(|(n, s)| n == name && s == status)
+        .count()
+}
+
+fn wait_until(what: &str, d: &Daemon, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resolves() {
+    if !common::redis::available() {
+        return;
+    }
+    let hook = Receiver::start();
+    let slack = Receiver::start();
+    let redis_port = common::free_port();
+    let env = Env::new();
+    let port = daemon::configure(
+        &env,
+        &format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n\n\
+             [jobs.backup]\nkind = \"backup\"\nsources = [\"cache\"]\nschedule = \"*/2 * * * * *\"\n\n\
+             [alerts]\nrepeat_interval = \"3s\"\n\n\
+             [alerts.channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\n\
+             [alerts.channels.slack]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n",
+            hook.port
+        ),
+    );
+    let mut env = env;
+    env.set(
+        "TEST_SLACK_URL",
+        &format!("http://127.0.0.1:{}/services/T0/B0/x", slack.port),
+    );
+    let d = Daemon::start(&env, port);
+
+    // Redis is down: the backup fails, the alert fires and, unacknowledged, repeats.
+    wait_until("BulwarkBackupFailed fired and repeated", &d, || {
+        count(&webhook_events(&hook), "BulwarkBackupFailed", "firing") >= 2
+    });
+    let first = hook
+        .requests()
+        .into_iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).expect("JSON body"))
+        .find(|b| b["alerts"][0]["labels"]["alertname"] == "BulwarkBackupFailed")
+        .expect("a body");
+    assert_eq!(first["version"], "4");
+    assert_eq!(first["receiver"], "hook");
+    let alert = &first["alerts"][0];
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["labels"]["datastore"], "cache");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    assert!(
+        alert["startsAt"]
+            .as_str()
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["fingerprint"].as_str().map(str::len),
+        Some(16),
+        "{alert}"
+    );
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cache"),
+        "{alert}"
+    );
+    assert!(
+        hook.lines().iter().all(|l| l.starts_with("POST /hook ")),
+        "{:?}",
+        hook.lines()
+    );
+    wait_until("the Slack message", &d, || !slack.requests().is_empty());
+    let (line, body) = &slack.requests()[0];
+    assert!(line.starts_with("POST /services/T0/B0/x "), "{line}");
+    let text = serde_json::from_str::<serde_json::Value>(body).expect("JSON")["text"].clone();
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("CRITICAL") && t.contains("[cache]")),
+        "{text}"
+    );
+
+    // `bulwark status` shows what is wrong right now.
+    let status = env.run(&["status"]);
+    assert_eq!(
+        status.code, 9,
+        "critical: {}{}",
+        status.stdout, status.stderr
+    );
+    assert!(
+        status.stdout.contains("ALERT") && status.stdout.contains("[critical] cache"),
+        "{}",
+        status.stdout
+    );
+
+    // Acknowledged: no more repeats of that alert.
+    let alerts = d.json("/api/alerts");
+    let id = alerts
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["rule"] == "backup_failed"))
+        .map(|a| a["id"].clone())
+        .expect("the backup_failed alert");
+    let (code, body) = d.post(&format!("/api/alerts/{id}/acknowledge"), Some(ADMIN));
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_secs(1));
+    let after_ack = count(&webhook_events(&hook), "BulwarkBackupFailed", "firing");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        count(&webhook_events(&hook), "BulwarkBackupFailed", "firing"),
+        after_ack,
+        "an acknowledged alert does not repeat: {:?}",
+        webhook_events(&hook)
+    );
+
+    // Redis is back: the next backup succeeds and every open alert resolves, once per channel.
+    let dir = tempfile::tempdir().expect("dir");
+    let _redis = RedisServer::start(dir.path(), redis_port, &[], false).expect("redis starts");
+    wait_until("every alert resolved", &d, || {
+        d.json("/api/alerts")
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| !a["resolved"].is_null()))
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let events = webhook_events(&hook);
+    let fired: std::collections::BTreeSet<&String> = events.iter().map(|(n, _)| n).collect();
+    for name in fired {
+        assert_eq!(count(&events, name, "resolved"), 1, "{name}: {events:?}");
+    }
+    assert_eq!(count(&events, "BulwarkBackupFailed", "resolved"), 1);
+    let resolved = hook
+        .requests()
+        .into_iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).expect("JSON body"))
+        .find(|b| {
+            b["status"] == "resolved"
+                && b["alerts"][0]["labels"]["alertname"] == "BulwarkBackupFailed"
+        })
+        .expect("resolved body");
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(
+        resolved["alerts"][0]["fingerprint"], alert["fingerprint"],
+        "the same alert"
+    );
+    let slack_texts: Vec<String> = slack.requests().iter().map(|(_, b)| b.clone()).collect();
+    assert!(
+        slack_texts
+            .iter()
+            .any(|t| t.contains("RESOLVED") && t.contains("BulwarkBackupFailed")),
+        "{slack_texts:?}"
+    );
+    let (_, metrics) = d.get("/metrics", Some(READER));
+    assert!(
+        metrics.contains("bulwark_alert_deliveries_total{channel=\"hook\",result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bulwark_alerts_open{severity=\"critical\"} 0"),
+        "{metrics}"
+    );
+}
