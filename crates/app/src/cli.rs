@@ -121,6 +121,20 @@ pub enum Command {
     /// What the running daemon reports (its /api/status), for a terminal; exit 8 degraded,
     /// 9 critical.
     Status(StatusArgs),
+    /// Alert channels.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// Send a test notification to every channel (or one) and print each one's result;
+    /// exit 1 if one failed.
+    Test {
+        /// Only this [alerts.channels.NAME].
+        #[arg(long)]
+        channel: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -203,3 +203,61 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
         "{metrics}"
     );
 }
+
+/// `alert test` reports each channel's result; a receiver answering 500 is retried and
+/// reported, an unreachable one too; in the daemon such deliveries are counted as failed in
+/// /metrics while the jobs go on.
+#[test]
+fn failing_channels_are_retried_reported_and_counted_without_stopping_anything() {
+    let good = Receiver::start();
+    let broken = Receiver::answering(500);
+    let closed = common::free_port();
+    let mut env = Env::new();
+    env.set("BULWARK_ALERT_RETRY_DELAY_MS", "50");
+    let port = daemon::configure(
+        &env,
+        &format!(
+            "[sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{closed}\"\n\n\
+             [jobs.backup]\nkind = \"backup\"\nsources = [\"cache\"]\nschedule = \"*/2 * * * * *\"\n\n\
+             [alerts.channels.good]\nkind = \"slack\"\nurl = \"http://127.0.0.1:{}/ok\"\n\n\
+             [alerts.channels.broken]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\n\
+             [alerts.channels.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/hook\"\n",
+            good.port, broken.port
+        ),
+    );
+    let r = env.run(&["alert", "test"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("good: success"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("broken: failed: answered 500"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("dead: failed: "), "{}", r.stdout);
+    assert_eq!(broken.requests().len(), 4, "one try and three retries");
+    assert!(
+        good.requests()[0].1.contains("test notification"),
+        "{:?}",
+        good.requests()
+    );
+    assert_eq!(env.run(&["alert", "test", "--channel", "good"]).code, 0);
+    assert_eq!(env.run(&["alert", "test", "--channel", "nope"]).code, 2);
+    let json = env
+        .run(&["alert", "test", "--json", "--channel", "broken"])
+        .json();
+    assert_eq!(json[0]["ok"], false, "{json}");
+
+    let d = Daemon::start(&env, port);
+    wait_until("failed deliveries counted", &d, || {
+        let (_, m) = d.get("/metrics", Some(READER));
+        m.contains("bulwark_alert_deliveries_total{channel=\"broken\",result=\"failed\"}")
+            && m.contains("bulwark_alert_deliveries_total{channel=\"dead\",result=\"failed\"}")
+            && m.contains("bulwark_alert_deliveries_total{channel=\"good\",result=\"success\"}")
+    });
+    let runs = d.wait_runs("backups going on", |runs| runs.len() >= 3);
+    assert!(
+        runs.iter().all(|r| r["result"] != "success"),
+        "Redis is down"
+    );
+    assert!(d.log().contains("not delivered to broken"), "{}", d.log());
+}

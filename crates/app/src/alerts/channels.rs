@@ -10,12 +10,21 @@ use serde_json::{json, Value};
 use super::settings::{ChannelSection, Severity};
 use super::Notification;
 
-/// Waits between attempts: four tries in about half a minute.
-const BACKOFF: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(20),
-];
+/// Waits between attempts: four tries in about half a minute. `BULWARK_ALERT_RETRY_DELAY_MS`
+/// sets a fixed wait instead (tests, impatient operators).
+fn backoff() -> Vec<Duration> {
+    match std::env::var("BULWARK_ALERT_RETRY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(ms) => vec![Duration::from_millis(ms); 3],
+        None => vec![
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(20),
+        ],
+    }
+}
 
 /// A configured channel with its URL read.
 pub struct Channel {
@@ -56,19 +65,19 @@ impl Channel {
             "slack" => slack_body(n),
             _ => alertmanager_body(n, &self.name, external_url),
         };
+        let backoff = backoff();
         let mut attempts = 0;
         loop {
             attempts += 1;
             match post(&self.url, &body) {
                 Ok(()) => return (attempts, None),
                 Err(e) => {
-                    let Some(wait) = BACKOFF.get(attempts as usize - 1) else {
+                    let Some(wait) = backoff.get(attempts as usize - 1) else {
                         return (attempts, Some(format!("{e:#}")));
                     };
                     eprintln!(
-                        "warning: alert channel {}: attempt {attempts} failed: {e:#}; retrying in {}s",
-                        self.name,
-                        wait.as_secs()
+                        "warning: alert channel {}: attempt {attempts} failed: {e:#}; retrying in {:?}",
+                        self.name, wait
                     );
                     std::thread::sleep(*wait);
                 }

@@ -1,5 +1,6 @@
 //! One thin file per verb: parse options, call the engine, print.
 
+mod alert;
 mod assess;
 mod audit;
 mod backup;
@@ -75,6 +76,7 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Audit(a) => audit::run(ctx, a),
         Command::Schedule(c) => schedule::run(ctx, c),
         Command::Status(a) => status::run(ctx, a),
+        Command::Alert(c) => alert::run(ctx, c),
     }
 }
 

@@ -159,6 +159,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
+        Self::answering(200)
+    }
+
+    /// A receiver that answers every request with `status` (500: a broken receiver).
+    pub fn answering(status: u16) -> Self {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -187,9 +192,10 @@ impl Receiver {
                     first.trim().to_string(),
                     String::from_utf8_lossy(&body).into_owned(),
                 ));
-                let _ = reader.get_mut().write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                 );
+                let _ = reader.get_mut().write_all(answer.as_bytes());
             }
         });
         Self { port, requests }
