@@ -23,14 +23,14 @@ pub fn run(ctx: &Context, cmd: &AlertCommand) -> Result<Status> {
             return Err(usage(format!(
                 "no [alerts.channels.{name}] in {}",
                 loaded.path.display()
-            ));
+            )));
         }
     }
     if channels.is_empty() {
         return Err(usage(format!(
             "{}: no [alerts.channels.NAME] configured",
             loaded.path.display()
-        ));
+        )));
     }
     let test = Notification {
         alert: Alert {
