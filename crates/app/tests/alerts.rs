@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::{self, Daemon, Receiver, ADMIN, READER};
+use common::smtp::{self, Smtp};
 use common::Env;
 use engine::connectors::redis::server::RedisServer;
 
@@ -260,4 +261,100 @@ fn failing_channels_are_retried_reported_and_counted_without_stopping_anything()
         "Redis is down"
     );
     assert!(d.log().contains("not delivered to broken"), "{}", d.log());
+}
+
+/// Email over SMTP to a real server (aiosmtpd): a login on a plain connection, STARTTLS with
+/// the server's self-signed certificate as `ca_file`; text and HTML parts; a certificate the
+/// channel does not trust is reported as that channel's failure.
+#[test]
+fn email_goes_out_over_smtp_with_login_and_starttls() {
+    let env = Env::new();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .current_dir(env.path(""))
+        .output();
+    assert!(
+        made.is_ok_and(|o| o.status.success()),
+        "openssl makes a certificate"
+    );
+    let Some(plain) = Smtp::start(None) else {
+        return;
+    };
+    let Some(secure) = Smtp::start(Some((&env.path("cert.pem"), &env.path("key.pem")))) else {
+        return;
+    };
+    let mail = |name: &str, port: u16, extra: &str| {
+        format!(
+            "[alerts.channels.{name}]\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             from = \"Bulwark <bulwark@example.com>\"\nto = [\"ops@example.com\", \"oncall@example.com\"]\n\
+             username = \"{}\"\n{extra}\n",
+            smtp::USER
+        )
+    };
+    std::fs::write(env.path("smtp-password"), smtp::PASSWORD).expect("password");
+    daemon::configure(
+        &env,
+        &[
+            mail(
+                "plain",
+                plain.port,
+                "password_file = \"smtp-password\"\ntls = \"none\"",
+            ),
+            mail(
+                "secure",
+                secure.port,
+                "password_file = \"smtp-password\"\nca_file = \"cert.pem\"",
+            ),
+            mail(
+                "untrusted",
+                secure.port,
+                "password_file = \"smtp-password\"",
+            ),
+        ]
+        .concat(),
+    );
+    let mut env = env;
+    env.set("BULWARK_ALERT_RETRY_DELAY_MS", "50");
+    let r = env.run(&["alert", "test"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("plain: success"), "{}", r.stdout);
+    assert!(r.stdout.contains("secure: success"), "{}", r.stdout);
+    assert!(r.stdout.contains("untrusted: failed: "), "{}", r.stdout);
+    let sent = plain.messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let message = &sent[0];
+    assert!(
+        message.contains("X-Envelope-To: ops@example.com,oncall@example.com"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Subject: [bulwark] CRITICAL: BulwarkTest on bulwark"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Content-Type: text/plain") && message.contains("Content-Type: text/html"),
+        "{message}"
+    );
+    assert_eq!(secure.messages().len(), 1);
+    assert!(!message.contains(smtp::PASSWORD));
 }

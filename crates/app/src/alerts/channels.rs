@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 
-use super::settings::{ChannelSection, Severity};
+use super::settings::{ChannelSection, Severity, SmtpTls};
 use super::Notification;
 
 /// Waits between attempts: four tries in about half a minute. `BULWARK_ALERT_RETRY_DELAY_MS`
@@ -26,12 +26,27 @@ fn backoff() -> Vec<Duration> {
     }
 }
 
-/// A configured channel with its URL read.
+/// A configured channel with its secrets read.
 pub struct Channel {
     pub name: String,
-    pub kind: String,
-    pub url: String,
     pub min_severity: Severity,
+    target: Target,
+}
+
+enum Target {
+    Webhook(String),
+    Slack(String),
+    Email(Email),
+}
+
+struct Email {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    ca: Option<Vec<u8>>,
+    login: Option<(String, String)>,
+    from: String,
+    to: Vec<String>,
 }
 
 impl Channel {
@@ -40,13 +55,47 @@ impl Channel {
         section: &ChannelSection,
         config_dir: &std::path::Path,
     ) -> Result<Self> {
+        let err = |e: String| anyhow!("[alerts.channels.{name}] {e}");
+        let target = match section.kind.as_str() {
+            "email" => {
+                let ca = section
+                    .ca_file
+                    .as_ref()
+                    .map(|f| {
+                        let path = config_dir.join(f);
+                        std::fs::read(&path).map_err(|e| {
+                            err(format!("ca_file: cannot read {}: {e}", path.display()))
+                        })
+                    })
+                    .transpose()?;
+                let login = match (
+                    &section.username,
+                    section.password(config_dir).map_err(err)?,
+                ) {
+                    (Some(user), Some(password)) => Some((user.clone(), password)),
+                    _ => None,
+                };
+                Target::Email(Email {
+                    host: section.host.clone().unwrap_or_default(),
+                    port: section.port.unwrap_or(match section.tls {
+                        SmtpTls::Starttls => 587,
+                        SmtpTls::Tls => 465,
+                        SmtpTls::None => 25,
+                    }),
+                    tls: section.tls,
+                    ca,
+                    login,
+                    from: section.from.clone().unwrap_or_default(),
+                    to: section.to.clone(),
+                })
+            }
+            "slack" => Target::Slack(section.url(config_dir).map_err(err)?),
+            _ => Target::Webhook(section.url(config_dir).map_err(err)?),
+        };
         Ok(Self {
             name: name.to_string(),
-            kind: section.kind.clone(),
-            url: section
-                .url(config_dir)
-                .map_err(|e| anyhow!("[alerts.channels.{name}] {e}"))?,
             min_severity: section.min_severity,
+            target,
         })
     }
 
@@ -61,15 +110,11 @@ impl Channel {
 
     /// Sends `n`, retrying; the number of attempts, and the last error if all failed.
     pub fn deliver(&self, n: &Notification, external_url: &str) -> (u32, Option<String>) {
-        let body = match self.kind.as_str() {
-            "slack" => slack_body(n),
-            _ => alertmanager_body(n, &self.name, external_url),
-        };
         let backoff = backoff();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match post(&self.url, &body) {
+            match self.send_once(n, external_url) {
                 Ok(()) => return (attempts, None),
                 Err(e) => {
                     let Some(wait) = backoff.get(attempts as usize - 1) else {
@@ -84,6 +129,131 @@ impl Channel {
             }
         }
     }
+
+    fn send_once(&self, n: &Notification, external_url: &str) -> Result<()> {
+        match &self.target {
+            Target::Webhook(url) => post(url, &alertmanager_body(n, &self.name, external_url)),
+            Target::Slack(url) => post(url, &slack_body(n)),
+            Target::Email(email) => email.send(n, external_url),
+        }
+    }
+}
+
+impl Email {
+    fn send(&self, n: &Notification, external_url: &str) -> Result<()> {
+        use lettre::message::{Mailbox, MultiPart};
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+        use lettre::{Message, SmtpTransport, Transport};
+
+        let mut message = Message::builder()
+            .from(
+                self.from
+                    .parse::<Mailbox>()
+                    .map_err(|e| anyhow!("from '{}': {e}", self.from))?,
+            )
+            .subject(subject(n));
+        for to in &self.to {
+            message = message.to(to
+                .parse::<Mailbox>()
+                .map_err(|e| anyhow!("to '{to}': {e}"))?);
+        }
+        let (text, html) = email_bodies(n, external_url);
+        let message = message.multipart(MultiPart::alternative_plain_html(text, html))?;
+        let tls = || -> Result<TlsParameters> {
+            let mut params = TlsParameters::builder(self.host.clone());
+            if let Some(pem) = &self.ca {
+                params = params
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(Certificate::from_pem(pem)?);
+            }
+            Ok(params.build_rustls()?)
+        };
+        let mut transport = SmtpTransport::builder_dangerous(&self.host)
+            .port(self.port)
+            .timeout(Some(Duration::from_secs(20)));
+        transport = match self.tls {
+            SmtpTls::Starttls => transport.tls(Tls::Required(tls()?)),
+            SmtpTls::Tls => transport.tls(Tls::Wrapper(tls()?)),
+            SmtpTls::None => transport,
+        };
+        if let Some((user, password)) = &self.login {
+            transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        transport.build().send(&message)?;
+        Ok(())
+    }
+}
+
+fn subject(n: &Notification) -> String {
+    let a = &n.alert;
+    let what = match n.status {
+        "resolved" => "RESOLVED".to_string(),
+        _ => a.severity.to_uppercase(),
+    };
+    format!(
+        "[bulwark] {what}: {} on {}",
+        alertname(&a.rule),
+        a.datastore
+    )
+}
+
+/// The plain text and HTML bodies of an alert email; every value in the HTML is escaped.
+fn email_bodies(n: &Notification, external_url: &str) -> (String, String) {
+    let a = &n.alert;
+    let rows = [
+        ("status", n.status.to_string()),
+        ("alert", alertname(&a.rule)),
+        ("datastore", a.datastore.clone()),
+        ("severity", a.severity.clone()),
+        ("summary", a.summary.clone()),
+        ("since", a.fired.to_string()),
+        (
+            "resolved",
+            a.resolved
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("host", engine::repo::hostname()),
+    ];
+    let text = rows
+        .iter()
+        .map(|(k, v)| format!("{k:<10} {v}\n"))
+        .collect::<String>()
+        + &format!("\nDashboard and API: {external_url}\n");
+    let cells: String = rows
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+                escape_html(k),
+                escape_html(v)
+            )
+        })
+        .collect();
+    let html = format!(
+        "<!doctype html><html><body><h2>{}</h2><table>{cells}</table><p><a href=\"{}\">{}</a></p></body></html>",
+        escape_html(&subject(n)),
+        escape_html(external_url),
+        escape_html(external_url)
+    );
+    (text, html)
+}
+
+/// Text made safe inside HTML elements and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn post(url: &str, body: &Value) -> Result<()> {

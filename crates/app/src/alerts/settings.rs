@@ -58,22 +58,47 @@ fn default_disk_critical() -> f64 {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `webhook` (an Alertmanager webhook body) or `slack` (an incoming webhook).
+    /// `webhook` (an Alertmanager webhook body), `slack` (an incoming webhook) or `email`.
     pub kind: String,
-    /// The URL, or where to read it (it often carries a secret).
+    /// webhook, slack: the URL, or where to read it (it often carries a secret).
     pub url: Option<String>,
     pub url_env: Option<String>,
     pub url_file: Option<PathBuf>,
+    /// email: the SMTP server, its port (default by `tls`: 587, 465 or 25) and how it is
+    /// secured: `starttls` (default), `tls` or `none`.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A PEM file of the CA (or the self-signed certificate) the server's certificate must
+    /// chain to, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
     /// Alerts below this severity are not sent here (default: warning, i.e. all).
     #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
 }
 
 fn default_min_severity() -> Severity {
     Severity::Warning
 }
 
-pub const CHANNEL_KINDS: &[&str] = &["webhook", "slack"];
+pub const CHANNEL_KINDS: &[&str] = &["webhook", "slack", "email"];
 
 impl AlertsSection {
     /// Checks the section; errors are `(section, key, message)` for file and line.
@@ -102,6 +127,30 @@ impl AlertsSection {
                         CHANNEL_KINDS.join(", ")
                     ),
                 ));
+            }
+            if ch.kind == "email" {
+                let missing = [
+                    ("host", ch.host.is_none()),
+                    ("from", ch.from.is_none()),
+                    ("to", ch.to.is_empty()),
+                ];
+                if let Some((key, _)) = missing.iter().find(|(_, m)| *m) {
+                    return Err((section, key, format!("an email channel needs `{key}`")));
+                }
+                let secrets = [
+                    ch.password.is_some(),
+                    ch.password_env.is_some(),
+                    ch.password_file.is_some(),
+                ];
+                let count = secrets.iter().filter(|g| **g).count();
+                if ch.username.is_some() != (count > 0) || count > 1 {
+                    return Err((
+                        section,
+                        "username",
+                        "authentication needs username and one of password, password_env, password_file".into(),
+                    ));
+                }
+                continue;
             }
             let given = [
                 ch.url.is_some(),
@@ -137,5 +186,20 @@ impl ChannelSection {
             self.url_file.as_ref(),
             config_dir,
         )
+    }
+
+    /// email: the password, if the server wants a login.
+    pub fn password(&self, config_dir: &Path) -> Result<Option<String>, String> {
+        if self.username.is_none() {
+            return Ok(None);
+        }
+        crate::config::secret(
+            "password",
+            self.password.as_ref(),
+            self.password_env.as_ref(),
+            self.password_file.as_ref(),
+            config_dir,
+        )
+        .map(Some)
     }
 }

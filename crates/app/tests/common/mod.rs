@@ -10,6 +10,7 @@ pub mod pitr;
 pub mod postgres;
 pub mod qdrant;
 pub mod redis;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::fs;
