@@ -56,6 +56,9 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
     }
     let hook = Receiver::start();
     let slack = Receiver::start();
+    let Some(mail) = Smtp::start(None) else {
+        return;
+    };
     let redis_port = common::free_port();
     let env = Env::new();
     let port = daemon::configure(
@@ -65,8 +68,10 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
              [jobs.backup]\nkind = \"backup\"\nsources = [\"cache\"]\nschedule = \"*/2 * * * * *\"\n\n\
              [alerts]\nrepeat_interval = \"3s\"\n\n\
              [alerts.channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\n\
-             [alerts.channels.slack]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n",
-            hook.port
+             [alerts.channels.slack]\nkind = \"slack\"\nurl_env = \"TEST_SLACK_URL\"\nmin_severity = \"critical\"\n\n\
+             [alerts.channels.mail]\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             from = \"bulwark@example.com\"\nto = [\"ops@example.com\"]\nusername = \"{}\"\npassword = \"{}\"\n",
+            hook.port, mail.port, smtp::USER, smtp::PASSWORD
         ),
     );
     let mut env = env;
@@ -193,6 +198,23 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
             .iter()
             .any(|t| t.contains("RESOLVED") && t.contains("BulwarkBackupFailed")),
         "{slack_texts:?}"
+    );
+    let subjects: Vec<String> = mail
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .map(str::to_string)
+        })
+        .collect();
+    let firing = "Subject: [bulwark] CRITICAL: BulwarkBackupFailed on cache";
+    let resolved_mail = "Subject: [bulwark] RESOLVED: BulwarkBackupFailed on cache";
+    assert!(subjects.iter().any(|s| s == firing), "{subjects:?}");
+    assert_eq!(
+        subjects.iter().filter(|s| *s == resolved_mail).count(),
+        1,
+        "{subjects:?}"
     );
     let (_, metrics) = d.get("/metrics", Some(READER));
     assert!(
