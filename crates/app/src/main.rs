@@ -25,6 +25,12 @@ fn main() -> std::process::ExitCode {
     let result = context::Context::new(&cli).and_then(|ctx| commands::run(&ctx, &cli.command));
     match result {
         Ok(status) => status.into(),
+        // Interrupted while the sandboxes were being removed under the command's feet: the
+        // error it then met is a consequence, the interruption is what happened.
+        Err(err) if engine::connectors::sandbox::interrupted() => {
+            eprintln!("interrupted ({err:#})");
+            std::process::ExitCode::from(exit::INTERRUPTED)
+        }
         Err(err) if matches!(cli.command, cli::Command::WalFetch(_)) => {
             exit::report_restore_command(&err, cli.json)
         }

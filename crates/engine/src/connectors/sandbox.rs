@@ -18,28 +18,41 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 #[must_use = "the throwaway is removed when the guard is dropped"]
 pub struct Throwaway {
     id: u64,
+    /// A directory to remove once more when the guard goes: an interrupt's removal can race
+    /// with restore threads that recreate entries, and the guard goes after they are done.
+    dir: Option<PathBuf>,
 }
 
 impl Throwaway {
     pub fn new(cleanup: impl FnOnce() + Send + 'static) -> Self {
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         live().push((id, Box::new(cleanup)));
-        Self { id }
+        Self { id, dir: None }
     }
 
     /// A directory, removed with everything in it. On an interrupt the restore's threads
-    /// may still be creating entries while it goes, so removal is retried until it holds.
+    /// may still be creating entries while it goes, so removal is retried until it holds,
+    /// and tried again when the guard is dropped.
     pub fn dir(path: &Path) -> Self {
         let path: PathBuf = path.to_path_buf();
-        Self::new(move || {
+        let again = path.clone();
+        let mut guard = Self::new(move || {
+            // Gone means gone and still gone a moment later: a writer thread between its
+            // check and its create can bring a directory back once.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while std::fs::remove_dir_all(&path).is_err()
-                && path.exists()
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(10));
+            while Instant::now() < deadline {
+                if std::fs::remove_dir_all(&path).is_err() && path.exists() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                if !path.exists() {
+                    break;
+                }
             }
-        })
+        });
+        guard.dir = Some(again);
+        guard
     }
 
     /// A child process we started: asked to stop (SIGTERM), killed if it has not within
@@ -69,6 +82,9 @@ impl Drop for Throwaway {
     fn drop(&mut self) {
         if let Some(cleanup) = self.take() {
             cleanup();
+        }
+        if let Some(dir) = self.dir.as_ref().filter(|d| d.exists()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
