@@ -729,33 +729,7 @@ fn jobs_ping_their_dead_man_url_at_start_success_and_failure() {
 #[test]
 fn the_api_serves_tls_from_certificate_and_key_files() {
     let env = Env::new();
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .current_dir(env.path(""))
-        .output();
-    if !made.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: openssl could not make a test certificate; the TLS test did not run");
-        assert!(std::env::var("CI").is_err(), "CI must run the TLS test");
+    if !common::self_signed_certificate(&env.path("")) {
         return;
     }
     write_sample_tree(&env.path("data"));

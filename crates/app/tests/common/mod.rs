@@ -326,3 +326,31 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost (`cert.pem`, `key.pem` in `dir`),
+/// made by openssl; false (said loudly; fails under CI) if it cannot be made.
+pub fn self_signed_certificate(dir: &Path) -> bool {
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .current_dir(dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        eprintln!("SKIPPED: openssl could not make a test certificate; a TLS test did not run");
+        assert!(std::env::var("CI").is_err(), "CI must run the TLS tests");
+    }
+    made
+}
