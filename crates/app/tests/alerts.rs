@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{self, Daemon, Receiver, ADMIN, READER};
 use common::smtp::{self, Smtp};
@@ -35,18 +35,6 @@ fn count(events: &[(String, String)], name: &str, status: &str) -> usize {
         .iter()
         .filter(|(n, s)| n == name && s == status)
         .count()
-}
-
-fn wait_until(what: &str, d: &Daemon, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[test]
@@ -82,7 +70,7 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
     let d = Daemon::start(&env, port);
 
     // Redis is down: the backup fails, the alert fires and, unacknowledged, repeats.
-    wait_until("BulwarkBackupFailed fired and repeated", &d, || {
+    d.wait_until("BulwarkBackupFailed fired and repeated", || {
         count(&webhook_events(&hook), "BulwarkBackupFailed", "firing") >= 2
     });
     let first = hook
@@ -121,7 +109,7 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
         "{:?}",
         hook.lines()
     );
-    wait_until("the Slack message", &d, || !slack.requests().is_empty());
+    d.wait_until("the Slack message", || !slack.requests().is_empty());
     let (line, body) = &slack.requests()[0];
     assert!(line.starts_with("POST /services/T0/B0/x "), "{line}");
     let text = serde_json::from_str::<serde_json::Value>(body).expect("JSON")["text"].clone();
@@ -166,7 +154,7 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
     // Redis is back: the next backup succeeds and every open alert resolves, once per channel.
     let dir = tempfile::tempdir().expect("dir");
     let _redis = RedisServer::start(dir.path(), redis_port, &[], false).expect("redis starts");
-    wait_until("every alert resolved", &d, || {
+    d.wait_until("every alert resolved", || {
         d.json("/api/alerts")
             .as_array()
             .is_some_and(|a| a.iter().all(|a| !a["resolved"].is_null()))
@@ -271,7 +259,7 @@ fn failing_channels_are_retried_reported_and_counted_without_stopping_anything()
     assert_eq!(json[0]["ok"], false, "{json}");
 
     let d = Daemon::start(&env, port);
-    wait_until("failed deliveries counted", &d, || {
+    d.wait_until("failed deliveries counted", || {
         let (_, m) = d.get("/metrics", Some(READER));
         m.contains("bulwark_alert_deliveries_total{channel=\"broken\",result=\"failed\"}")
             && m.contains("bulwark_alert_deliveries_total{channel=\"dead\",result=\"failed\"}")

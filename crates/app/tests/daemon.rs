@@ -316,7 +316,7 @@ fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_replaces_it() {
         .position(|l| l.starts_with("schedule"))
         .expect("line")
         + 1;
-    wait_for(|| d.log().contains("reload refused"), "the refusal", &d);
+    d.wait_until("the refusal", || d.log().contains("reload refused"));
     let log = d.log();
     assert!(
         log.contains(&format!("bulwark.toml:{line}:")),
@@ -335,11 +335,9 @@ fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_replaces_it() {
     )
     .expect("config");
     d.signal(libc::SIGHUP);
-    wait_for(
-        || d.json("/api/jobs")[0]["name"] == "second",
-        "the new config",
-        &d,
-    );
+    d.wait_until("the new config", || {
+        d.json("/api/jobs")[0]["name"] == "second"
+    });
     assert_eq!(d.stop(), Some(0), "SIGTERM ends the daemon cleanly");
     let audit = env.ok(&["audit", "--json"]).json();
     let reloads: Vec<&str> = audit
@@ -355,18 +353,6 @@ fn sighup_with_a_broken_config_keeps_the_old_one_and_a_good_one_replaces_it() {
         "{reloads:?}"
     );
     assert_eq!(reloads[1], "success");
-}
-
-fn wait_for(cond: impl Fn() -> bool, what: &str, d: &Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -664,11 +650,9 @@ fn a_full_state_disk_does_not_stop_the_jobs_and_is_reported() {
     d.wait_runs("runs recorded again", |runs| {
         succeeded(runs, "backup") >= recorded + 2
     });
-    wait_for(
-        || d.json("/api/status")["daemon"]["state_error"].is_null(),
-        "the failure cleared",
-        &d,
-    );
+    d.wait_until("the failure cleared", || {
+        d.json("/api/status")["daemon"]["state_error"].is_null()
+    });
     let (_, metrics) = d.get("/metrics", Some(READER));
     assert!(metrics.contains("\nbulwark_state_ok 1\n"), "{metrics}");
 }

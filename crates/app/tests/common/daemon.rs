@@ -114,6 +114,19 @@ impl Daemon {
         }
     }
 
+    /// Waits (at most 90 s) until `done` holds; on timeout the daemon's log is shown.
+    pub fn wait_until(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: signals the daemon this test started.
         unsafe {
