@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::settings::{ChannelSection, Severity, SmtpTls};
 use super::Notification;
+use crate::output::escape_html;
 
 /// Waits between attempts: four tries in about half a minute. `BULWARK_ALERT_RETRY_DELAY_MS`
 /// sets a fixed wait instead (tests, impatient operators).
@@ -238,22 +239,6 @@ fn email_bodies(n: &Notification, external_url: &str) -> (String, String) {
         escape_html(external_url)
     );
     (text, html)
-}
-
-/// Text made safe inside HTML elements and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn post(url: &str, body: &Value) -> Result<()> {

@@ -130,6 +130,22 @@ pub fn conditions(d: &Daemon, now: Timestamp) -> Result<Vec<Condition>> {
             );
         }
     }
+    if let Some(audit) = survey.as_ref().and_then(|s| s.audit.as_ref()) {
+        if audit["ok"] == false {
+            let problems: Vec<&str> = audit["problems_text"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str())
+                .collect();
+            push(
+                "audit_chain",
+                "repository",
+                Severity::Critical,
+                format!("the audit log was tampered with: {}", problems.join("; ")),
+            );
+        }
+    }
     let mut seen = BTreeSet::new();
     for drill in d.with_state(|s| s.drills(100))? {
         let scenario = drill.scenario.clone().unwrap_or_else(|| "sources".into());

@@ -14,7 +14,7 @@ use engine::recovery::point::Point;
 use crate::cli::{DrillArgs, DrillsArgs, VerifyDepth};
 use crate::context::{Context, Steps};
 use crate::exit::{remove_sandboxes_on_interrupt, Status};
-use crate::output::{bytes, local_time, print_json};
+use crate::output::{bytes, escape_html, local_time, print_json};
 
 /// How long an interrupted drill gets to write its record before the process exits anyway.
 const RECORD_GRACE: Duration = Duration::from_secs(30);
@@ -207,13 +207,8 @@ pub fn list(ctx: &Context, args: &DrillsArgs) -> Result<Status> {
 
 /// The record as one HTML page with nothing to fetch: a timeline bar per source, its checks,
 /// and the targets met or missed.
-fn html(r: &DrillRecord) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+pub fn html(r: &DrillRecord) -> String {
+    let esc = escape_html;
     let total = r.total_secs.max(0.001);
     let mut offset = 0.0;
     let mut rows = String::new();

@@ -8,7 +8,7 @@ mod check;
 mod copy;
 mod daemon;
 mod diff;
-mod drill;
+pub mod drill;
 mod forget;
 mod health;
 mod history;

@@ -66,7 +66,7 @@ fn send(d: &Daemon, n: &Notification, external_url: &str) {
         let delivery = Delivery {
             alert: n.alert.id,
             channel: name.clone(),
-            status: n.status,
+            status: n.status.to_string(),
             time: Timestamp::now(),
             ok: error.is_none(),
             attempts,

@@ -401,11 +401,13 @@ pub fn run(loaded: Loaded) -> Result<()> {
     let tls = tls_files(&loaded);
     let loaded_tls = tls.is_some();
     alert_channels(&loaded)?;
+    let sessions = crate::web::Sessions::new(loaded.config.daemon.session_timeout()?, loaded_tls);
     let daemon = Daemon::new(loaded)?;
     crate::web::start(
         crate::web::Web {
             daemon: Arc::clone(&daemon),
             tokens,
+            sessions,
         },
         addr,
         tls,

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/bulwark";
+pub const DEFAULT_SESSION_TIMEOUT: &str = "12h";
 
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,8 @@ pub struct DaemonSection {
     pub state_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// How long a dashboard login lasts (default 12h).
+    pub session_timeout: Option<String>,
     #[serde(default)]
     pub tokens: BTreeMap<String, TokenSection>,
 }
@@ -57,7 +61,21 @@ impl DaemonSection {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(("tls_cert", "TLS needs both tls_cert and tls_key".into()));
         }
+        self.session_timeout()
+            .map_err(|e| ("session_timeout", format!("{e:#}")))?;
         Ok(())
+    }
+
+    pub fn session_timeout(&self) -> anyhow::Result<Duration> {
+        let text = self
+            .session_timeout
+            .as_deref()
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        let d = crate::config::parse_duration(text)?;
+        if d.is_zero() {
+            anyhow::bail!("a session must last longer than 0s");
+        }
+        Ok(d)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {

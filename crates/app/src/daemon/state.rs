@@ -4,6 +4,7 @@
 //! the last committed state; the schema is versioned (`PRAGMA user_version`) and migrated
 //! forward on open. Jobs run in their own processes and write here too.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -421,11 +422,19 @@ impl State {
     }
 
     pub fn drills(&self, limit: usize) -> Result<Vec<Drill>> {
+        self.select_drills(None, limit)
+    }
+
+    pub fn drill(&self, id: &str) -> Result<Option<Drill>> {
+        Ok(self.select_drills(Some(id), 1)?.pop())
+    }
+
+    fn select_drills(&self, id: Option<&str>, limit: usize) -> Result<Vec<Drill>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, run, time, scenario, result, rto_secs, rpo_secs, rto_target_secs, rpo_target_secs
-             FROM drills ORDER BY time DESC LIMIT ?1",
+             FROM drills WHERE ?1 IS NULL OR id = ?1 ORDER BY time DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+        let rows = stmt.query_map(params![id, limit as i64], |r| {
             Ok(Drill {
                 id: r.get(0)?,
                 run: r.get(1)?,
@@ -454,12 +463,25 @@ pub struct SourceStats {
     pub last_duration_secs: Option<f64>,
     pub last_bytes_added: Option<u64>,
     pub last_error: Option<String>,
+    /// What the newest successful backup held.
+    pub last_size_bytes: Option<u64>,
+}
+
+/// One source's part in one backup run, for the history charts.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePoint {
+    pub source: String,
+    pub time: Timestamp,
+    pub ok: bool,
+    pub duration_secs: Option<f64>,
+    pub bytes: Option<u64>,
+    pub bytes_added: Option<u64>,
 }
 
 /// One job's run counts and newest run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JobStats {
-    pub runs_by_result: std::collections::BTreeMap<String, u64>,
+    pub runs_by_result: BTreeMap<String, u64>,
     pub last: Option<Run>,
     pub last_success: Option<Timestamp>,
 }
@@ -483,7 +505,8 @@ impl State {
             "SELECT source, kind, max(CASE WHEN ok THEN time END), max(time), sum(ok), sum(NOT ok),
                 (SELECT duration FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1),
                 (SELECT bytes_added FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1),
-                (SELECT error FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1)
+                (SELECT error FROM source_runs l WHERE l.source = s.source ORDER BY time DESC LIMIT 1),
+                (SELECT bytes FROM source_runs l WHERE l.source = s.source AND l.ok ORDER BY time DESC LIMIT 1)
              FROM source_runs s GROUP BY source ORDER BY source",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -497,8 +520,37 @@ impl State {
                 last_duration_secs: r.get(6)?,
                 last_bytes_added: r.get::<_, Option<i64>>(7)?.map(|b| b as u64),
                 last_error: r.get(8)?,
+                last_size_bytes: r.get::<_, Option<i64>>(9)?.map(|b| b as u64),
             })
         })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every source backup since `since`, oldest first: what the dashboard's charts draw.
+    pub fn source_history(&self, since: Timestamp) -> Result<Vec<SourcePoint>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source, time, ok, duration, bytes, bytes_added FROM source_runs
+             WHERE time >= ?1 ORDER BY time",
+        )?;
+        let rows = stmt.query_map([secs(since)], |r| {
+            Ok(SourcePoint {
+                source: r.get(0)?,
+                time: time(r.get(1)?),
+                ok: r.get(2)?,
+                duration_secs: r.get(3)?,
+                bytes: r.get::<_, Option<i64>>(4)?.map(|b| b as u64),
+                bytes_added: r.get::<_, Option<i64>>(5)?.map(|b| b as u64),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Per source, the share of its backups since `since` that succeeded.
+    pub fn source_success_rates(&self, since: Timestamp) -> Result<BTreeMap<String, f64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, avg(ok) FROM source_runs WHERE time >= ?1 GROUP BY source")?;
+        let rows = stmt.query_map([secs(since)], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -609,6 +661,25 @@ impl State {
         Ok(())
     }
 
+    /// The newest deliveries first.
+    pub fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT alert, channel, status, time, ok, attempts, error FROM deliveries ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Delivery {
+                alert: r.get(0)?,
+                channel: r.get(1)?,
+                status: r.get(2)?,
+                time: time(r.get(3)?),
+                ok: r.get(4)?,
+                attempts: r.get(5)?,
+                error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Deliveries by channel and outcome: (channel, delivered, count).
     pub fn delivery_counts(&self) -> Result<Vec<(String, bool, i64)>> {
         let mut stmt = self.conn.prepare(
@@ -650,11 +721,12 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
 }
 
 /// A notification's delivery to one channel.
+#[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
     pub alert: i64,
     pub channel: String,
     /// `firing` or `resolved`.
-    pub status: &'static str,
+    pub status: String,
     pub time: Timestamp,
     pub ok: bool,
     pub attempts: u32,

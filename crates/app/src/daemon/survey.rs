@@ -1,7 +1,8 @@
 //! What the daemon knows of the stack between jobs: `bulwark assess --json` (each source's
 //! health and recovery point, the repository's size, snapshots and last check, the last
-//! drills), run as a child process every few minutes and after every job, so that the API
-//! and `/metrics` answer from memory and the daemon never talks to a datastore itself.
+//! drills) and `bulwark audit verify --json`, run as child processes every few minutes and
+//! after every job, so that the API and `/metrics` answer from memory and the daemon never
+//! talks to a datastore itself.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,16 +21,38 @@ pub struct Survey {
     /// `assess --json` as printed; None when it could not run, with the reason.
     pub assess: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// `audit verify --json`: whether the audit log's chain is intact; None when it could not
+    /// be verified (no repository: the assessment says so).
+    pub audit: Option<serde_json::Value>,
 }
 
-/// Runs `bulwark assess --json` with the daemon's config.
+/// Runs `bulwark assess --json` and `bulwark audit verify --json` with the daemon's config.
 pub fn take(config: &Path) -> Survey {
     let time = Timestamp::now();
+    let (assess, error) = match child_json(config, &["assess"]) {
+        Ok(v) if v.get("overall_status").is_some() => (Some(v), None),
+        Ok(_) => (None, Some("assess printed no assessment".to_string())),
+        Err(e) => (None, Some(e)),
+    };
+    let audit = child_json(config, &["audit", "verify"])
+        .ok()
+        .filter(|v| v.get("ok").is_some());
+    Survey {
+        time,
+        assess,
+        error,
+        audit,
+    }
+}
+
+/// What `bulwark --json COMMAND` prints, or its stderr (redacted) when that is not JSON.
+fn child_json(config: &Path, command: &[&str]) -> Result<serde_json::Value, String> {
     let output = std::env::current_exe().and_then(|exe| {
         let mut child = Command::new(exe)
             .arg("--config")
             .arg(config)
-            .args(["--json", "--quiet", "assess"])
+            .args(["--json", "--quiet"])
+            .args(command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -60,25 +83,10 @@ pub fn take(config: &Path) -> Survey {
             stderr.join().unwrap_or_default(),
         ))
     });
+    let name = command.join(" ");
     match output {
-        Ok((stdout, stderr)) => match serde_json::from_slice::<serde_json::Value>(&stdout) {
-            Ok(v) if v.get("overall_status").is_some() => Survey {
-                time,
-                assess: Some(v),
-                error: None,
-            },
-            _ => Survey {
-                time,
-                assess: None,
-                error: Some(super::runner::redact(
-                    String::from_utf8_lossy(&stderr).trim(),
-                )),
-            },
-        },
-        Err(e) => Survey {
-            time,
-            assess: None,
-            error: Some(format!("running assess: {e}")),
-        },
+        Ok((stdout, stderr)) => serde_json::from_slice(&stdout)
+            .map_err(|_| super::runner::redact(String::from_utf8_lossy(&stderr).trim())),
+        Err(e) => Err(format!("running {name}: {e}")),
     }
 }

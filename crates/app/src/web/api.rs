@@ -130,3 +130,30 @@ pub async fn acknowledge(
         serde_json::json!({ "alert": id, "acknowledged_by": caller.name }),
     ))
 }
+
+/// Every source backup of the last `days` (default 30, at most 366), oldest first.
+pub async fn history(
+    State(web): State<Arc<Web>>,
+    query: super::DaysAsked,
+) -> Answer<Vec<crate::daemon::state::SourcePoint>> {
+    let since = super::since_days(query)?;
+    Ok(Json(web.daemon.with_state(|s| s.source_history(since))?))
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<usize>,
+}
+
+/// The newest alert deliveries (default 50, at most 1000), failed ones with their error.
+pub async fn deliveries(
+    State(web): State<Arc<Web>>,
+    query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Vec<crate::daemon::state::Delivery>> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit is 1 to 1000"));
+    }
+    Ok(Json(web.daemon.with_state(|s| s.deliveries(limit))?))
+}

@@ -1,14 +1,19 @@
-//! The daemon's HTTP side: the JSON API, `/metrics` and `/healthz`. Every route but
-//! `/healthz` and the OpenAPI document needs a bearer token; running a job or acknowledging
-//! an alert needs an admin token. Errors are JSON (`{"error": ...}`) with a 4xx status;
-//! nothing here panics on input.
+//! The daemon's HTTP side: the dashboard, the JSON API, `/metrics` and `/healthz`. Every
+//! route but `/healthz`, the OpenAPI document, the login form and the page's assets needs a
+//! bearer token or a dashboard session; running a job or acknowledging an alert needs an
+//! admin token. Errors are JSON (`{"error": ...}`) with a 4xx status; nothing here panics on
+//! input.
 
 mod api;
+mod charts;
+mod dashboard;
 mod metrics;
+mod session;
 mod status;
-
-pub use status::disk_used_percent;
 mod tls;
+
+pub use session::Sessions;
+pub use status::disk_used_percent;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +33,21 @@ use crate::daemon::Daemon;
 pub struct Web {
     pub daemon: Arc<Daemon>,
     pub tokens: Vec<ApiToken>,
+    pub sessions: Sessions,
+}
+
+impl Web {
+    /// The token whose hash was presented. Every token is compared, so the time taken does
+    /// not tell which one was close.
+    fn caller_for(&self, presented: &blake3::Hash) -> Option<Caller> {
+        self.tokens.iter().fold(None, |found, t| {
+            let hit = t.matches(presented);
+            found.or(hit.then(|| Caller {
+                name: t.name.clone(),
+                role: t.role,
+            }))
+        })
+    }
 }
 
 /// Who is calling: the token's name (for the audit log) and role.
@@ -130,6 +150,11 @@ fn router(web: Arc<Web>) -> Router {
         .route("/api/drills", get(api::drills))
         .route("/api/alerts", get(api::alerts))
         .route("/api/alerts/{id}/acknowledge", post(api::acknowledge))
+        .route("/api/history", get(api::history))
+        .route("/api/deliveries", get(api::deliveries))
+        .route("/charts/{file}", get(charts::chart))
+        .route("/drills/{id}/report", get(dashboard::drill_report))
+        .route("/logout", post(dashboard::logout))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&web),
             authenticate,
@@ -137,38 +162,79 @@ fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/api/openapi.json", get(api::openapi))
+        .route("/", get(dashboard::page))
+        .route("/login", get(dashboard::login_page).post(dashboard::login))
+        .route("/assets/{file}", get(dashboard::asset))
         .merge(authenticated)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(web)
 }
 
-/// Finds the caller's token; 401 without a known one.
+/// Finds the caller: a bearer token, or a dashboard session whose requests that change
+/// something carry its CSRF token. 401 without either, 403 without the CSRF token.
 async fn authenticate(State(web): State<Arc<Web>>, mut req: Request, next: Next) -> Response {
-    let presented = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| ApiToken::hash_of(t.trim()));
-    let Some(presented) = presented else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required")
-            .into_response();
-    };
-    // Every token is compared, so the time taken does not tell which one was close.
-    let found = web.tokens.iter().fold(None, |found, t| {
-        let hit = t.matches(&presented);
-        found.or(hit.then(|| Caller {
-            name: t.name.clone(),
-            role: t.role,
-        }))
-    });
-    match found {
-        Some(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
+    let caller = match bearer {
+        Some(presented) => match web.caller_for(&presented) {
+            Some(caller) => caller,
+            None => {
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unknown token").into_response()
+            }
+        },
+        None => {
+            let Some(session) = web.sessions.find(req.headers()) else {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "a bearer token (or a dashboard session) is required",
+                )
+                .into_response();
+            };
+            let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+            let csrf = req
+                .headers()
+                .get(session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if !reads && !csrf.is_some_and(|c| session.csrf_matches(c)) {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the CSRF token is missing or wrong; reload the dashboard",
+                )
+                .into_response();
+            }
+            session.caller
         }
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unknown token").into_response(),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// `?days=N`: the window of history a chart or `/api/history` covers.
+#[derive(serde::Deserialize)]
+pub struct DaysQuery {
+    days: Option<i64>,
+}
+
+pub type DaysAsked =
+    std::result::Result<axum::extract::Query<DaysQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The start of the window a `days` query asks for (default 30, at most 366).
+pub fn since_days(asked: DaysAsked) -> std::result::Result<jiff::Timestamp, ApiError> {
+    let days = asked
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?
+        .0
+        .days
+        .unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "days is 1 to 366"));
     }
+    jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// 403 unless the caller is an admin.

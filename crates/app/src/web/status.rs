@@ -53,6 +53,24 @@ pub fn jobs(d: &Daemon) -> Result<Vec<JobView>> {
         .collect()
 }
 
+/// The next slot of any backup job that covers `source` (a job naming no sources backs up
+/// all of them).
+fn next_backup(
+    jobs: &BTreeMap<String, crate::jobs::Job>,
+    source: &str,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    jobs.values()
+        .filter(|j| match &j.action {
+            crate::jobs::Action::Backup { sources } => {
+                sources.is_empty() || sources.iter().any(|s| s == source)
+            }
+            _ => false,
+        })
+        .filter_map(|j| j.schedule.next_after(now))
+        .min()
+}
+
 /// Seconds from `t` to now.
 fn age(t: Timestamp, now: Timestamp) -> f64 {
     (now.as_millisecond() - t.as_millisecond()) as f64 / 1000.0
@@ -74,6 +92,11 @@ pub fn status(d: &Daemon) -> Result<Value> {
         .map(|s| (s.source.clone(), s))
         .collect();
     let config = d.config();
+    let day = now.checked_sub(jiff::SignedDuration::from_hours(24))?;
+    let week = now.checked_sub(jiff::SignedDuration::from_hours(7 * 24))?;
+    let month = now.checked_sub(jiff::SignedDuration::from_hours(30 * 24))?;
+    let rates_7d = d.with_state(|s| s.source_success_rates(week))?;
+    let rates_30d = d.with_state(|s| s.source_success_rates(month))?;
     let mut worst_age: Option<f64> = None;
     let datastores: Vec<Value> = config
         .config
@@ -96,6 +119,8 @@ pub fn status(d: &Daemon) -> Result<Value> {
                 "reachable": service.and_then(|s| s["details"]["health"]["reachable"].as_bool()),
                 "rpo_target_secs": service.and_then(|s| s["details"]["targets"]["rpo_secs"].as_u64()),
                 "recovery_point": service.map(|s| s["details"]["recovery_point"]["time"].clone()),
+                "oldest_point": service.map(|s| s["details"]["oldest_point"].clone()),
+                "next_backup": next_backup(&config.config.jobs, name, now),
                 "last_backup_age_secs": backup_age,
                 "last_success": st.and_then(|s| s.last_success),
                 "last_attempt": st.map(|s| s.last_attempt),
@@ -104,14 +129,14 @@ pub fn status(d: &Daemon) -> Result<Value> {
                 "backups_failed": st.map_or(0, |s| s.failures),
                 "last_duration_secs": st.and_then(|s| s.last_duration_secs),
                 "last_bytes_added": st.and_then(|s| s.last_bytes_added),
+                "last_size_bytes": st.and_then(|s| s.last_size_bytes),
+                "success_rate_7d": rates_7d.get(name),
+                "success_rate_30d": rates_30d.get(name),
                 "last_drill": service.map(|s| s["details"]["last_drill"].clone()),
                 "findings": service.map(|s| s["findings"].clone()),
             })
         })
         .collect();
-    let day = now.checked_sub(jiff::SignedDuration::from_hours(24))?;
-    let week = now.checked_sub(jiff::SignedDuration::from_hours(7 * 24))?;
-    let month = now.checked_sub(jiff::SignedDuration::from_hours(30 * 24))?;
     let recent = d.with_state(|s| s.runs(None, 1000, false))?;
     let last_day: Vec<&Run> = recent.iter().filter(|r| r.started >= day).collect();
     let failed_day = last_day

@@ -68,9 +68,48 @@ pub struct RepositoryState {
     pub snapshots: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// What the data takes at each stage, when the index could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<Space>,
     /// What the newest `check` found.
     pub last_check: Option<CheckRecord>,
     pub findings: Vec<Finding>,
+}
+
+/// The repository's data before and after deduplication and compression.
+#[derive(Debug, Serialize)]
+pub struct Space {
+    /// What the snapshots hold, summed over all of them (their summaries' sizes).
+    pub logical_bytes: u64,
+    /// Plaintext of every distinct chunk in the index.
+    pub unique_bytes: u64,
+    /// Those chunks compressed and encrypted.
+    pub stored_bytes: u64,
+    /// logical / unique (0 when the repository holds nothing).
+    pub dedup_ratio: f64,
+    /// unique / stored.
+    pub compression_ratio: f64,
+}
+
+impl Space {
+    /// From the snapshot summaries and the index: no snapshot tree is read.
+    pub fn of(repo: &Repository, snapshots: &Snapshots) -> crate::error::Result<Self> {
+        let logical_bytes = snapshots.list.iter().map(|(_, s)| s.summary.bytes).sum();
+        let (unique_bytes, stored_bytes) = repo
+            .load_index()?
+            .iter()
+            .fold((0u64, 0u64), |(u, s), (_, loc)| {
+                (u + loc.raw_length as u64, s + loc.length as u64)
+            });
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        Ok(Self {
+            logical_bytes,
+            unique_bytes,
+            stored_bytes,
+            dedup_ratio: ratio(logical_bytes, unique_bytes),
+            compression_ratio: ratio(unique_bytes, stored_bytes),
+        })
+    }
 }
 
 /// A repository not checked for this long is a finding.
@@ -269,6 +308,7 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
         status: Status::Critical,
         snapshots: None,
         size_bytes: None,
+        space: None,
         last_check: None,
         findings: vec![Finding {
             status: Status::Critical,
@@ -327,6 +367,8 @@ fn repository(url: &str, opened: Opened<'_>) -> RepositoryState {
             .unwrap_or(Status::Healthy),
         snapshots: Some(snapshots.list.len()),
         size_bytes: Some(sizes.values().sum()),
+        // Sizes are a nicety: an unreadable index shows as damage in `check`, not here.
+        space: Space::of(repo, snapshots).ok(),
         last_check,
         findings,
     }

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::catalog::Snapshots;
-use crate::connectors::interface::{newest_snapshot, Datastore, Health, Kind, RecoveryPoint};
+use crate::connectors::interface::{
+    newest_snapshot, oldest_snapshot, Datastore, Health, Kind, RecoveryPoint,
+};
 use crate::repo::Repository;
 
 #[derive(Debug, Serialize)]
@@ -15,6 +17,9 @@ pub struct SourceState {
     /// The newest moment the repository can bring this source back to; None when it holds
     /// no complete snapshot of it.
     pub recovery_point: Option<RecoveryPoint>,
+    /// The oldest moment it can be brought back to: the end of its oldest complete snapshot
+    /// (for PostgreSQL with archived WAL, every moment from there to the recovery point).
+    pub oldest_point: Option<jiff::Timestamp>,
     /// Seconds from the recovery point to now: the data lost if the source died now.
     pub recovery_point_age_secs: Option<f64>,
     /// Why the recovery point could not be read in full (an unreadable log archive: the point
@@ -65,6 +70,7 @@ pub fn survey(
             kind: d.kind(),
             health,
             recovery_point_age_secs: point.as_ref().map(|p| p.age_secs(now)),
+            oldest_point: repo.and_then(|(_, snapshots)| oldest_snapshot(snapshots, d.name())),
             recovery_point: point,
             recovery_point_error: error,
         });

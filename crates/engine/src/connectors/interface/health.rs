@@ -76,6 +76,16 @@ pub fn newest_snapshot(snapshots: &Snapshots, source: &str) -> Option<RecoveryPo
         })
 }
 
+/// When the oldest complete snapshot of `source` finished: the earliest moment it restores.
+pub fn oldest_snapshot(snapshots: &Snapshots, source: &str) -> Option<jiff::Timestamp> {
+    snapshots
+        .list
+        .iter()
+        .filter(|(_, s)| s.source.name == source && !s.summary.partial)
+        .map(|(_, s)| s.time)
+        .min()
+}
+
 /// When a snapshot's backup started.
 pub fn started(s: &crate::snapshot::Snapshot) -> jiff::Timestamp {
     let took = jiff::SignedDuration::from_secs_f64(s.summary.duration_secs.max(0.0));

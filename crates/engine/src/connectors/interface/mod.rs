@@ -14,7 +14,7 @@ mod tier;
 use std::path::{Path, PathBuf};
 
 pub use fields::fields_of;
-pub use health::{newest_snapshot, parse_time, started, Health, RecoveryPoint};
+pub use health::{newest_snapshot, oldest_snapshot, parse_time, started, Health, RecoveryPoint};
 pub use log_archive::{log_archives, LogArchive, LogCheck, LogCopy, LogExpiry, LogSourceCheck};
 pub use outcome::{top_k_overlap, Mismatch, RestoreOutcome, Restored, Timings, Verdict};
 pub use point::Point;
