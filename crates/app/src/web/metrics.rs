@@ -288,6 +288,14 @@ pub fn collect(d: &Daemon) -> Result<Vec<Family>> {
             bool_gauge(repo["last_check"]["ok"].as_bool() == Some(true)),
         );
     }
+    if let Some(audit) = survey.as_ref().and_then(|s| s.audit.as_ref()) {
+        f.add(
+            "bulwark_audit_chain_ok",
+            "gauge",
+            "1 when every audit log entry is intact, in order and linked up to the repository's seal.",
+        )
+        .put(&[], bool_gauge(audit["ok"].as_bool() == Some(true)));
+    }
     if let Some(p) = status::disk_used_percent(d) {
         f.add("bulwark_repository_disk_used_ratio", "gauge",
             "How full the file system holding the repository (or, for object storage, the state) is, 0 to 1.")
