@@ -261,6 +261,12 @@ echo "== bulwark status (what GET /api/status says)"
 "$B" status || true
 echo "== GET /metrics (a few of the Prometheus series)"
 api "http://127.0.0.1:$API_PORT/metrics" | grep -E '^bulwark_(datastore_last_success_timestamp_seconds|job_next_run_timestamp_seconds)' | head -8
+echo "== the dashboard: log in with the token, then the page and a chart"
+JAR="$DEMO/dashboard-cookies"
+curl -sf -c "$JAR" -o /dev/null -d "token=$ADMIN_TOKEN" "http://127.0.0.1:$API_PORT/login"
+curl -sf -b "$JAR" "http://127.0.0.1:$API_PORT/" | grep -o '<title>[^<]*</title>'
+curl -sf -b "$JAR" -o "$DEMO/backup-duration.svg" "http://127.0.0.1:$API_PORT/charts/duration.svg"
+echo "dashboard at http://127.0.0.1:$API_PORT/ (token: $ADMIN_TOKEN); a chart: $DEMO/backup-duration.svg"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true
 DAEMON_PID=
 echo "== bulwark audit (who did what, from the command line and through the API)"

@@ -355,13 +355,7 @@ fn an_edited_audit_log_raises_a_critical_alert_until_it_is_intact() {
     );
     env.ok(&["backup", "uploads"]);
     env.ok(&["backup", "uploads"]);
-    let log = std::fs::read_dir(env.path("state/audit"))
-        .expect("audit dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "log") && !p.to_string_lossy().contains("pending")
-        })
-        .expect("an audit log");
+    let log = common::audit_log(&env);
     let original = std::fs::read_to_string(&log).expect("log");
     let edited = original.replacen("\"success\"", "\"failed: nothing\"", 1);
     assert_ne!(edited, original);

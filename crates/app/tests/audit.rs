@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{write_sample_tree, Env};
 
 fn entries(env: &Env) -> Vec<serde_json::Value> {
@@ -20,20 +18,6 @@ fn field<'a>(entries: &'a [serde_json::Value], name: &str) -> Vec<&'a str> {
         .iter()
         .map(|e| e[name].as_str().unwrap_or_default())
         .collect()
-}
-
-/// The one log file of the env's state directory.
-fn log_file(env: &Env) -> PathBuf {
-    std::fs::read_dir(env.path("state/audit"))
-        .expect("audit dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "log")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("pending"))
-        })
-        .expect("an audit log")
 }
 
 fn os_user() -> String {
@@ -159,7 +143,7 @@ fn audit_verify_names_an_edited_deleted_reordered_or_truncated_entry() {
         env.ok(&["backup", "data"]);
     }
     env.ok(&["forget", "--keep-last", "2"]);
-    let path = log_file(&env);
+    let path = common::audit_log(&env);
     let original = std::fs::read_to_string(&path).expect("log");
     let lines: Vec<&str> = original.lines().collect();
     assert_eq!(lines.len(), 6);

@@ -218,6 +218,12 @@ fn the_dashboard_shows_what_the_api_reports_and_its_buttons_work() {
     let log = b.text(&b.find("#log"));
     assert!(log.contains("dump failed"), "{log}");
 
+    // The page refreshes itself: a run started elsewhere shows up without a reload.
+    let (code, body) = d.post("/api/jobs/drill/run", Some(ADMIN));
+    assert_eq!(code, 202, "{body}");
+    let elsewhere = serde_json::from_str::<Value>(&body).expect("JSON")["run"].to_string();
+    b.text_when("#runs tr[data-run] td", |t| t == elsewhere);
+
     b.screenshot(&shots.join("dashboard.png"));
     let errors = severe(&b);
     assert!(errors.is_empty(), "console errors: {errors:#?}");

@@ -355,3 +355,17 @@ pub fn self_signed_certificate(dir: &Path) -> bool {
     }
     made
 }
+
+/// The one log file of the env's state directory.
+pub fn audit_log(env: &Env) -> PathBuf {
+    std::fs::read_dir(env.path("state/audit"))
+        .expect("audit dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "log")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("pending"))
+        })
+        .expect("an audit log")
+}
