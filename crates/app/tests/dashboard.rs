@@ -142,6 +142,20 @@ fn the_dashboard_shows_what_the_api_reports_and_its_buttons_work() {
             .is_empty()),
         snapshots
     );
+    let space = &status["repository"]["space"];
+    for (field, key) in [
+        ("dedup", "dedup_ratio"),
+        ("compression", "compression_ratio"),
+    ] {
+        let ratio = space[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key} in {space}"));
+        assert!(ratio > 0.5, "{space}");
+        assert_eq!(
+            b.text(&b.find(&format!("[data-name=repository] [data-field={field}]"))),
+            format!("{ratio:.2}×")
+        );
+    }
     let uploads = store("uploads");
     assert_eq!(
         b.text(&b.find("[data-name=uploads] [data-field=last_result]")),

@@ -47,6 +47,19 @@ fn files_and_redis_report_reachability_roles_and_recovery_points() {
     );
     assert_eq!(uploads["recovery_point"]["via"], "snapshot", "{uploads}");
     assert!(uploads["recovery_point_age_secs"].as_f64().expect("age") < 600.0);
+    // The oldest point is the end of the oldest snapshot, and stays so as newer ones come.
+    let first = env
+        .ok(&["--json", "snapshots", "--source", "uploads"])
+        .json()[0]["time"]
+        .clone();
+    assert_eq!(uploads["oldest_point"], first, "{uploads}");
+    env.ok(&["backup", "uploads"]);
+    let again = env.ok(&["--json", "health", "uploads"]).json()[0].clone();
+    assert_eq!(again["oldest_point"], first, "{again}");
+    assert_ne!(
+        again["recovery_point"]["snapshot"],
+        uploads["recovery_point"]["snapshot"]
+    );
     let cache = by("cache");
     assert_eq!(cache["health"]["role"], "master", "{cache}");
     assert!(cache["health"]["version"].as_str().is_some(), "{cache}");
@@ -65,7 +78,7 @@ fn files_and_redis_report_reachability_roles_and_recovery_points() {
     assert_eq!(gone["health"]["reachable"], false, "{states}");
     assert!(gone["health"]["error"].is_string(), "{states}");
     assert!(
-        gone["recovery_point"].is_null(),
+        gone["recovery_point"].is_null() && gone["oldest_point"].is_null(),
         "never backed up: {states}"
     );
     let missing = &states[1];
