@@ -222,6 +222,7 @@ fn a_failed_backup_alerts_each_channel_once_repeats_until_acknowledged_and_resol
 fn failing_channels_are_retried_reported_and_counted_without_stopping_anything() {
     let good = Receiver::start();
     let broken = Receiver::answering(500);
+    let gone = Receiver::answering(404);
     let closed = common::free_port();
     let mut env = Env::new();
     env.set("BULWARK_ALERT_RETRY_DELAY_MS", "50");
@@ -232,8 +233,9 @@ fn failing_channels_are_retried_reported_and_counted_without_stopping_anything()
              [jobs.backup]\nkind = \"backup\"\nsources = [\"cache\"]\nschedule = \"*/2 * * * * *\"\n\n\
              [alerts.channels.good]\nkind = \"slack\"\nurl = \"http://127.0.0.1:{}/ok\"\n\n\
              [alerts.channels.broken]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\n\
-             [alerts.channels.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/hook\"\n",
-            good.port, broken.port
+             [alerts.channels.dead]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/hook\"\n\n\
+             [alerts.channels.gone]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/revoked\"\n",
+            good.port, broken.port, gone.port
         ),
     );
     let r = env.run(&["alert", "test"]);
@@ -246,6 +248,12 @@ fn failing_channels_are_retried_reported_and_counted_without_stopping_anything()
     );
     assert!(r.stdout.contains("dead: failed: "), "{}", r.stdout);
     assert_eq!(broken.requests().len(), 4, "one try and three retries");
+    assert!(
+        r.stdout.contains("gone: failed: answered 404"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(gone.requests().len(), 1, "a 404 is not retried");
     assert!(
         good.requests()[0].1.contains("test notification"),
         "{:?}",
@@ -315,6 +323,11 @@ fn email_goes_out_over_smtp_with_login_and_starttls() {
                 secure.port,
                 "password_file = \"smtp-password\"",
             ),
+            mail(
+                "refused",
+                plain.port,
+                "password = \"not-the-password\"\ntls = \"none\"",
+            ),
         ]
         .concat(),
     );
@@ -325,6 +338,17 @@ fn email_goes_out_over_smtp_with_login_and_starttls() {
     assert!(r.stdout.contains("plain: success"), "{}", r.stdout);
     assert!(r.stdout.contains("secure: success"), "{}", r.stdout);
     assert!(r.stdout.contains("untrusted: failed: "), "{}", r.stdout);
+    // A refused login is final: reported with the server's answer, not retried.
+    assert!(
+        r.stdout.contains("refused: failed: permanent error (535)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stderr.contains("alert channel refused: attempt"),
+        "{}",
+        r.stderr
+    );
     let sent = plain.messages();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let message = &sent[0];

@@ -118,7 +118,8 @@ impl Channel {
             match self.send_once(n, external_url) {
                 Ok(()) => return (attempts, None),
                 Err(e) => {
-                    let Some(wait) = backoff.get(attempts as usize - 1) else {
+                    let wait = backoff.get(attempts as usize - 1);
+                    let (Some(wait), false) = (wait, e.is::<Permanent>()) else {
                         return (attempts, Some(format!("{e:#}")));
                     };
                     eprintln!(
@@ -181,10 +182,26 @@ impl Email {
         if let Some((user, password)) = &self.login {
             transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        transport.build().send(&message)?;
-        Ok(())
+        match transport.build().send(&message) {
+            Ok(_) => Ok(()),
+            // A 5xx answer (a refused login, an unknown recipient) will not change on a retry.
+            Err(e) if e.is_permanent() => Err(Permanent(e.to_string()).into()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
+
+/// A failure that retrying cannot cure: the receiver refused the message for good.
+#[derive(Debug)]
+struct Permanent(String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
 
 fn subject(n: &Notification) -> String {
     let a = &n.alert;
@@ -250,10 +267,20 @@ fn post(url: &str, body: &Value) -> Result<()> {
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::to_vec(body)?)
         .send()?;
-    if !answer.status().is_success() {
-        return Err(anyhow!("answered {}", answer.status()));
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
     }
-    Ok(())
+    let answered = format!("answered {status}");
+    // A 4xx (a wrong URL, a revoked webhook) stays so; a timeout, throttling or 5xx may pass.
+    let lasting = status.is_client_error()
+        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+    Err(if lasting {
+        Permanent(answered).into()
+    } else {
+        anyhow!(answered)
+    })
 }
 
 /// A stable id of the alert's identity (rule and datastore), as Alertmanager fingerprints are.

@@ -92,15 +92,20 @@ pub struct Space {
 }
 
 impl Space {
-    /// From the snapshot summaries and the index: no snapshot tree is read.
+    /// From the snapshot summaries and the index files, one file at a time (the index is
+    /// never held whole, so this stays small for a large repository; a chunk indexed twice
+    /// by concurrent writers counts twice). No snapshot tree is read.
     pub fn of(repo: &Repository, snapshots: &Snapshots) -> crate::error::Result<Self> {
         let logical_bytes = snapshots.list.iter().map(|(_, s)| s.summary.bytes).sum();
-        let (unique_bytes, stored_bytes) = repo
-            .load_index()?
-            .iter()
-            .fold((0u64, 0u64), |(u, s), (_, loc)| {
-                (u + loc.raw_length as u64, s + loc.length as u64)
-            });
+        let (mut unique_bytes, mut stored_bytes) = (0u64, 0u64);
+        for listed in repo.store().list(crate::store::ObjectKind::Index)? {
+            for (_, entries) in repo.load_index_file(&listed.name)? {
+                for e in entries {
+                    unique_bytes += e.raw_length as u64;
+                    stored_bytes += e.length as u64;
+                }
+            }
+        }
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         Ok(Self {
             logical_bytes,
