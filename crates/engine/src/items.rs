@@ -155,6 +155,8 @@ pub struct ItemReader {
     chunks: std::vec::IntoIter<ChunkId>,
     buf: Vec<u8>,
     pos: usize,
+    /// An item already read (by a seek) that comes next.
+    pending: Option<Item>,
 }
 
 impl ItemReader {
@@ -165,7 +167,91 @@ impl ItemReader {
             chunks: tree.into_iter(),
             buf: Vec::new(),
             pos: 0,
+            pending: None,
         }
+    }
+
+    /// A reader whose first item is the first one at or after `target` in path order
+    /// (component-wise), found by a binary search over the tree chunks: a few chunks are
+    /// read instead of the whole stream. A chunk may start in the middle of an item, so each
+    /// probe looks at the first item that starts after a line break.
+    pub fn seek(
+        repo: Repository,
+        index: Arc<Index>,
+        tree: Vec<ChunkId>,
+        target: &str,
+    ) -> Result<Self> {
+        let mut reader = Self::new(repo, index, Vec::new());
+        // Where the last probed item that sorts before `target` starts: (chunk, offset).
+        let mut start = (0, 0);
+        let (mut lo, mut hi) = (0, tree.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match reader.first_item_after_break(&tree, mid)? {
+                Some((at, path)) if path_cmp(&path, target) == Ordering::Less => {
+                    start = at;
+                    lo = mid + 1;
+                }
+                _ => hi = mid,
+            }
+        }
+        let mut tree = tree;
+        if let Some(id) = tree.get(start.0).copied() {
+            reader.buf = reader.repo.read_blob(&reader.index, &id)?;
+            reader.pos = start.1;
+            reader.chunks = tree.split_off(start.0 + 1).into_iter();
+        }
+        // From there to the target is at most a chunk or so of items: read past them.
+        while let Some(item) = reader.next_item()? {
+            if path_cmp(&item.path, target) != Ordering::Less {
+                reader.pending = Some(item);
+                break;
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The first item that starts after a line break at or past the start of chunk `k`:
+    /// where it starts and its path; None when the stream has no such item.
+    fn first_item_after_break(
+        &self,
+        tree: &[ChunkId],
+        k: usize,
+    ) -> Result<Option<((usize, usize), String)>> {
+        let mut at = None;
+        let mut line = Vec::new();
+        for (i, id) in tree.iter().enumerate().skip(k) {
+            let data = self.repo.read_blob(&self.index, id)?;
+            let mut rest = &data[..];
+            if at.is_none() {
+                let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                    continue;
+                };
+                rest = &rest[nl + 1..];
+                at = Some(if rest.is_empty() {
+                    (i + 1, 0)
+                } else {
+                    (i, nl + 1)
+                });
+            }
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    line.extend_from_slice(&rest[..end]);
+                    break;
+                }
+                None => line.extend_from_slice(rest),
+            }
+        }
+        let (Some(at), false) = (at, line.is_empty()) else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct PathOnly {
+            path: String,
+        }
+        let item: PathOnly = serde_json::from_slice(&line)
+            .map_err(|e| Error::corrupt(format!("item stream does not parse: {e}")))?;
+        Ok(Some((at, item.path)))
     }
 
     fn next_item(&mut self) -> Result<Option<Item>> {
@@ -195,6 +281,9 @@ impl Iterator for ItemReader {
     type Item = Result<Item>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(item) = self.pending.take() {
+            return Some(Ok(item));
+        }
         self.next_item().transpose()
     }
 }
