@@ -124,3 +124,27 @@ mod tests {
         assert_eq!(json, format!("\"{}\"", id.to_hex()));
     }
 }
+
+/// Hashes an id by its first eight bytes. Ids are BLAKE3 outputs (keyed for chunks), so those
+/// bytes are already uniform, and no one can pick ids to collide; SipHash over all 32 bytes
+/// was a tenth of the time to open a repository of a million chunks.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*head);
+        }
+    }
+
+    /// The length prefix a slice's hash writes first: not part of the id.
+    fn write_usize(&mut self, _: usize) {}
+}
+
+/// A map keyed by ids, hashed with [`IdHasher`].
+pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

@@ -7,10 +7,8 @@
 //! with `entry` as in a pack header; the whole is compressed and sealed. The in-memory index is
 //! the union of every index file, loaded when a repository is opened.
 
-use std::collections::HashMap;
-
 use crate::error::{Error, Result};
-use crate::id::{ChunkId, PackId};
+use crate::id::{ChunkId, IdMap, PackId};
 use crate::pack::{BlobKind, PackEntry, Reader};
 
 const MAGIC: &[u8; 4] = b"BWIX";
@@ -40,8 +38,8 @@ struct Slot {
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackId>,
-    pack_slots: HashMap<PackId, u32>,
-    blobs: HashMap<ChunkId, Slot>,
+    pack_slots: IdMap<PackId, u32>,
+    blobs: IdMap<ChunkId, Slot>,
     /// Index files that could not be read when this index was loaded: the chunks of the
     /// packs they describe are missing from it.
     pub damaged_files: Vec<String>,
@@ -63,6 +61,11 @@ impl Index {
                 raw_length: e.raw_length,
             });
         }
+    }
+
+    /// Makes room for `blobs` more blobs at once.
+    pub fn reserve(&mut self, blobs: usize) {
+        self.blobs.reserve(blobs);
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<BlobLocation> {

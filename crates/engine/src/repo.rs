@@ -355,9 +355,23 @@ impl Repository {
     /// own headers). Prune and check read index files one by one and stay strict.
     pub fn load_index(&self) -> Result<Index> {
         let mut idx = Index::default();
-        for listed in self.store().list(ObjectKind::Index)? {
+        let listed = self.store().list(ObjectKind::Index)?;
+        let total_bytes: u64 = listed.iter().map(|l| l.size).sum();
+        let mut sized = false;
+        for listed in listed {
             match self.load_index_file(&listed.name) {
-                Ok(packs) => packs.iter().for_each(|(p, e)| idx.add_pack(*p, e)),
+                Ok(packs) => {
+                    if !sized && listed.size > 0 {
+                        // Entries are mostly random ids, so every index file holds about as
+                        // many per byte as the first: size the table once instead of
+                        // rehashing it at every doubling.
+                        let entries: usize = packs.iter().map(|(_, e)| e.len()).sum();
+                        let per_byte = entries as f64 / listed.size as f64;
+                        idx.reserve((per_byte * total_bytes as f64 * 1.05) as usize);
+                        sized = true;
+                    }
+                    packs.iter().for_each(|(p, e)| idx.add_pack(*p, e))
+                }
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
                     log::warn!(
                         "{e}; the data it indexes is unavailable until `bulwark repair index` runs"

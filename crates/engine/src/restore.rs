@@ -5,6 +5,7 @@
 //! complete, so no file with unwritten data ever stands under its real name (not after a
 //! damaged chunk, a damaged item list, nor a kill).
 
+use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -118,7 +119,14 @@ pub fn restore_using(
     let mut staged = Staging::default();
 
     opts.progress.send(Progress::Phase("creating files".into()));
-    for item in items(repo, &index, snap, opts) {
+    let items = selected_items(
+        repo,
+        &index,
+        &snap.tree,
+        &opts.include,
+        opts.subtree.as_deref(),
+    );
+    for item in items {
         // What the list holds past damage is unknown; what came before it is restored.
         let mut item = match item {
             Ok(item) => item,
@@ -306,50 +314,52 @@ pub fn restore_using(
     Ok(summary)
 }
 
-/// The items a restore looks at: all of them, or, when it asks only for literal paths (and
-/// what is under them), just those, each found by a seek instead of a read of the whole
-/// item list (one file out of a million costs a few tree chunks).
-fn items(
+/// The items a restore (or its verification) looks at, in order: all of them, or, when it
+/// asks only for literal paths (and what is under them) or a subtree, just those, each found
+/// by a seek instead of a read of the whole item list (one file out of a million costs a few
+/// tree chunks). A seek that meets damage falls back to reading the list from the start, so
+/// damage elsewhere in the list costs time, not the file.
+pub fn selected_items(
     repo: &Repository,
     index: &Arc<Index>,
-    snap: &Snapshot,
-    opts: &RestoreOptions,
+    tree: &[ChunkId],
+    include: &[String],
+    subtree: Option<&str>,
 ) -> Box<dyn Iterator<Item = Result<Item>>> {
-    let Some(targets) = literal_targets(opts) else {
-        return Box::new(ItemReader::new(
-            repo.clone(),
-            index.clone(),
-            snap.tree.clone(),
-        ));
+    let Some(targets) = literal_targets(include, subtree) else {
+        return Box::new(ItemReader::new(repo.clone(), index.clone(), tree.to_vec()));
     };
-    let (repo, index, tree) = (repo.clone(), index.clone(), snap.tree.clone());
+    let (repo, index, tree) = (repo.clone(), index.clone(), tree.to_vec());
     Box::new(targets.into_iter().flat_map(move |t| {
-        let found: Box<dyn Iterator<Item = Result<Item>>> =
-            match ItemReader::seek(repo.clone(), index.clone(), tree.clone(), &t) {
-                Ok(reader) => Box::new(
-                    reader.take_while(move |i| i.as_ref().map_or(true, |i| within(&i.path, &t))),
-                ),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            };
-        found
+        let reader = ItemReader::seek(repo.clone(), index.clone(), tree.clone(), &t)
+            .unwrap_or_else(|_| ItemReader::new(repo.clone(), index.clone(), tree.clone()));
+        reader
+            .skip_while({
+                let t = t.clone();
+                move |i| {
+                    i.as_ref()
+                        .is_ok_and(|i| path_cmp(&i.path, &t) == Ordering::Less)
+                }
+            })
+            .take_while(move |i| i.as_ref().map_or(true, |i| within(&i.path, &t)))
     }))
 }
 
 /// The stored paths to seek to, in order, none under another: the subtree, or the include
 /// patterns when every one is a literal path with a directory part. None when one is a glob
 /// or a bare name (those match anywhere in the tree).
-fn literal_targets(opts: &RestoreOptions) -> Option<Vec<String>> {
-    if opts.include.is_empty() {
-        return opts.subtree.clone().map(|root| vec![root]);
+fn literal_targets(include: &[String], subtree: Option<&str>) -> Option<Vec<String>> {
+    if include.is_empty() {
+        return subtree.map(|root| vec![root.to_string()]);
     }
     let mut targets = Vec::new();
-    for pattern in &opts.include {
+    for pattern in include {
         let p = pattern.trim_start_matches('/').trim_end_matches('/');
         let glob = p.contains(['*', '?', '[', ']', '{', '}', '\\']);
         if glob || !p.contains('/') {
             return None;
         }
-        targets.push(match &opts.subtree {
+        targets.push(match subtree {
             Some(root) => format!("{root}/{p}"),
             None => p.to_string(),
         });

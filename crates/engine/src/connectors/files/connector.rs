@@ -20,7 +20,7 @@ use crate::connectors::sandbox::Throwaway;
 use crate::error::{Error, Result, ResultExt};
 use crate::filter::PathFilter;
 use crate::index::Index;
-use crate::items::{ItemKind, ItemReader};
+use crate::items::ItemKind;
 use crate::progress::Progress;
 use crate::restore::{RestoreOptions, RestoreSummary};
 use crate::snapshot::Snapshot;
@@ -337,7 +337,9 @@ fn verify_tree(
     let failed: std::collections::HashSet<&str> =
         summary.errors.iter().map(|e| e.path.as_str()).collect();
     let mut verdict = Verdict::default();
-    for item in ItemReader::new(input.repo.clone(), index, input.snapshot.tree.clone()) {
+    let items =
+        crate::restore::selected_items(input.repo, &index, &input.snapshot.tree, include, None);
+    for item in items {
         let Ok(item) = item else {
             // The restore reported the damaged list already.
             break;
