@@ -441,6 +441,7 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
             vec!["d002", "d002/f007.txt", "d040/f000.txt"],
         ),
         ("missing", vec!["d031/nope.txt", "zzz/nope"]),
+        ("glob under a directory", vec!["d045/f1*"]),
     ];
     for (i, (what, wanted)) in cases.iter().enumerate() {
         let mut args = vec!["--json".to_string(), "restore".into(), "--target".into()];
@@ -450,7 +451,9 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         env.ok(&args);
-        // The same selection made by a glob, which cannot seek: the whole list is read.
+        // The same selection by patterns that start with a glob (`{tmp}/…`), which could
+        // match anywhere: the whole list is read.
+        let (first, rest) = stored.split_once('/').expect("a nested path");
         let mut scan = vec![
             "--json".to_string(),
             "restore".into(),
@@ -458,7 +461,7 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
             format!("scan-{i}"),
         ];
         for w in wanted {
-            scan.extend(["--include".into(), format!("{stored}/{w}*")]);
+            scan.extend(["--include".into(), format!("{{{first}}}/{rest}/{w}")]);
         }
         let scan: Vec<&str> = scan.iter().map(String::as_str).collect();
         env.ok(&scan);
@@ -467,9 +470,10 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
             tree_paths(&restored(&env.path(target), &data))
                 .into_iter()
                 .filter(|p| {
-                    wanted
-                        .iter()
-                        .any(|w| p == w || p.starts_with(&format!("{w}/")))
+                    wanted.iter().any(|w| match w.strip_suffix('*') {
+                        Some(start) => p.starts_with(start),
+                        None => p == w || p.starts_with(&format!("{w}/")),
+                    })
                 })
                 .collect()
         };
@@ -481,6 +485,7 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
             .map(|w| match *w {
                 "d017" | "d002" => 250,
                 "a" => 2,
+                "d045/f1*" => 100,
                 w if w.contains("nope") => 0,
                 _ => 1,
             })

@@ -345,23 +345,26 @@ pub fn selected_items(
     }))
 }
 
-/// The stored paths to seek to, in order, none under another: the subtree, or the include
-/// patterns when every one is a literal path with a directory part. None when one is a glob
-/// or a bare name (those match anywhere in the tree).
+/// The stored paths to seek to, in order, none under another: the subtree, or for each
+/// include pattern with a directory part the path it names (a literal pattern) or the
+/// directory its literal start names (`srv/app/*.log` → `srv/app`: every match is under it).
+/// None when a pattern can match anywhere (a bare name like `*.log`, or `*/x`): then the
+/// whole list is read. The patterns themselves are still applied to what the seeks find.
 fn literal_targets(include: &[String], subtree: Option<&str>) -> Option<Vec<String>> {
     if include.is_empty() {
         return subtree.map(|root| vec![root.to_string()]);
     }
     let mut targets = Vec::new();
     for pattern in include {
-        let p = pattern.trim_start_matches('/').trim_end_matches('/');
-        let glob = p.contains(['*', '?', '[', ']', '{', '}', '\\']);
-        if glob || !p.contains('/') {
-            return None;
-        }
+        let p = pattern.trim_start_matches('/');
+        let target = match p.find(['*', '?', '[', ']', '{', '}', '\\']) {
+            None if p.trim_end_matches('/').contains('/') => p.trim_end_matches('/'),
+            None => return None,
+            Some(glob) => &p[..p[..glob].rfind('/')?],
+        };
         targets.push(match subtree {
-            Some(root) => format!("{root}/{p}"),
-            None => p.to_string(),
+            Some(root) => format!("{root}/{target}"),
+            None => target.to_string(),
         });
     }
     targets.sort_by(|a, b| path_cmp(a, b));
@@ -533,4 +536,33 @@ fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
         )
         .with_source(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_targets;
+
+    fn targets(include: &[&str], subtree: Option<&str>) -> Option<Vec<String>> {
+        let include: Vec<String> = include.iter().map(|s| s.to_string()).collect();
+        literal_targets(&include, subtree)
+    }
+
+    #[test]
+    fn seeks_only_where_every_match_shares_a_directory() {
+        assert_eq!(
+            targets(&["/srv/app/x.yaml", "srv/app/*.log", "srv/data/"], None),
+            Some(vec!["srv/app".into(), "srv/data".into()]),
+            "a literal path under a glob's directory is covered by it"
+        );
+        assert_eq!(targets(&["srv/ap*"], None), Some(vec!["srv".into()]));
+        assert_eq!(
+            targets(&["base/16384"], Some("physical/base")),
+            Some(vec!["physical/base/base/16384".into()])
+        );
+        assert_eq!(targets(&[], Some("physical")), Some(vec!["physical".into()]));
+        assert_eq!(targets(&[], None), None, "everything: the whole list");
+        for anywhere in ["*.log", "app", "*/x", "{srv}/app", "[s]rv/app"] {
+            assert_eq!(targets(&["srv/app/x", anywhere], None), None, "{anywhere}");
+        }
+    }
 }
