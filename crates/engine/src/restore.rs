@@ -559,7 +559,10 @@ mod tests {
             targets(&["base/16384"], Some("physical/base")),
             Some(vec!["physical/base/base/16384".into()])
         );
-        assert_eq!(targets(&[], Some("physical")), Some(vec!["physical".into()]));
+        assert_eq!(
+            targets(&[], Some("physical")),
+            Some(vec!["physical".into()])
+        );
         assert_eq!(targets(&[], None), None, "everything: the whole list");
         for anywhere in ["*.log", "app", "*/x", "{srv}/app", "[s]rv/app"] {
             assert_eq!(targets(&["srv/app/x", anywhere], None), None, "{anywhere}");
