@@ -401,12 +401,12 @@ fn line_at(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The line of `key` inside `[section]` (or of the section header, or 1).
 /// The line of `[section]` in a loaded config file.
 pub fn locate_section(loaded: &Loaded, section: &str) -> usize {
     locate(&loaded.config.text, section, None)
 }
 
+/// The line of `key` inside `[section]` (or of the section header, or 1).
 pub fn locate(text: &str, section: &str, key: Option<&str>) -> usize {
     let mut in_section = section.is_empty();
     let mut header_line = 1;

@@ -215,13 +215,20 @@ pub fn reconcile(d: &Daemon, now_true: &[Condition], now: Timestamp) -> Result<V
                 let id = d.with_state(|s| {
                     s.fire(c.rule, &c.datastore, c.severity.as_str(), &c.summary, now)
                 })?;
-                if let Some((alert, _)) = d.with_state(|s| s.open_alert(c.rule, &c.datastore))? {
-                    debug_assert_eq!(alert.id, id);
-                    out.push(Notification {
-                        alert,
-                        status: "firing",
-                    });
-                }
+                out.push(Notification {
+                    alert: crate::daemon::state::Alert {
+                        id,
+                        rule: c.rule.to_string(),
+                        datastore: c.datastore.clone(),
+                        severity: c.severity.as_str().to_string(),
+                        summary: c.summary.clone(),
+                        fired: now,
+                        resolved: None,
+                        acknowledged: None,
+                        acknowledged_by: None,
+                    },
+                    status: "firing",
+                });
             }
             Some((mut alert, last_sent)) => {
                 let escalated = c.severity == Severity::Critical && alert.severity != "critical";
