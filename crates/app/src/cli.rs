@@ -60,8 +60,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove snapshots according to a retention policy.
     Forget(ForgetArgs),
-    /// Delete data no snapshot references and repack mostly-empty packs.
+    /// Delete data no snapshot references and repack mostly-empty packs, in two phases that
+    /// let backups run meanwhile (or at once with --exclusive).
     Prune(PruneArgs),
+    /// Show or set who prunes the repository (its maintenance owner) and the grace period
+    /// of two-phase deletion, with the data waiting to be deleted.
+    Maintenance(MaintenanceArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Sizes: logical, deduplicated and stored bytes.
@@ -727,6 +731,25 @@ pub struct PruneArgs {
     /// Repack packs with more than this share of unused bytes.
     #[arg(long, default_value = "20%", value_parser = percent)]
     pub max_unused: f64,
+    /// Delete at once under an exclusive lock (backups wait until prune ends) instead of
+    /// marking what nothing needs for a later prune to delete.
+    #[arg(long)]
+    pub exclusive: bool,
+    /// For this run, delete marked data once its mark is this old (e.g. 6h) instead of after
+    /// the repository's grace period (`bulwark maintenance`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub grace: Option<std::time::Duration>,
+}
+
+#[derive(Args)]
+pub struct MaintenanceArgs {
+    /// Make this host the one that prunes (its name, or BULWARK_HOSTNAME).
+    #[arg(long, value_name = "HOST")]
+    pub owner: Option<String>,
+    /// How long data marked by prune stays before a later prune deletes it (e.g. 20h); longer
+    /// than the longest backup.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub grace: Option<std::time::Duration>,
 }
 
 #[derive(Args)]

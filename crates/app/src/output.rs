@@ -124,6 +124,25 @@ pub fn local_time(t: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// A duration as people write it: "20h", "1d 6h", "90s".
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [(86400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let text: Vec<String> = parts
+        .iter()
+        .scan(secs, |left, (unit, name)| {
+            let n = *left / unit;
+            *left %= unit;
+            Some((n > 0).then(|| format!("{n}{name}")))
+        })
+        .flatten()
+        .collect();
+    match text.is_empty() {
+        true => "0s".into(),
+        false => text.join(" "),
+    }
+}
+
 /// Text made safe inside HTML elements and attribute values.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -217,8 +217,35 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
             .len(),
         2
     );
-    let pruned = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
+    // Two phases: the first prune marks what the forgotten snapshots alone used, frees
+    // nothing, and the data stays readable; once the mark is older than the grace period (0 s
+    // here) and no backup that could use it runs, the next prune deletes it.
+    let marked = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
+    assert_eq!(marked["bytes_freed"], 0, "{marked}");
+    assert!(marked["packs_marked"].as_u64().expect("n") > 0, "{marked}");
+    let pending = env.ok(&["--json", "maintenance"]).json();
+    assert_eq!(
+        pending["marks"].as_array().expect("marks").len(),
+        1,
+        "{pending}"
+    );
+    let waiting = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
+    assert_eq!(
+        waiting["packs_pending"], marked["packs_marked"],
+        "{waiting}"
+    );
+    assert_eq!(waiting["bytes_freed"], 0, "{waiting}");
+    env.ok(&["check", "--read-data"]);
+    let pruned = env
+        .ok(&["--json", "prune", "--max-unused", "0%", "--grace", "0s"])
+        .json();
+    assert_eq!(pruned["packs_deleted"], marked["packs_marked"], "{pruned}");
     assert!(pruned["bytes_freed"].as_u64().expect("n") > 0, "{pruned}");
+    let none = env.ok(&["--json", "maintenance"]).json();
+    assert!(
+        none["marks"].as_array().expect("marks").is_empty(),
+        "{none}"
+    );
     // Nothing unused is left: a second prune, even at 0%, rewrites nothing.
     let again = env.ok(&["--json", "prune", "--max-unused", "0%"]).json();
     assert_eq!(again["packs_repacked"], 0, "{again}");

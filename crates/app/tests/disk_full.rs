@@ -68,11 +68,15 @@ fn backup_onto_a_full_disk_fails_clearly_and_loses_nothing() {
     }
 
     // Direct writes remove their own partial file; a buffered write (filesystems without
-    // O_DIRECT) or a crash mid-write leaves one in .tmp, which prune frees: stand one in.
+    // O_DIRECT) or a crash mid-write leaves one in .tmp, which an exclusive prune frees (no
+    // other writer can be using it then): stand one in.
     let tmp = mount.join("repo/.tmp");
     std::fs::create_dir_all(&tmp).expect("mkdir");
     std::fs::write(tmp.join("partial-write"), vec![0u8; 4096]).expect("write");
-    let pruned = env.ok(&["--json", "prune"]).json();
+    let two_phase = env.ok(&["--json", "prune"]).json();
+    assert_eq!(two_phase["temp_bytes_removed"], 0, "{two_phase}");
+    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 1);
+    let pruned = env.ok(&["--json", "prune", "--exclusive"]).json();
     assert!(
         pruned["temp_bytes_removed"].as_u64().expect("n") >= 4096,
         "{pruned}"

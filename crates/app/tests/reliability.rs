@@ -55,7 +55,7 @@ fn sigkill_at_any_moment_leaves_a_repository_that_check_accepts() {
     }
     // A stale lock from a killed process never blocks the next backup.
     env.ok(&["backup", data.to_str().expect("utf8")]);
-    env.ok(&["prune"]);
+    env.ok(&["prune", "--exclusive"]);
     let check = env.ok(&["check", "--read-data"]);
     assert!(
         !check.stdout.contains("not in any index"),
@@ -208,7 +208,8 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
     let env = Env::new();
     let data = big_tree(&env);
     env.init();
-    // A backup holds a shared lock while it runs; prune must refuse with exit 10.
+    // A backup holds a shared lock while it runs; an exclusive prune must refuse with exit 10
+    // (a two-phase prune runs beside it: the two-phase tests cover that).
     let mut child = spawn_backup(&env, &data);
     let mut saw_locked = false;
     for _ in 0..100 {
@@ -216,7 +217,7 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
             .map(|d| d.count() > 0)
             .unwrap_or(false)
         {
-            let r = env.run(&["prune"]);
+            let r = env.run(&["prune", "--exclusive"]);
             if r.code == 10 {
                 assert!(r.stderr.contains("locked by 'backup'"), "{}", r.stderr);
                 saw_locked = true;
@@ -228,7 +229,7 @@ fn exclusive_operations_wait_for_live_locks_and_ignore_dead_ones() {
     assert!(child.wait().expect("wait").success());
     assert!(saw_locked, "prune ran while a backup held its lock");
     // After the backup, no lock remains and prune proceeds.
-    env.ok(&["prune"]);
+    env.ok(&["prune", "--exclusive"]);
 }
 
 /// Every file under `dir` (none if it does not exist yet).

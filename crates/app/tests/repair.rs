@@ -157,6 +157,6 @@ fn repair_snapshots_leaves_out_lost_files_and_keeps_the_rest_restorable() {
     );
     assert!(!out.join("victim.bin").exists());
     // With the originals forgotten, prune drops the damaged data and check is clean again.
-    env.ok(&["prune"]);
+    env.ok(&["prune", "--exclusive"]);
     env.ok(&["check", "--read-data"]);
 }

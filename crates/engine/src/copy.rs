@@ -14,7 +14,7 @@ use crate::connectors::interface::{log_archives, LogCopy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SnapshotId};
 use crate::items::ItemReader;
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, LockKind};
 use crate::pack::BlobKind;
 use crate::pack_sink::PackSink;
 use crate::progress::{Progress, Reporter};
@@ -54,9 +54,9 @@ pub fn copy(
             "the destination uses a different chunk-id key; create it with `bulwark init --copy-params-from <source repository>`",
         ));
     }
-    let _lock = LockGuard::acquire(dst, false, "copy", lock_wait)?;
+    let _lock = LockGuard::acquire(dst, LockKind::Shared, "copy", lock_wait)?;
     let src_index = Arc::new(src.load_index()?);
-    let dst_index = dst.load_index()?;
+    let dst_index = dst.load_index_for_writing()?;
     let already: HashSet<SnapshotId> = snapshot::list(dst)?
         .into_iter()
         .filter_map(|(_, s)| s.original)

@@ -43,6 +43,9 @@ pub struct Index {
     /// Index files that could not be read when this index was loaded: the chunks of the
     /// packs they describe are missing from it.
     pub damaged_files: Vec<String>,
+    /// Packs left out of a writer's index because prune has marked them for deletion
+    /// (`Repository::load_index_for_writing`).
+    pub marked: std::collections::HashSet<PackId>,
 }
 
 impl Index {

@@ -21,6 +21,8 @@ pub mod index;
 pub mod item_data;
 pub mod items;
 pub mod lock;
+pub mod maintenance;
+pub mod marks;
 pub mod pack;
 pub mod pack_sink;
 pub mod progress;

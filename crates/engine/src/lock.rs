@@ -1,5 +1,7 @@
-//! Repository locks. Backups take shared locks (many may run at once: they only add objects
-//! with unique names); prune, forget and key removal take an exclusive lock. A lock is a sealed
+//! Repository locks. Backups, copies and forget take shared locks (many may run at once: they
+//! only add objects with unique names, or remove snapshots); prune takes a maintenance lock,
+//! which keeps other maintenance out but not backups (it deletes in two phases, see `prune`);
+//! key changes, repairs and `prune --exclusive` take an exclusive lock. A lock is a sealed
 //! file under `locks/` that its holder refreshes; one not refreshed for `STALE_AFTER`, or held by
 //! a dead process on this host, is stale and ignored (and removed by the next lock taken on
 //! that host, when its process is dead). A file in `locks/` that cannot be read (damaged,
@@ -21,6 +23,17 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How often a waiting operation looks at the locks again.
 const LOCK_POLL: Duration = Duration::from_secs(2);
 
+/// What a lock keeps out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Backups, copies, forget: any number at once, beside one maintenance run.
+    Shared,
+    /// Prune: one at a time, beside any number of shared holders.
+    Maintenance,
+    /// Nothing else at all.
+    Exclusive,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
     pub time: jiff::Timestamp,
@@ -28,10 +41,22 @@ pub struct LockInfo {
     pub hostname: String,
     pub pid: u32,
     pub exclusive: bool,
+    /// A maintenance lock (added later: older writers' locks lack it, and older readers see
+    /// a maintenance lock as shared, so their backups go on and their prune waits).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     pub operation: String,
 }
 
 impl LockInfo {
+    pub fn kind(&self) -> LockKind {
+        match (self.exclusive, self.maintenance) {
+            (true, _) => LockKind::Exclusive,
+            (false, true) => LockKind::Maintenance,
+            (false, false) => LockKind::Shared,
+        }
+    }
+
     pub fn is_stale(&self) -> bool {
         let age = jiff::Timestamp::now().duration_since(self.refreshed);
         if age.as_secs() > STALE_AFTER.as_secs() as i64 {
@@ -69,9 +94,19 @@ impl LockEntry {
         }
     }
 
-    /// True if this lock keeps an operation (exclusive or not) from starting.
-    fn conflicts(&self, exclusive: bool) -> bool {
-        !self.is_stale() && (exclusive || self.info.as_ref().is_none_or(|i| i.exclusive))
+    /// True if this lock keeps an operation of kind `wanted` from starting. An unreadable
+    /// lock counts as exclusive: nobody can tell what it holds.
+    fn conflicts(&self, wanted: LockKind) -> bool {
+        let held = self
+            .info
+            .as_ref()
+            .map_or(LockKind::Exclusive, LockInfo::kind);
+        !self.is_stale()
+            && match (held, wanted) {
+                (LockKind::Exclusive, _) | (_, LockKind::Exclusive) => true,
+                (LockKind::Maintenance, LockKind::Maintenance) => true,
+                _ => false,
+            }
     }
 
     /// True if its holder is known to be gone: a process of this host that no longer runs.
@@ -111,14 +146,14 @@ impl LockGuard {
     /// Takes the lock, waiting up to `wait` for a conflicting one to go away.
     pub fn acquire(
         repo: &Repository,
-        exclusive: bool,
+        kind: LockKind,
         operation: &str,
         wait: Duration,
     ) -> Result<Self> {
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         loop {
-            match Self::try_acquire(repo, exclusive, operation) {
+            match Self::try_acquire(repo, kind, operation) {
                 Err(e) if e.kind() == ErrorKind::Locked && std::time::Instant::now() < deadline => {
                     if !told {
                         log::warn!("waiting up to {}s for the lock: {e}", wait.as_secs());
@@ -132,7 +167,7 @@ impl LockGuard {
         }
     }
 
-    fn try_acquire(repo: &Repository, exclusive: bool, operation: &str) -> Result<Self> {
+    fn try_acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
         let conflict = |own: Option<&str>| -> Result<Option<LockEntry>> {
             for entry in list(repo)? {
                 if Some(entry.name.as_str()) == own {
@@ -143,7 +178,7 @@ impl LockGuard {
                     let _ = repo.store().delete(ObjectKind::Lock, &entry.name);
                     continue;
                 }
-                if entry.conflicts(exclusive) {
+                if entry.conflicts(kind) {
                     return Ok(Some(entry));
                 }
             }
@@ -158,7 +193,8 @@ impl LockGuard {
             refreshed: now,
             hostname: hostname(),
             pid: std::process::id(),
-            exclusive,
+            exclusive: kind == LockKind::Exclusive,
+            maintenance: kind == LockKind::Maintenance,
             operation: operation.to_string(),
         };
         let id = LockId::random();
@@ -195,6 +231,13 @@ impl LockGuard {
             stop: Some(stop),
             refresher: Some(refresher),
         })
+    }
+}
+
+impl LockGuard {
+    /// The lock file's name under `locks/`.
+    pub fn name(&self) -> String {
+        self.id.to_hex()
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, PackId, SnapshotId};
 use crate::index::Index;
 use crate::items::{Item, ItemKind, ItemReader, ItemWriter};
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, LockKind};
 use crate::pack::{self, BlobKind, PackEntry};
 use crate::pack_sink::PackSink;
 use crate::progress::{Progress, Reporter};
@@ -73,7 +73,7 @@ fn read_header(repo: &Repository, pack: &PackId, size: u64) -> Result<Vec<PackEn
 /// Rebuilds the index from every pack's header, under the exclusive lock: new index files
 /// first, then the old ones go, so an interruption leaves both (harmless duplicates).
 pub fn repair_index(repo: &Repository, opts: &RepairOptions) -> Result<IndexRepair> {
-    let _lock = LockGuard::acquire(repo, true, "repair index", opts.lock_wait)?;
+    let _lock = LockGuard::acquire(repo, LockKind::Exclusive, "repair index", opts.lock_wait)?;
     let mut report = IndexRepair {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -313,8 +313,8 @@ fn rewrite(
 /// copy of it (and forgets the original with `forget`).
 pub fn repair_snapshots(repo: &Repository, opts: &SnapshotRepairOptions) -> Result<SnapshotRepair> {
     // Adding snapshots needs only a shared lock (like a backup); forgetting needs it all.
-    let exclusive = opts.forget && !opts.dry_run;
-    let _lock = LockGuard::acquire(repo, exclusive, "repair snapshots", opts.lock_wait)?;
+    // Removing damaged snapshots is a forget: backups may go on meanwhile.
+    let _lock = LockGuard::acquire(repo, LockKind::Shared, "repair snapshots", opts.lock_wait)?;
     let mut report = SnapshotRepair {
         dry_run: opts.dry_run,
         ..Default::default()

@@ -349,11 +349,68 @@ impl Repository {
         index::decode(&plain).with_context(|| format!("index {id}"))
     }
 
-    /// Reads every index file into one in-memory index. A damaged index file does not stop
-    /// the others: it is skipped with a warning and named in `damaged_files`, and the chunks of
-    /// its packs read as missing (`bulwark repair index` rebuilds the index from the packs'
-    /// own headers). Prune and check read index files one by one and stay strict.
+    /// Reads every index file into one in-memory index, and then the entries of packs that
+    /// prune has marked for deletion (a copy in a live pack wins). A damaged index file does
+    /// not stop the others: it is skipped with a warning and named in `damaged_files`, and the
+    /// chunks of its packs read as missing (`bulwark repair index` rebuilds the index from the
+    /// packs' own headers). Prune and check read index files one by one and stay strict.
+    ///
+    /// A pack's entries are always in an index file or a mark (prune writes the new home
+    /// before it removes the old), but may move while they are read: marks are read before
+    /// the index files (for packs prune puts back) and after them (for packs it marks).
     pub fn load_index(&self) -> Result<Index> {
+        let before = crate::marks::load_all(self)?;
+        let mut idx = self.load_live_index(&Default::default())?;
+        let seen: std::collections::HashSet<String> =
+            before.iter().map(|m| m.name.clone()).collect();
+        let after = crate::marks::load_all(self)?;
+        for mark in before
+            .iter()
+            .chain(after.iter().filter(|m| !seen.contains(&m.name)))
+        {
+            mark.packs.iter().for_each(|(p, e)| idx.add_pack(*p, e));
+        }
+        Ok(idx)
+    }
+
+    /// The index a writer deduplicates against: the live index without the packs prune took
+    /// out of it when it marked them, so that nothing new comes to depend on them (`marked`
+    /// names every marked pack, so that none is adopted either).
+    /// Marks are read first: a pack marked after that was still in the index files when this
+    /// writer's lock existed, and prune waits for that lock before deleting.
+    pub fn load_index_for_writing(&self) -> Result<Index> {
+        let marks = crate::marks::load_all(self)?;
+        let mut idx = self.load_live_index(&crate::marks::indexed_packs(&marks))?;
+        idx.marked = crate::marks::packs(&marks);
+        Ok(idx)
+    }
+
+    /// The index files' union without the packs in `skip`. A prune may compact index files
+    /// while they are read; a file gone between listing and reading means the listing is
+    /// stale, so it is listed again.
+    fn load_live_index(
+        &self,
+        skip: &std::collections::HashSet<crate::id::PackId>,
+    ) -> Result<Index> {
+        let mut attempts = 0;
+        loop {
+            match self.try_load_live_index(skip)? {
+                Some(idx) => return Ok(idx),
+                None if attempts < 3 => attempts += 1,
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        "index files kept vanishing while they were read (is a prune compacting them in a loop?)",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn try_load_live_index(
+        &self,
+        skip: &std::collections::HashSet<crate::id::PackId>,
+    ) -> Result<Option<Index>> {
         let mut idx = Index::default();
         let listed = self.store().list(ObjectKind::Index)?;
         let total_bytes: u64 = listed.iter().map(|l| l.size).sum();
@@ -370,8 +427,12 @@ impl Repository {
                         idx.reserve((per_byte * total_bytes as f64 * 1.05) as usize);
                         sized = true;
                     }
-                    packs.iter().for_each(|(p, e)| idx.add_pack(*p, e))
+                    packs
+                        .iter()
+                        .filter(|(p, _)| !skip.contains(p))
+                        .for_each(|(p, e)| idx.add_pack(*p, e))
                 }
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
                     log::warn!(
                         "{e}; the data it indexes is unavailable until `bulwark repair index` runs"
@@ -381,7 +442,7 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        Ok(idx)
+        Ok(Some(idx))
     }
 
     /// Every pack in storage with its size (indexed or not).
@@ -485,8 +546,14 @@ fn json_err(e: serde_json::Error) -> Error {
     Error::new(ErrorKind::InvalidInput, format!("cannot serialise: {e}"))
 }
 
+/// This host's name in snapshots, locks and maintenance: `BULWARK_HOSTNAME` when set (containers
+/// and pods get random host names; many writers to one repository need stable ones), else the
+/// system's.
 pub fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
+    match std::env::var("BULWARK_HOSTNAME") {
+        Ok(name) if !name.trim().is_empty() => name.trim().to_string(),
+        _ => gethostname::gethostname().to_string_lossy().into_owned(),
+    }
 }
 
 pub fn username() -> String {

@@ -2,13 +2,17 @@
 //! but never indexed (the index is written after the packs). The next backup adopts them:
 //! each one's content must hash to its name and its sealed header must open, and then its
 //! blobs count as stored, so that data is not uploaded again. Adopted packs are indexed at
-//! once; anything that fails verification is left for `prune`.
+//! once; anything that fails verification is left for `prune`. Only a writer alone in the
+//! repository adopts: beside other writers, an unindexed pack is most likely one of theirs,
+//! still being written; and packs prune has marked are never adopted (prune may be about to
+//! delete them).
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::PackId;
 use crate::index::Index;
+use crate::lock::LockKind;
 use crate::pack;
 use crate::progress::{Progress, Reporter};
 use crate::repo::Repository;
@@ -30,10 +34,22 @@ pub fn adopt_unindexed_packs(
     progress: &Reporter,
 ) -> Result<Adopted> {
     let mut out = Adopted::default();
+    let writers = crate::lock::list(repo)?
+        .iter()
+        .filter(|l| {
+            !l.is_stale()
+                && l.info
+                    .as_ref()
+                    .is_some_and(|i| i.kind() == LockKind::Shared)
+        })
+        .count();
+    if writers > 1 {
+        return Ok(out);
+    }
     let orphans: Vec<(PackId, u64)> = repo
         .pack_sizes()?
         .into_iter()
-        .filter(|(p, _)| !index.has_pack(p))
+        .filter(|(p, _)| !index.has_pack(p) && !index.marked.contains(p))
         .collect();
     if orphans.is_empty() {
         return Ok(out);

@@ -133,6 +133,8 @@ pub fn list_readable(repo: &Repository) -> Result<(Listing, Vec<Unreadable>)> {
             .and_then(|id| Ok((id, load(repo, &id)?)));
         match loaded {
             Ok(entry) => out.push(entry),
+            // Forgotten (by another host) between listing and reading: simply gone.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
             Err(e) => unreadable.push(Unreadable {
                 written: repo
                     .store()

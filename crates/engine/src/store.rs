@@ -114,6 +114,10 @@ pub enum ObjectKind {
     /// Seals of hosts' audit logs (sealed JSON, one per log, rewritten), under `audit/` since
     /// format version 1.
     Audit,
+    /// Prune's deletion marks (sealed), under `marks/` since format version 1.
+    Mark,
+    /// Maintenance settings (sealed JSON, rewritten), `maintenance` since format version 1.
+    Maintenance,
 }
 
 impl ObjectKind {
@@ -131,6 +135,8 @@ impl ObjectKind {
             ObjectKind::Set => "sets/",
             ObjectKind::Check => "checks/",
             ObjectKind::Audit => "audit/",
+            ObjectKind::Mark => "marks/",
+            ObjectKind::Maintenance => "",
         }
     }
 
@@ -139,13 +145,18 @@ impl ObjectKind {
     pub fn content_addressed(self) -> bool {
         !matches!(
             self,
-            ObjectKind::Config | ObjectKind::Lock | ObjectKind::Log | ObjectKind::Audit
+            ObjectKind::Config
+                | ObjectKind::Lock
+                | ObjectKind::Log
+                | ObjectKind::Audit
+                | ObjectKind::Maintenance
         )
     }
 
     fn path(self, name: &str) -> String {
         match self {
             ObjectKind::Config => "config".to_string(),
+            ObjectKind::Maintenance => "maintenance".to_string(),
             ObjectKind::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
             _ => format!("{}{name}", self.dir()),
         }

@@ -66,6 +66,7 @@ fn write_seeds() {
         hostname: "host".into(),
         pid: 4242,
         exclusive: true,
+        maintenance: false,
         operation: "prune".into(),
     };
     write("lock", "prune", &serde_json::to_vec(&lock).expect("json"));

@@ -148,6 +148,9 @@ pub fn action(command: &Command) -> Option<(&'static str, String)> {
         ),
         Command::Forget(a) if !a.dry_run => ("forget", joined(&a.snapshots)),
         Command::Prune(a) if !a.dry_run => ("prune", String::new()),
+        Command::Maintenance(a) if a.owner.is_some() || a.grace.is_some() => {
+            ("maintenance", a.owner.clone().unwrap_or_default())
+        }
         Command::Copy(a) => ("copy", format!("to {}", a.to)),
         Command::Drill(a) => (
             "drill",

@@ -1,6 +1,6 @@
 use anyhow::{bail, Context as _, Result};
 use engine::catalog::{self, Policy, Snapshots};
-use engine::lock::LockGuard;
+use engine::lock::{LockGuard, LockKind};
 use engine::store::ObjectKind;
 
 use crate::cli::{ForgetArgs, KeepArgs, PruneArgs};
@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
     let removed: Vec<_> = decisions.iter().filter(|d| !d.keep).collect();
     // Decide, then act, then print: nothing is reported as removed that was not.
     if !args.dry_run && !removed.is_empty() {
-        let _lock = LockGuard::acquire(&repo, true, "forget", ctx.lock_wait)?;
+        let _lock = LockGuard::acquire(&repo, LockKind::Shared, "forget", ctx.lock_wait)?;
         for d in &removed {
             repo.store().delete(ObjectKind::Snapshot, &d.id.to_hex())?;
         }
@@ -62,6 +62,8 @@ pub fn run(ctx: &Context, args: &ForgetArgs) -> Result<Status> {
             let prune = PruneArgs {
                 dry_run: false,
                 max_unused: 20.0,
+                exclusive: false,
+                grace: None,
             };
             Some(super::prune::execute(ctx, &prune).with_context(|| {
                 format!(

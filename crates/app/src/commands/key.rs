@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use engine::lock::LockGuard;
+use engine::lock::{LockGuard, LockKind};
 
 use crate::access::read_password_file;
 use crate::cli::KeyCommand;
@@ -41,7 +41,8 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
             }
         }
         KeyCommand::Remove { id } => {
-            let _lock = LockGuard::acquire(&repo, true, "key remove", ctx.lock_wait)?;
+            let _lock =
+                LockGuard::acquire(&repo, LockKind::Exclusive, "key remove", ctx.lock_wait)?;
             let keys = repo.list_keys()?;
             let matches: Vec<_> = keys
                 .iter()
@@ -56,7 +57,8 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<Status> {
             report(ctx, "removed key", &found.to_hex())?;
         }
         KeyCommand::Passwd => {
-            let _lock = LockGuard::acquire(&repo, true, "key passwd", ctx.lock_wait)?;
+            let _lock =
+                LockGuard::acquire(&repo, LockKind::Exclusive, "key passwd", ctx.lock_wait)?;
             let old = repo.key_id();
             let label = repo
                 .list_keys()?

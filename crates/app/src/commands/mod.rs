@@ -15,6 +15,7 @@ mod history;
 mod init;
 mod key;
 mod ls;
+mod maintenance;
 mod prune;
 mod recover;
 mod repair;
@@ -54,6 +55,7 @@ fn dispatch(ctx: &Context, command: &Command) -> Result<Status> {
         Command::Check(a) => check::run(ctx, a),
         Command::Forget(a) => forget::run(ctx, a),
         Command::Prune(a) => prune::run(ctx, a),
+        Command::Maintenance(a) => maintenance::run(ctx, a),
         Command::Diff(a) => diff::run(ctx, a),
         Command::Stats(a) => stats::run(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),

@@ -4,7 +4,7 @@ use engine::prune::{PruneOptions, PruneReport};
 use crate::cli::PruneArgs;
 use crate::context::Context;
 use crate::exit::Status;
-use crate::output::{bytes, print_json};
+use crate::output::{bytes, duration, print_json};
 
 pub fn run(ctx: &Context, args: &PruneArgs) -> Result<Status> {
     let r = execute(ctx, args)?;
@@ -26,6 +26,8 @@ pub fn execute(ctx: &Context, args: &PruneArgs) -> Result<PruneReport> {
                 dry_run: args.dry_run,
                 max_unused: args.max_unused / 100.0,
                 lock_wait: ctx.lock_wait,
+                exclusive: args.exclusive,
+                grace: args.grace,
                 progress,
             },
         )
@@ -35,11 +37,46 @@ pub fn execute(ctx: &Context, args: &PruneArgs) -> Result<PruneReport> {
 
 pub fn print(r: &PruneReport) {
     {
-        let verb = if r.dry_run { "would free" } else { "freed" };
+        let (would, verb) = match r.dry_run {
+            true => ("would be ", "would free"),
+            false => ("", "freed"),
+        };
         println!(
-            "{} packs: {} deleted ({} left by interrupted backups), {} repacked into {}; {verb} {} of {}",
-            r.packs_before, r.packs_deleted, r.orphan_packs, r.packs_repacked, r.packs_written, bytes(r.bytes_freed), bytes(r.bytes_before)
+            "{} packs: {} deleted, {} repacked into {}; {verb} {} of {}",
+            r.packs_before,
+            r.packs_deleted,
+            r.packs_repacked,
+            r.packs_written,
+            bytes(r.bytes_freed),
+            bytes(r.bytes_before)
         );
+        if r.orphan_packs > 0 {
+            println!(
+                "{} pack(s) no index lists (interrupted backups, or backups still running)",
+                r.orphan_packs
+            );
+        }
+        if r.packs_marked > 0 {
+            println!(
+                "{} pack(s) ({}) {would}marked for deletion: a prune deletes them once the mark is {} old and the backups running now have ended",
+                r.packs_marked,
+                bytes(r.bytes_marked),
+                duration(std::time::Duration::from_secs(r.grace_secs))
+            );
+        }
+        if r.packs_unmarked > 0 {
+            println!(
+                "{} marked pack(s) {would}put back: a newer snapshot uses them",
+                r.packs_unmarked
+            );
+        }
+        if r.packs_pending > 0 {
+            println!(
+                "{} pack(s) ({}) marked earlier are not due yet (`bulwark maintenance` shows when)",
+                r.packs_pending,
+                bytes(r.bytes_pending)
+            );
+        }
         for (name, w) in r
             .logs
             .iter()

@@ -14,7 +14,7 @@ use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ChunkId, SetId, SnapshotId};
 use crate::items::{Item, ItemKind, ItemReader, ParentCursor};
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, LockKind};
 use crate::progress::{Progress, Reporter};
 use crate::repo::{hostname, username, Repository, FORMAT_VERSION};
 use crate::snapshot::{self, Problem, Snapshot, SourceInfo, Summary};
@@ -54,7 +54,7 @@ pub fn run(
     source: &mut dyn Source,
     opts: BackupOptions,
 ) -> Result<(SnapshotId, Snapshot)> {
-    let _lock = LockGuard::acquire(repo, false, "backup", opts.lock_wait)?;
+    let _lock = LockGuard::acquire(repo, LockKind::Shared, "backup", opts.lock_wait)?;
     let mut writer = SnapshotWriter::new(repo, source.info(), source.paths(), opts)?;
     source.run(&mut writer)?;
     writer.finish()
@@ -93,7 +93,7 @@ impl SnapshotWriter {
         opts: BackupOptions,
     ) -> Result<Self> {
         opts.progress.send(Progress::Phase("loading index".into()));
-        let mut index = repo.load_index()?;
+        let mut index = repo.load_index_for_writing()?;
         let resumed = crate::resume::adopt_unindexed_packs(repo, &mut index, &opts.progress)?;
         let index = Arc::new(index);
         let parent = match opts.parent {
