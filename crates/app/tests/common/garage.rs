@@ -8,11 +8,18 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 pub const SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/// One Garage server, or a cluster of them on one machine (each node its own process, ports
+/// and directories), reached through the first node's S3 endpoint.
 pub struct Garage {
-    child: Child,
-    config: std::path::PathBuf,
+    nodes: Vec<Node>,
+    bin: std::path::PathBuf,
     _dir: tempfile::TempDir,
     pub endpoint: String,
+}
+
+struct Node {
+    child: Option<Child>,
+    config: std::path::PathBuf,
 }
 
 fn garage_binary() -> Option<std::path::PathBuf> {
@@ -32,6 +39,12 @@ fn garage_binary() -> Option<std::path::PathBuf> {
 impl Garage {
     /// Starts Garage, or returns None (after saying so loudly) when it is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_cluster(1)
+    }
+
+    /// Starts `n` Garage nodes in one cluster with replication factor `n`, each in a zone of
+    /// its own; None (said loudly) when Garage is not installed.
+    pub fn start_cluster(n: usize) -> Option<Self> {
         let Some(bin) = garage_binary() else {
             eprintln!("SKIPPED: no `garage` binary (install with `cargo install garage --locked`, or set GARAGE_BIN); S3 tests did not run");
             if std::env::var("CI").is_ok() {
@@ -40,23 +53,64 @@ impl Garage {
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let (rpc, s3) = (free_port(), free_port());
-        let config = dir.path().join("garage.toml");
-        let root = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                "metadata_dir = \"{root}/meta\"\ndata_dir = \"{root}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
-                 rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_secret = \"{}\"\n[s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
-                 root_domain = \".s3.garage.localhost\"\n",
-                hex_secret()
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(&bin)
+        let secret = hex_secret();
+        let mut endpoint = String::new();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let (rpc, s3) = (free_port(), free_port());
+            let root = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&root).expect("node dir");
+            let config = root.join("garage.toml");
+            let root = root.display();
+            std::fs::write(
+                &config,
+                format!(
+                    "metadata_dir = \"{root}/meta\"\ndata_dir = \"{root}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = {n}\n\
+                     rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
+                     rpc_secret = \"{secret}\"\n[s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                     root_domain = \".s3.garage.localhost\"\n"
+                ),
+            )
+            .expect("write config");
+            if i == 0 {
+                endpoint = format!("http://127.0.0.1:{s3}");
+            }
+            nodes.push(Node {
+                child: None,
+                config,
+            });
+        }
+        let mut g = Garage {
+            nodes,
+            bin,
+            _dir: dir,
+            endpoint,
+        };
+        let mut ids = Vec::new();
+        for i in 0..n {
+            g.start_node(i);
+            ids.push(g.wait_for_node(i));
+        }
+        for id in &ids[1..] {
+            g.admin(&["node", "connect", id]);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let node = id.split('@').next().unwrap_or_default();
+            let zone = format!("dc{}", i + 1);
+            g.admin(&["layout", "assign", "-z", &zone, "-c", "1G", node]);
+        }
+        g.admin(&["layout", "apply", "--version", "1"]);
+        g.admin(&[
+            "key", "import", "--yes", "-n", "test", ACCESS_KEY, SECRET_KEY,
+        ]);
+        Some(g)
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let child = Command::new(&self.bin)
             .arg("-c")
-            .arg(&config)
+            .arg(&node.config)
             .arg("server")
             .env_remove("AWS_CA_BUNDLE")
             .env("RUST_LOG", "warn")
@@ -64,36 +118,57 @@ impl Garage {
             .stderr(Stdio::null())
             .spawn()
             .expect("garage starts");
-        let mut g = Garage {
-            child,
-            config,
-            _dir: dir,
-            endpoint: format!("http://127.0.0.1:{s3}"),
-        };
-        let node = g.wait_for_node(&bin);
-        g.admin(&bin, &["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
-        g.admin(&bin, &["layout", "apply", "--version", "1"]);
-        g.admin(
-            &bin,
-            &[
-                "key", "import", "--yes", "-n", "test", ACCESS_KEY, SECRET_KEY,
-            ],
-        );
-        Some(g)
+        node.child = Some(child);
     }
 
-    fn wait_for_node(&mut self, bin: &std::path::Path) -> String {
+    /// Kills node `i` (SIGKILL: no goodbye to its peers).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again on its old ports and data, waits until it answers, and connects
+    /// the first node to it (which would otherwise wait for its next reconnection attempt).
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        let started = Instant::now();
+        // The killed process's ports may take a moment to be free again.
+        loop {
+            self.start_node(i);
+            std::thread::sleep(Duration::from_millis(500));
+            let exited = self.nodes[i]
+                .child
+                .as_mut()
+                .map(|c| c.try_wait().ok().flatten().is_some())
+                .unwrap_or(true);
+            if !exited {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "garage node {i} does not restart"
+            );
+        }
+        let id = self.wait_for_node(i);
+        if i > 0 {
+            self.admin(&["node", "connect", &id]);
+        }
+    }
+
+    /// Waits until node `i` answers; returns its `id@address`.
+    fn wait_for_node(&self, i: usize) -> String {
         let start = Instant::now();
         loop {
-            let out = Command::new(bin)
+            let out = Command::new(&self.bin)
                 .arg("-c")
-                .arg(&self.config)
+                .arg(&self.nodes[i].config)
                 .args(["node", "id", "-q"])
                 .output()
                 .expect("garage cli");
             if out.status.success() {
-                let s = String::from_utf8_lossy(&out.stdout);
-                return s.trim().split('@').next().unwrap_or_default().to_string();
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
@@ -103,14 +178,14 @@ impl Garage {
         }
     }
 
-    /// Runs an admin command; a node that has just started may refuse the first attempts
-    /// (seen on a loaded machine), so it is tried for a few seconds.
-    fn admin(&self, bin: &std::path::Path, args: &[&str]) {
+    /// Runs an admin command on the first node; a node that has just started may refuse the
+    /// first attempts (seen on a loaded machine), so it is tried for a few seconds.
+    fn admin(&self, args: &[&str]) {
         let started = Instant::now();
         loop {
-            let out = Command::new(bin)
+            let out = Command::new(&self.bin)
                 .arg("-c")
-                .arg(&self.config)
+                .arg(&self.nodes[0].config)
                 .args(args)
                 .output()
                 .expect("garage cli");
@@ -128,14 +203,10 @@ impl Garage {
 
     /// Creates a bucket the test key may use.
     pub fn bucket(&self, name: &str) {
-        let bin = garage_binary().expect("garage");
-        self.admin(&bin, &["bucket", "create", name]);
-        self.admin(
-            &bin,
-            &[
-                "bucket", "allow", "--read", "--write", "--owner", name, "--key", "test",
-            ],
-        );
+        self.admin(&["bucket", "create", name]);
+        self.admin(&[
+            "bucket", "allow", "--read", "--write", "--owner", name, "--key", "test",
+        ]);
     }
 
     /// Environment for bulwark to reach this server.
@@ -162,7 +233,8 @@ fn rand_byte() -> u8 {
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! Prune's two-phase deletion against writers that run beside it, step by step: the
+//! interleavings that a concurrent test only meets by chance.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use engine::backup::{BackupOptions, SnapshotWriter};
+use engine::check::{CheckOptions, ReadData};
+use engine::crypto::KdfParams;
+use engine::items::{Item, ItemKind};
+use engine::lock::{LockGuard, LockKind};
+use engine::progress::Reporter;
+use engine::prune::{PruneOptions, PruneReport};
+use engine::repo::{InitOptions, Repository};
+use engine::restore::RestoreOptions;
+use engine::snapshot::SourceInfo;
+use engine::store::{ObjectKind, StorageOptions, Store};
+
+fn content(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..(3 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn repository(dir: &std::path::Path) -> Repository {
+    let store =
+        Store::create(dir.to_str().expect("utf8"), &StorageOptions::default()).expect("store");
+    let opts = InitOptions {
+        kdf: KdfParams::with_cost(256, 1),
+        ..Default::default()
+    };
+    Repository::init(store, "pw", opts).expect("init")
+}
+
+/// A writer that has stored `file` (as far as its index tells) but not finished yet.
+fn start_writer(repo: &Repository, file: &[u8]) -> SnapshotWriter {
+    let info = SourceInfo {
+        name: "app".into(),
+        kind: "files".into(),
+    };
+    let mut w = SnapshotWriter::new(repo, info, vec!["d".into()], BackupOptions::default())
+        .expect("writer");
+    w.put_dir(Item::new("d", ItemKind::Dir)).expect("dir");
+    let mut item = Item::new("d/file", ItemKind::File);
+    item.size = file.len() as u64;
+    item.mode = 0o100644;
+    let file = file.to_vec();
+    w.put_file(item, move || Ok(Cursor::new(file.clone())))
+        .expect("file");
+    w
+}
+
+fn prune(repo: &Repository) -> PruneReport {
+    engine::prune::prune(
+        repo,
+        &PruneOptions {
+            dry_run: false,
+            max_unused: 0.0,
+            lock_wait: Duration::ZERO,
+            exclusive: false,
+            grace: Some(Duration::ZERO),
+            progress: Reporter::none(),
+        },
+    )
+    .expect("prune")
+}
+
+fn forget_all_but(repo: &Repository, keep: &engine::id::SnapshotId) {
+    for listed in repo.store().list(ObjectKind::Snapshot).expect("list") {
+        if listed.name != keep.to_hex() {
+            repo.store()
+                .delete(ObjectKind::Snapshot, &listed.name)
+                .expect("forget");
+        }
+    }
+}
+
+fn assert_restores(repo: &Repository, snap: &engine::snapshot::Snapshot, want: &[u8]) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let opts = RestoreOptions {
+        target: out.path().to_path_buf(),
+        ..Default::default()
+    };
+    let summary = engine::restore::restore(repo, snap, &opts).expect("restore");
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(
+        std::fs::read(out.path().join("d/file")).expect("restored") == want,
+        "restored other data"
+    );
+    let report = engine::check::check(
+        repo,
+        &CheckOptions {
+            read_data: ReadData::All,
+            progress: Reporter::none(),
+        },
+    )
+    .expect("check");
+    assert!(report.ok(), "{:?}", report.errors);
+}
+
+/// A writer that read the index before prune marked a pack may reuse that pack's chunks:
+/// prune must not delete it while that writer runs, and must put it back once the writer's
+/// snapshot uses it.
+#[test]
+fn a_pack_reused_by_a_writer_that_started_before_the_mark_survives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repository(dir.path());
+    let (a, b) = (content(1), content(2));
+    start_writer(&repo, &a).finish().expect("first");
+    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+
+    // A writer starts (its lock first, as `backup::run` takes it) and reuses A's chunks.
+    let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
+    let writer = start_writer(&repo, &a);
+    // Meanwhile the first snapshot is forgotten and prune marks the pack only it used.
+    forget_all_but(&repo, &second);
+    // (Two packs: A's data and the first snapshot's item list.)
+    let marked = prune(&repo);
+    assert_eq!(marked.packs_marked, 2, "{marked:?}");
+    // The mark is due by age (grace 0) but the writer still runs: nothing is deleted.
+    let waiting = prune(&repo);
+    assert_eq!(
+        (waiting.packs_deleted, waiting.packs_pending),
+        (0, 2),
+        "{waiting:?}"
+    );
+    let (_, snap) = writer.finish().expect("third");
+    drop(lock);
+    assert_eq!(snap.summary.data_added, 0, "A was reused, not stored again");
+    // The writer's snapshot uses both marked packs (its item list equals the first
+    // snapshot's): they go back into the index, not away.
+    let resolved = prune(&repo);
+    assert_eq!(
+        (resolved.packs_deleted, resolved.packs_unmarked),
+        (0, 2),
+        "{resolved:?}"
+    );
+    assert_restores(&repo, &snap, &a);
+}
+
+/// A writer that starts after the mark does not reuse marked chunks: it stores them again, and
+/// the marked pack is deleted even while that writer runs.
+#[test]
+fn a_writer_that_starts_after_the_mark_stores_marked_data_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repository(dir.path());
+    let (a, b) = (content(1), content(2));
+    start_writer(&repo, &a).finish().expect("first");
+    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    forget_all_but(&repo, &second);
+    let marked = prune(&repo);
+    assert_eq!(marked.packs_marked, 2, "{marked:?}");
+
+    let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
+    let writer = start_writer(&repo, &a);
+    // Its lock was not there when the mark was made: the mark is due at once.
+    let deleted = prune(&repo);
+    assert_eq!(deleted.packs_deleted, 2, "{deleted:?}");
+    let (_, snap) = writer.finish().expect("third");
+    drop(lock);
+    assert!(
+        snap.summary.data_added >= a.len() as u64,
+        "{:?}",
+        snap.summary
+    );
+    assert_restores(&repo, &snap, &a);
+}
+
+/// Maintenance refuses hosts other than the owner.
+#[test]
+fn only_the_owner_prunes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repository(dir.path());
+    engine::maintenance::set(&repo, Some("elsewhere"), None).expect("set owner");
+    let err = engine::prune::prune(
+        &repo,
+        &PruneOptions {
+            dry_run: false,
+            max_unused: 0.2,
+            lock_wait: Duration::ZERO,
+            exclusive: false,
+            grace: None,
+            progress: Reporter::none(),
+        },
+    )
+    .expect_err("not the owner");
+    assert_eq!(err.kind(), engine::ErrorKind::Locked, "{err}");
+    assert!(err.to_string().contains("'elsewhere'"), "{err}");
+}
