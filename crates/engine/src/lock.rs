@@ -102,11 +102,12 @@ impl LockEntry {
             .as_ref()
             .map_or(LockKind::Exclusive, LockInfo::kind);
         !self.is_stale()
-            && match (held, wanted) {
-                (LockKind::Exclusive, _) | (_, LockKind::Exclusive) => true,
-                (LockKind::Maintenance, LockKind::Maintenance) => true,
-                _ => false,
-            }
+            && matches!(
+                (held, wanted),
+                (LockKind::Exclusive, _)
+                    | (_, LockKind::Exclusive)
+                    | (LockKind::Maintenance, LockKind::Maintenance)
+            )
     }
 
     /// True if its holder is known to be gone: a process of this host that no longer runs.
