@@ -112,7 +112,7 @@ fn eight_writers_and_a_pruning_owner_share_a_garage_cluster() {
         &["maintenance", "--owner", "owner", "--grace", "0s"],
     );
     let writing = AtomicBool::new(true);
-    let (saved, prunes) = std::thread::scope(|s| {
+    let (saved, prunes, refused) = std::thread::scope(|s| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let env = &env;
@@ -156,21 +156,25 @@ fn eight_writers_and_a_pruning_owner_share_a_garage_cluster() {
             }
             reports
         });
-        // Another host may not prune while the owner is the owner.
+        // Another host may not prune while the owner is the owner (checked below: nothing
+        // in here may panic before the writers are joined, or the maintenance loop runs on).
         let refused = as_host(&env, "w0", &["prune"]);
-        assert_eq!(refused.code, 10, "{}", refused.stderr);
-        assert!(
-            refused.stderr.contains("belongs to host 'owner'"),
-            "{}",
-            refused.stderr
-        );
-        let saved: Vec<_> = writers
-            .into_iter()
-            .flat_map(|h| h.join().expect("writer"))
-            .collect();
+        // The maintenance loop stops when the writers do, failed or not.
+        let joined: Vec<_> = writers.into_iter().map(|h| h.join()).collect();
         writing.store(false, Ordering::Relaxed);
-        (saved, maintenance.join().expect("maintenance"))
+        let reports = maintenance.join().expect("maintenance");
+        let saved: Vec<_> = joined
+            .into_iter()
+            .flat_map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (saved, reports, refused)
     });
+    assert_eq!(refused.code, 10, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("belongs to host 'owner'"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(saved.len(), WRITERS * ROUNDS);
     let deleted: u64 = prunes
         .iter()

@@ -121,6 +121,12 @@ struct IndexFile {
     packs: Vec<PackId>,
 }
 
+/// A pack only marks list, as all its marks together judge it.
+struct Marked<'a> {
+    due: bool,
+    entries: &'a Vec<PackEntry>,
+}
+
 /// What the run decided for the packs in storage.
 #[derive(Default)]
 struct Plan {
@@ -186,11 +192,21 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     report.index_files_before = files.len();
     // A marked pack's chunks still resolve (a live copy wins), for snapshots that use them.
-    let mut mark_of: HashMap<PackId, (usize, &Vec<PackEntry>)> = HashMap::new();
-    for (i, mark) in marks.iter().enumerate() {
+    // A pack may be in several marks (marked unindexed while its writer ran, then marked
+    // again once indexed): it is due only when every one of them is, and its entries are
+    // those of the marks that have them.
+    let mut marked: HashMap<PackId, Marked> = HashMap::new();
+    for (mark, due) in marks.iter().zip(&due) {
         for (pack, list) in &mark.packs {
             index.add_pack(*pack, list);
-            mark_of.entry(*pack).or_insert((i, list));
+            let m = marked.entry(*pack).or_insert(Marked {
+                due: true,
+                entries: list,
+            });
+            m.due &= *due;
+            if m.entries.is_empty() {
+                m.entries = list;
+            }
         }
     }
     let index = Arc::new(index);
@@ -233,11 +249,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             } else {
                 plan.keep.push(*pack);
             }
-        } else if let Some(&(m, list)) = mark_of.get(pack) {
-            if !due[m] {
+        } else if let Some(m) = marked.get(pack) {
+            if !m.due {
                 report.packs_pending += 1;
                 report.bytes_pending += sizes[pack];
-            } else if list.iter().any(|e| is_live(pack, e)) {
+            } else if m.entries.iter().any(|e| is_live(pack, e)) {
                 plan.unmark.push(*pack);
             } else {
                 plan.delete.push(*pack);
@@ -325,7 +341,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .filter(|p| !dropped.contains(p) && seen.insert(**p))
         .map(|p| (*p, live[p].clone()))
         .collect();
-    new_index.extend(plan.unmark.iter().map(|p| (*p, mark_of[p].1.clone())));
+    new_index.extend(plan.unmark.iter().map(|p| (*p, marked[p].entries.clone())));
     new_index.extend(written);
     for part in split_index(new_index) {
         repo.save_index(&part)?;

@@ -193,3 +193,44 @@ fn only_the_owner_prunes() {
     assert_eq!(err.kind(), engine::ErrorKind::Locked, "{err}");
     assert!(err.to_string().contains("'elsewhere'"), "{err}");
 }
+
+/// A pack can be in two marks: marked unindexed while its writer still ran, then marked again,
+/// with its entries, once indexed and unused. It may be deleted only when both marks are due:
+/// here the first is due (its writer has ended) while the second waits for a writer that
+/// reused the pack.
+#[test]
+fn a_pack_in_two_marks_waits_for_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repository(dir.path());
+    let (a, b) = (content(1), content(2));
+    start_writer(&repo, &a).finish().expect("first");
+    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    // The earlier history: A's pack marked while unindexed, and a writer that was running then.
+    let earlier =
+        LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
+    let index = repo.load_index().expect("index");
+    let a_pack = index
+        .iter()
+        .find(|(_, loc)| loc.kind == engine::pack::BlobKind::Data && loc.length > (1 << 19))
+        .map(|(_, loc)| loc.pack)
+        .expect("a data pack");
+    let meta = engine::marks::MarkMeta {
+        time: jiff::Timestamp::now(),
+        hostname: "h".into(),
+        locks: Some(vec![earlier.name()]),
+    };
+    engine::marks::save(&repo, &meta, &vec![(a_pack, Vec::new())]).expect("orphan mark");
+
+    // A writer reuses A; the first snapshot is forgotten; prune marks A's pack again.
+    let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
+    let writer = start_writer(&repo, &a);
+    forget_all_but(&repo, &second);
+    prune(&repo);
+    drop(earlier);
+    let waiting = prune(&repo);
+    assert_eq!(waiting.packs_deleted, 0, "{waiting:?}");
+    let (_, snap) = writer.finish().expect("third");
+    drop(lock);
+    prune(&repo);
+    assert_restores(&repo, &snap, &a);
+}
