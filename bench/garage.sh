@@ -33,10 +33,12 @@ root_domain = ".s3.garage.localhost"
 EOF
     RUST_LOG=warn garage -c "$GARAGE_CONFIG" server > "$dir/garage.log" 2>&1 &
     GARAGE_PID=$!
+    # `node id` reads the key on disk; `status` needs the server up.
     for _ in $(seq 1 100); do
-        node=$(garage -c "$GARAGE_CONFIG" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
+        garage -c "$GARAGE_CONFIG" status > /dev/null 2>&1 && break
         sleep 0.1
     done
+    node=$(garage -c "$GARAGE_CONFIG" node id -q | cut -d@ -f1)
     garage -c "$GARAGE_CONFIG" layout assign -z dc1 -c 100G "$node" > /dev/null
     garage -c "$GARAGE_CONFIG" layout apply --version 1 > /dev/null
     garage -c "$GARAGE_CONFIG" key import --yes -n bench "$GARAGE_KEY" "$GARAGE_SECRET" > /dev/null

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use crate::backup::num_cpus;
@@ -246,36 +245,39 @@ fn read_packs(
     let errors = Mutex::new(Vec::new());
     let damaged = Mutex::new(Vec::new());
     let bytes = std::sync::atomic::AtomicU64::new(0);
-    let (tx, rx) = unbounded();
-    for p in packs {
-        let _ = tx.send(*p);
-    }
-    drop(tx);
-    let buffers = (0..num_cpus().max(4))
+    let states = (0..num_cpus())
         .map(|_| PackBuffers::new())
         .collect::<Result<Vec<_>>>()?;
-    std::thread::scope(|s| {
-        for mut buffers in buffers {
-            let rx = rx.clone();
-            let (errors, damaged, bytes, expected) = (&errors, &damaged, &bytes, &expected);
-            s.spawn(move || {
-                for pack in rx {
-                    let blobs = expected.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
-                    let (errs, bad, n) = verify_pack(repo, pack, blobs, &mut buffers);
-                    bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                    progress.send(Progress::Bytes(n));
-                    errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(errs);
-                    damaged
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(bad);
-                }
-            });
-        }
-    });
+    crate::prefetch::run(
+        packs.to_vec(),
+        crate::prefetch::fetchers(repo.store().is_local()),
+        |pack, buf| {
+            repo.store()
+                .read_into(ObjectKind::Pack, &pack.to_hex(), buf)
+        },
+        states,
+        |buffers, pack, read| {
+            let blobs = expected.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
+            let (errs, bad, n) = match read {
+                Ok(bytes) => verify_pack(repo, pack, bytes, blobs, buffers),
+                Err(e) => (
+                    vec![format!("pack {pack}: cannot read: {e}")],
+                    blobs.iter().map(|b| b.0).collect(),
+                    0,
+                ),
+            };
+            bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            progress.send(Progress::Bytes(n));
+            errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(errs);
+            damaged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(bad);
+        },
+    );
     Ok((
         errors.into_inner().unwrap_or_else(|p| p.into_inner()),
         damaged.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -283,24 +285,15 @@ fn read_packs(
     ))
 }
 
+/// Verifies one pack read whole into `bytes`.
 fn verify_pack(
     repo: &Repository,
     pack: PackId,
+    bytes: &mut [u8],
     blobs: &[(ChunkId, u32, u32, u32)],
     buffers: &mut PackBuffers,
 ) -> (Vec<String>, Vec<ChunkId>, u64) {
-    let all = || blobs.iter().map(|b| b.0).collect::<Vec<_>>();
-    let PackBuffers {
-        bytes,
-        plain,
-        decoder,
-    } = buffers;
-    if let Err(e) = repo
-        .store()
-        .read_into(ObjectKind::Pack, &pack.to_hex(), bytes)
-    {
-        return (vec![format!("pack {pack}: cannot read: {e}")], all(), 0);
-    }
+    let PackBuffers { plain, decoder } = buffers;
     let n = bytes.len() as u64;
     let mut errors = Vec::new();
     if PackId::of_content(bytes) != pack {

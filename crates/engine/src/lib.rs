@@ -25,6 +25,7 @@ pub mod maintenance;
 pub mod marks;
 pub mod pack;
 pub mod pack_sink;
+pub mod prefetch;
 pub mod progress;
 pub mod prune;
 pub mod recovery;

@@ -127,7 +127,6 @@ impl PackBuilder {
 /// decoded (opened in place within them) and the zstd context. Fresh allocations for each
 /// would cost a page fault per 4 KiB.
 pub struct PackBuffers {
-    pub bytes: Vec<u8>,
     pub plain: Vec<u8>,
     pub decoder: codec::Decoder,
 }
@@ -135,7 +134,6 @@ pub struct PackBuffers {
 impl PackBuffers {
     pub fn new() -> Result<Self> {
         Ok(Self {
-            bytes: Vec::new(),
             plain: Vec::new(),
             decoder: codec::Decoder::new()?,
         })

@@ -7,12 +7,16 @@ use crossbeam_channel::{bounded, unbounded};
 
 use crate::error::Result;
 
-/// How many reads to keep in flight: a few on local disk, more on object storage.
+/// How many reads to keep in flight: on local disk as many as there are cores (more only
+/// crowd the disk), on object storage a few more to cover each request's latency. Each read
+/// holds up to a pack (8 MiB), and an object store's reply passes through a buffer of its
+/// own: 12 in flight doubled restore's memory for no gain against Garage on loopback.
 pub fn fetchers(local: bool) -> usize {
+    let cores = crate::backup::num_cpus();
     if local {
-        crate::backup::num_cpus().max(2)
+        cores.max(2)
     } else {
-        12
+        (2 * cores).clamp(4, 8)
     }
 }
 

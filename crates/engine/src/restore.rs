@@ -14,7 +14,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crossbeam_channel::unbounded;
 use serde::Serialize;
 
 use crate::backup::num_cpus;
@@ -244,51 +243,56 @@ pub fn restore_using(
 
     opts.progress.send(Progress::Phase("restoring data".into()));
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
-    let (tx, rx) = unbounded();
     let mut packs: Vec<(PackId, Vec<BlobUse>)> = plan.into_iter().collect();
     packs.sort_by_key(|(p, _)| *p);
     for (_, uses) in packs.iter_mut() {
         uses.sort_by_key(|u| (u.offset, u.file, u.file_offset));
     }
     summary.packs_read = packs.len() as u64;
-    for p in packs {
-        let _ = tx.send(p);
-    }
-    drop(tx);
-    let threads = if opts.threads == 0 {
-        num_cpus().max(4)
+    // Reads run ahead of decoding: several packs in flight (many on object storage), one
+    // decoder per core writing into the files.
+    let decoders = if opts.threads == 0 {
+        num_cpus()
     } else {
         opts.threads
     };
     let files_ref = &files;
-    let buffers = (0..threads)
-        .map(|_| PackBuffers::new())
+    let states = (0..decoders)
+        .map(|_| Ok((PackBuffers::new()?, HashMap::new())))
         .collect::<Result<Vec<_>>>()?;
-    std::thread::scope(|s| {
-        for mut buffers in buffers {
-            let (rx, failed, progress) = (rx.clone(), &failed, &opts.progress);
-            s.spawn(move || {
-                let mut open: HashMap<usize, File> = HashMap::new();
-                for (pack, uses) in rx {
-                    let failures = restore_pack(
-                        repo,
-                        pack,
-                        &uses,
-                        files_ref,
-                        &mut open,
-                        &mut buffers,
-                        progress,
-                    );
-                    if !failures.is_empty() {
-                        let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-                        for (file, msg) in failures {
-                            f.entry(file).or_insert(msg);
-                        }
-                    }
+    crate::prefetch::run(
+        packs,
+        crate::prefetch::fetchers(repo.store().is_local()),
+        |(pack, uses), buf| {
+            repo.store()
+                .read_range_into(ObjectKind::Pack, &pack.to_hex(), span_of(uses), buf)
+        },
+        states,
+        |(buffers, open), (pack, uses), span| {
+            let failures = match span {
+                Ok(span) => restore_pack(
+                    repo,
+                    pack,
+                    &uses,
+                    span,
+                    files_ref,
+                    open,
+                    buffers,
+                    &opts.progress,
+                ),
+                Err(e) => uses
+                    .iter()
+                    .map(|u| (u.file, format!("cannot read pack {pack}: {e}")))
+                    .collect(),
+            };
+            if !failures.is_empty() {
+                let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                for (file, msg) in failures {
+                    f.entry(file).or_insert(msg);
                 }
-            });
-        }
-    });
+            }
+        },
+    );
 
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     for (n, task) in files.iter().enumerate() {
@@ -380,35 +384,32 @@ fn within(path: &str, root: &str) -> bool {
 
 /// Reads the span of one pack that holds the blobs we need, then writes each blob.
 /// Returns the files that could not be completed, and why.
-fn restore_pack(
-    repo: &Repository,
-    pack: PackId,
-    uses: &[BlobUse],
-    files: &[FileTask],
-    open: &mut HashMap<usize, File>,
-    buffers: &mut PackBuffers,
-    progress: &Reporter,
-) -> Vec<(usize, String)> {
+/// The bytes of a pack that `uses` need: from the first blob's start to the last one's end.
+fn span_of(uses: &[BlobUse]) -> std::ops::Range<u64> {
     let start = uses.iter().map(|u| u.offset as u64).min().unwrap_or(0);
     let end = uses
         .iter()
         .map(|u| u.offset as u64 + u.length as u64)
         .max()
         .unwrap_or(0);
-    let PackBuffers {
-        bytes: span,
-        plain,
-        decoder,
-    } = buffers;
-    if let Err(e) = repo
-        .store()
-        .read_range_into(ObjectKind::Pack, &pack.to_hex(), start..end, span)
-    {
-        return uses
-            .iter()
-            .map(|u| (u.file, format!("cannot read pack {pack}: {e}")))
-            .collect();
-    }
+    start..end
+}
+
+/// Decodes the blobs of one pack from `span` (its bytes `span_of(uses)`) and writes them
+/// where they go.
+#[allow(clippy::too_many_arguments)]
+fn restore_pack(
+    repo: &Repository,
+    pack: PackId,
+    uses: &[BlobUse],
+    span: &mut [u8],
+    files: &[FileTask],
+    open: &mut HashMap<usize, File>,
+    buffers: &mut PackBuffers,
+    progress: &Reporter,
+) -> Vec<(usize, String)> {
+    let start = span_of(uses).start;
+    let PackBuffers { plain, decoder } = buffers;
     // Uses arrive grouped by chunk (the plan is sorted by offset): decode each chunk once,
     // write it everywhere it goes, then go on to the next, so a thread holds one span and
     // one chunk.
