@@ -45,7 +45,7 @@ drop_cache() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # cpu_of CMD...: runs CMD, prints "wall cpu" (cpu = user + system of it and its children).
 cpu_of() {
-    /usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$@"
+    /usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$@" >> "$WORK/backups.log" 2>&1
     awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$WORK/time.txt"
 }
 
