@@ -127,11 +127,10 @@ struct Marked<'a> {
     entries: &'a Vec<PackEntry>,
 }
 
-/// What the run decided for the packs in storage.
+/// What the run decided for the packs in storage. Indexed packs with live blobs and little
+/// waste stay as they are, in no list.
 #[derive(Default)]
 struct Plan {
-    /// Indexed packs with live blobs, left as they are.
-    keep: Vec<PackId>,
     /// Indexed packs whose live blobs move to new packs; then they go like `drop`.
     repack: Vec<PackId>,
     /// Packs nothing needs: indexed ones with no live blob, and orphans.
@@ -246,8 +245,6 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
                 plan.drop.push(*pack);
             } else if unused > 0 && unused as f64 / (used_bytes + unused) as f64 > opts.max_unused {
                 plan.repack.push(*pack);
-            } else {
-                plan.keep.push(*pack);
             }
         } else if let Some(m) = marked.get(pack) {
             if !m.due {
