@@ -17,7 +17,6 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::id::PackId;
 use crate::index::{self, IndexPacks};
@@ -79,20 +78,11 @@ pub fn decode(data: &[u8]) -> Result<(MarkMeta, IndexPacks)> {
 
 /// Writes a mark; returns its name.
 pub fn save(repo: &Repository, meta: &MarkMeta, packs: &IndexPacks) -> Result<String> {
-    let sealed = codec::encode_object(repo.key(), &encode(meta, packs)?);
-    let name = blake3::hash(&sealed).to_hex().to_string();
-    repo.store().write(ObjectKind::Mark, &name, &sealed)?;
-    Ok(name)
+    repo.save_sealed(ObjectKind::Mark, &encode(meta, packs)?)
 }
 
 pub fn load(repo: &Repository, name: &str) -> Result<Mark> {
-    let sealed = repo.store().read(ObjectKind::Mark, name)?;
-    if blake3::hash(&sealed).to_hex().as_str() != name {
-        return Err(Error::corrupt(format!(
-            "mark {name}: content does not match its name"
-        )));
-    }
-    let plain = codec::decode(repo.key(), &sealed, None).with_context(|| format!("mark {name}"))?;
+    let plain = repo.load_sealed(ObjectKind::Mark, name)?;
     let (meta, packs) = decode(&plain).with_context(|| format!("mark {name}"))?;
     Ok(Mark {
         name: name.to_string(),
@@ -104,8 +94,16 @@ pub fn load(repo: &Repository, name: &str) -> Result<Mark> {
 /// Every readable mark. One that cannot be read is skipped with a warning: its packs then
 /// look unindexed, which makes prune mark them again (never delete them at once).
 pub fn load_all(repo: &Repository) -> Result<Vec<Mark>> {
+    load_new(repo, &HashSet::new())
+}
+
+/// Like `load_all`, but only the marks not named in `known` (already read).
+pub fn load_new(repo: &Repository, known: &HashSet<String>) -> Result<Vec<Mark>> {
     let mut out = Vec::new();
     for listed in repo.store().list(ObjectKind::Mark)? {
+        if known.contains(&listed.name) {
+            continue;
+        }
         match load(repo, &listed.name) {
             Ok(mark) => out.push(mark),
             // Resolved by a prune between listing and reading.

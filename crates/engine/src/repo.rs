@@ -290,13 +290,30 @@ impl Repository {
 
     // ---- sealed objects ---------------------------------------------------------------------
 
-    /// Seals a JSON object and stores it under the BLAKE3 of its sealed bytes.
-    pub fn save_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<String> {
-        let json = serde_json::to_vec(value).map_err(json_err)?;
-        let sealed = codec::encode_object(self.key(), &json);
+    /// Seals (compresses and encrypts) `plain` and stores it under the BLAKE3 of its sealed
+    /// bytes; returns that name.
+    pub fn save_sealed(&self, kind: ObjectKind, plain: &[u8]) -> Result<String> {
+        let sealed = codec::encode_object(self.key(), plain);
         let name = blake3::hash(&sealed).to_hex().to_string();
         self.store().write(kind, &name, &sealed)?;
         Ok(name)
+    }
+
+    /// Reads and opens a sealed object, checking that the name of a content-addressed one
+    /// matches its content.
+    pub fn load_sealed(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let sealed = self.store().read(kind, name)?;
+        if kind.content_addressed() && blake3::hash(&sealed).to_hex().as_str() != name {
+            return Err(Error::corrupt(format!(
+                "{kind:?} {name}: content does not match its name"
+            )));
+        }
+        codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))
+    }
+
+    /// Seals a JSON object and stores it under the BLAKE3 of its sealed bytes.
+    pub fn save_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<String> {
+        self.save_sealed(kind, &serde_json::to_vec(value).map_err(json_err)?)
     }
 
     /// Seals a JSON object and stores it under `name`, replacing what was there (for kinds
@@ -315,14 +332,7 @@ impl Repository {
 
     /// Loads a sealed JSON object, checking that its name matches its content.
     pub fn load_json<T: DeserializeOwned>(&self, kind: ObjectKind, name: &str) -> Result<T> {
-        let sealed = self.store().read(kind, name)?;
-        if kind.content_addressed() && blake3::hash(&sealed).to_hex().as_str() != name {
-            return Err(Error::corrupt(format!(
-                "{kind:?} {name}: content does not match its name"
-            )));
-        }
-        let plain =
-            codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))?;
+        let plain = self.load_sealed(kind, name)?;
         serde_json::from_slice(&plain)
             .map_err(|e| Error::corrupt(format!("{kind:?} {name} does not parse: {e}")))
     }
@@ -330,22 +340,12 @@ impl Repository {
     // ---- index ------------------------------------------------------------------------------
 
     pub fn save_index(&self, packs: &[(crate::id::PackId, Vec<PackEntry>)]) -> Result<IndexId> {
-        let sealed = codec::encode_object(self.key(), &index::encode(packs));
-        let id = IndexId::of_content(&sealed);
-        self.store()
-            .write(ObjectKind::Index, &id.to_hex(), &sealed)?;
-        Ok(id)
+        self.save_sealed(ObjectKind::Index, &index::encode(packs))?
+            .parse()
     }
 
     pub fn load_index_file(&self, id: &str) -> Result<index::IndexPacks> {
-        let sealed = self.store().read(ObjectKind::Index, id)?;
-        if IndexId::of_content(&sealed).to_hex() != id {
-            return Err(Error::corrupt(format!(
-                "index {id}: content does not match its name"
-            )));
-        }
-        let plain =
-            codec::decode(self.key(), &sealed, None).with_context(|| format!("index {id}"))?;
+        let plain = self.load_sealed(ObjectKind::Index, id)?;
         index::decode(&plain).with_context(|| format!("index {id}"))
     }
 
@@ -361,13 +361,9 @@ impl Repository {
     pub fn load_index(&self) -> Result<Index> {
         let before = crate::marks::load_all(self)?;
         let mut idx = self.load_live_index(&Default::default())?;
-        let seen: std::collections::HashSet<String> =
-            before.iter().map(|m| m.name.clone()).collect();
-        let after = crate::marks::load_all(self)?;
-        for mark in before
-            .iter()
-            .chain(after.iter().filter(|m| !seen.contains(&m.name)))
-        {
+        let seen = before.iter().map(|m| m.name.clone()).collect();
+        let after = crate::marks::load_new(self, &seen)?;
+        for mark in before.iter().chain(&after) {
             mark.packs.iter().for_each(|(p, e)| idx.add_pack(*p, e));
         }
         Ok(idx)
