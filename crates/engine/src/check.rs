@@ -14,7 +14,7 @@ use crate::connectors::interface::{log_archives, LogSourceCheck};
 use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::{ChunkId, PackId, SnapshotId};
-use crate::index::Index;
+use crate::index::{Index, IndexBuilder, IndexPacks};
 use crate::items::ItemReader;
 use crate::pack::{self, PackBuffers};
 use crate::progress::{Progress, Reporter};
@@ -71,15 +71,24 @@ impl CheckReport {
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     opts.progress.send(Progress::Phase("reading index".into()));
-    let mut index = Index::default();
+    let mut builder = IndexBuilder::default();
+    // Reading packs compares their headers with the index's whole ids, which the index
+    // itself does not keep.
+    let mut indexed: IndexPacks = Vec::new();
     for listed in repo.store().list(ObjectKind::Index)? {
         match repo.load_index_file(&listed.name) {
-            Ok(packs) => packs.iter().for_each(|(p, e)| index.add_pack(*p, e)),
+            Ok(packs) => {
+                packs.iter().for_each(|(p, e)| builder.add_pack(*p, e));
+                if opts.read_data != ReadData::None {
+                    indexed.extend(packs);
+                }
+            }
             Err(e) => report
                 .errors
                 .push(format!("index file {}: {e}", listed.name)),
         }
     }
+    let mut index = builder.finish();
     opts.progress.send(Progress::Phase("listing packs".into()));
     let listed = repo.pack_sizes()?;
     // Packs prune has marked for deletion still serve the snapshots that use them, while they
@@ -96,7 +105,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let index = Arc::new(index);
     report.blobs = index.blob_count();
     let mut needed_len: HashMap<PackId, u64> = HashMap::new();
-    for (_, loc) in index.iter() {
+    for loc in index.locations() {
         let end = loc.offset as u64 + loc.length as u64;
         let e = needed_len.entry(loc.pack).or_default();
         *e = (*e).max(end);
@@ -146,7 +155,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bytes: packs.iter().map(|p| listed[p]).sum(),
         });
         opts.progress.send(Progress::Phase("reading packs".into()));
-        let (errors, bad, bytes) = read_packs(repo, &index, &packs, &opts.progress)?;
+        let expected = expected_blobs(&index, indexed);
+        let (errors, bad, bytes) = read_packs(repo, &expected, &packs, &opts.progress)?;
         report.packs_read = packs.len();
         report.bytes_read = bytes;
         report.errors.extend(errors);
@@ -227,21 +237,40 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     Ok(report)
 }
 
+/// The blobs each pack must hold: the index files' entries where the index resolves them (a
+/// chunk stored twice is expected where the index finds it).
+fn expected_blobs(index: &Index, indexed: IndexPacks) -> HashMap<PackId, Vec<ExpectedBlob>> {
+    let mut expected: HashMap<PackId, Vec<ExpectedBlob>> = HashMap::new();
+    for (pack, entries) in indexed {
+        let blobs = expected.entry(pack).or_default();
+        for e in entries {
+            if index
+                .get(&e.id)
+                .is_some_and(|l| l.pack == pack && l.offset == e.offset)
+            {
+                blobs.push((e.id, e.offset, e.length, e.raw_length));
+            }
+        }
+    }
+    // A pack listed by two index files is expected once.
+    for blobs in expected.values_mut() {
+        blobs.sort_unstable_by_key(|b| b.1);
+        blobs.dedup();
+    }
+    expected
+}
+
+/// A blob's id, offset, length and raw length.
+type ExpectedBlob = (ChunkId, u32, u32, u32);
+
 /// Reads whole packs in parallel; verifies the pack hash, the header against the index, and
 /// every blob's authentication and id.
 fn read_packs(
     repo: &Repository,
-    index: &Index,
+    expected: &HashMap<PackId, Vec<ExpectedBlob>>,
     packs: &[PackId],
     progress: &Reporter,
 ) -> Result<(Vec<String>, Vec<ChunkId>, u64)> {
-    let mut expected: HashMap<PackId, Vec<(ChunkId, u32, u32, u32)>> = HashMap::new();
-    for (id, loc) in index.iter() {
-        expected
-            .entry(loc.pack)
-            .or_default()
-            .push((id, loc.offset, loc.length, loc.raw_length));
-    }
     let errors = Mutex::new(Vec::new());
     let damaged = Mutex::new(Vec::new());
     let bytes = std::sync::atomic::AtomicU64::new(0);
@@ -290,7 +319,7 @@ fn verify_pack(
     repo: &Repository,
     pack: PackId,
     bytes: &mut [u8],
-    blobs: &[(ChunkId, u32, u32, u32)],
+    blobs: &[ExpectedBlob],
     buffers: &mut PackBuffers,
 ) -> (Vec<String>, Vec<ChunkId>, u64) {
     let PackBuffers { plain, decoder } = buffers;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::connectors::interface::{log_archives, LogExpiry};
 use crate::error::{Error, Result, ResultExt};
 use crate::id::{ChunkId, PackId};
-use crate::index::{Index, IndexPacks};
+use crate::index::{Index, IndexBuilder, IndexPacks};
 use crate::items::ItemReader;
 use crate::lock::{self, LockGuard, LockKind};
 use crate::maintenance;
@@ -174,7 +174,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     opts.progress.send(Progress::Phase("reading index".into()));
     let mut files = Vec::new();
     let mut live: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    let mut index = Index::default();
+    let mut index = IndexBuilder::default();
     for listed in repo.store().list(ObjectKind::Index)? {
         let packs = repo.load_index_file(&listed.name)?;
         for (pack, list) in &packs {
@@ -208,7 +208,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             }
         }
     }
-    let index = Arc::new(index);
+    let index = Arc::new(index.finish());
     let sizes = repo.pack_sizes()?;
     opts.progress
         .send(Progress::Phase("finding used data".into()));

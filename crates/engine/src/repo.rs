@@ -10,7 +10,7 @@ use crate::codec;
 use crate::crypto::{KdfParams, MasterKey, WrappedKey};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::id::{ChunkId, IndexId, KeyId};
-use crate::index::{self, Index};
+use crate::index::{self, Index, IndexBuilder};
 use crate::pack::PackEntry;
 use crate::store::{ObjectKind, Store};
 
@@ -360,13 +360,15 @@ impl Repository {
     /// the index files (for packs prune puts back) and after them (for packs it marks).
     pub fn load_index(&self) -> Result<Index> {
         let before = crate::marks::load_all(self)?;
-        let mut idx = self.load_live_index(&Default::default())?;
+        let (mut live, damaged_files) = self.load_live_index(&Default::default())?;
         let seen = before.iter().map(|m| m.name.clone()).collect();
         let after = crate::marks::load_new(self, &seen)?;
         for mark in before.iter().chain(&after) {
-            mark.packs.iter().for_each(|(p, e)| idx.add_pack(*p, e));
+            mark.packs.iter().for_each(|(p, e)| live.add_pack(*p, e));
         }
-        Ok(idx)
+        let mut index = live.finish();
+        index.damaged_files = damaged_files;
+        Ok(index)
     }
 
     /// The index a writer deduplicates against: the live index without the packs prune took
@@ -376,22 +378,24 @@ impl Repository {
     /// writer's lock existed, and prune waits for that lock before deleting.
     pub fn load_index_for_writing(&self) -> Result<Index> {
         let marks = crate::marks::load_all(self)?;
-        let mut idx = self.load_live_index(&crate::marks::indexed_packs(&marks))?;
-        idx.marked = crate::marks::packs(&marks);
-        Ok(idx)
+        let (live, damaged_files) = self.load_live_index(&crate::marks::indexed_packs(&marks))?;
+        let mut index = live.finish();
+        index.damaged_files = damaged_files;
+        index.marked = crate::marks::packs(&marks);
+        Ok(index)
     }
 
-    /// The index files' union without the packs in `skip`. A prune may compact index files
-    /// while they are read; a file gone between listing and reading means the listing is
-    /// stale, so it is listed again.
+    /// The index files' union without the packs in `skip`, and the names of the files that
+    /// are damaged. A prune may compact index files while they are read; a file gone between
+    /// listing and reading means the listing is stale, so it is listed again.
     fn load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
-    ) -> Result<Index> {
+    ) -> Result<(IndexBuilder, Vec<String>)> {
         let mut attempts = 0;
         loop {
             match self.try_load_live_index(skip)? {
-                Some(idx) => return Ok(idx),
+                Some(loaded) => return Ok(loaded),
                 None if attempts < 3 => attempts += 1,
                 None => {
                     return Err(Error::new(
@@ -403,42 +407,72 @@ impl Repository {
         }
     }
 
+    /// Reads the index files on several threads (each read, opened and parsed on its own,
+    /// then gathered under a lock). None if one vanished.
     fn try_load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
-    ) -> Result<Option<Index>> {
-        let mut idx = Index::default();
+    ) -> Result<Option<(IndexBuilder, Vec<String>)>> {
+        #[derive(Default)]
+        struct Loading {
+            builder: IndexBuilder,
+            sized: bool,
+            damaged: Vec<String>,
+            vanished: bool,
+            failed: Option<Error>,
+        }
         let listed = self.store().list(ObjectKind::Index)?;
         let total_bytes: u64 = listed.iter().map(|l| l.size).sum();
-        let mut sized = false;
-        for listed in listed {
-            match self.load_index_file(&listed.name) {
-                Ok(packs) => {
-                    if !sized && listed.size > 0 {
-                        // Entries are mostly random ids, so every index file holds about as
-                        // many per byte as the first: size the table once instead of
-                        // rehashing it at every doubling.
-                        let entries: usize = packs.iter().map(|(_, e)| e.len()).sum();
-                        let per_byte = entries as f64 / listed.size as f64;
-                        idx.reserve((per_byte * total_bytes as f64 * 1.05) as usize);
-                        sized = true;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let state = std::sync::Mutex::new(Loading::default());
+        let threads = crate::prefetch::fetchers(self.store().is_local()).min(listed.len());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let mut parsed = IndexBuilder::default();
+                    loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(file) = listed.get(i) else { break };
+                    let added = self.load_sealed(ObjectKind::Index, &file.name).and_then(|plain| {
+                        parsed
+                            .add_file(&plain, |p| skip.contains(p))
+                            .with_context(|| format!("index {}", file.name))
+                    });
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if st.vanished || st.failed.is_some() {
+                        break;
                     }
-                    packs
-                        .iter()
-                        .filter(|(p, _)| !skip.contains(p))
-                        .for_each(|(p, e)| idx.add_pack(*p, e))
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    log::warn!(
-                        "{e}; the data it indexes is unavailable until `bulwark repair index` runs"
-                    );
-                    idx.damaged_files.push(listed.name);
-                }
-                Err(e) => return Err(e),
+                    match added {
+                        Ok(entries) => {
+                            if !st.sized && file.size > 0 {
+                                // Entries are mostly random ids, so every index file holds
+                                // about as many per byte as the first: size the table once.
+                                let per_byte = entries as f64 / file.size as f64;
+                                st.builder
+                                    .reserve((per_byte * total_bytes as f64 * 1.05) as usize);
+                                st.sized = true;
+                            }
+                            st.builder.append(&mut parsed);
+                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => st.vanished = true,
+                        Err(e) if e.kind() == ErrorKind::Corrupt => {
+                            log::warn!(
+                                "{e}; the data it indexes is unavailable until `bulwark repair index` runs"
+                            );
+                            st.damaged.push(file.name.clone());
+                        }
+                        Err(e) => st.failed = Some(e),
+                    }
+                    }
+                });
             }
+        });
+        let mut st = state.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = st.failed {
+            return Err(e);
         }
-        Ok(Some(idx))
+        st.damaged.sort();
+        Ok((!st.vanished).then_some((st.builder, st.damaged)))
     }
 
     /// Every pack in storage with its size (indexed or not).

@@ -210,9 +210,9 @@ fn a_pack_in_two_marks_waits_for_both() {
         LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
     let index = repo.load_index().expect("index");
     let a_pack = index
-        .iter()
-        .find(|(_, loc)| loc.kind == engine::pack::BlobKind::Data && loc.length > (1 << 19))
-        .map(|(_, loc)| loc.pack)
+        .locations()
+        .find(|loc| loc.kind == engine::pack::BlobKind::Data && loc.length > (1 << 19))
+        .map(|loc| loc.pack)
         .expect("a data pack");
     let meta = engine::marks::MarkMeta {
         time: jiff::Timestamp::now(),
