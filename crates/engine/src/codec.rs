@@ -28,7 +28,7 @@ impl Codec {
 
 /// Objects other than blobs are never larger than this once decompressed; a larger claim is
 /// treated as corruption instead of being allocated.
-const MAX_OBJECT_SIZE: usize = 1 << 30;
+pub(crate) const MAX_OBJECT_SIZE: usize = 1 << 30;
 
 /// Compresses and seals; reuses its zstd context across calls (one per worker thread).
 pub struct Encoder {

@@ -36,7 +36,6 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
-const BUCKETS: usize = 1 << 16;
 /// Set in `Record::pack` for tree blobs.
 const TREE: u32 = 1 << 31;
 
@@ -79,8 +78,16 @@ fn key(id: &ChunkId) -> u128 {
     u128::from_be_bytes(*head)
 }
 
-fn bucket(key: u128) -> usize {
-    (key >> (128 - BUCKETS.trailing_zeros())) as usize
+/// Records are kept in 256 groups by the key's first byte, each sorted, and found within a
+/// group through 256 ranges by the second byte.
+const GROUPS: usize = 256;
+
+fn group(key: u128) -> usize {
+    (key >> 120) as usize
+}
+
+fn range(key: u128) -> usize {
+    (key >> 112) as usize & 0xff
 }
 
 /// Collects the entries of many index files; `finish` sorts them into an [`Index`]. When a
@@ -89,21 +96,34 @@ fn bucket(key: u128) -> usize {
 #[derive(Default)]
 pub struct IndexBuilder {
     packs: Vec<PackId>,
-    records: Vec<Record>,
+    /// `GROUPS` vectors once anything was added. Filling 256 at once stays within the caches;
+    /// sorting one flat table afterwards cost a cache miss per record.
+    groups: Vec<Vec<Record>>,
 }
 
 impl IndexBuilder {
+    fn groups(&mut self) -> &mut [Vec<Record>] {
+        if self.groups.is_empty() {
+            self.groups = vec![Vec::new(); GROUPS];
+        }
+        &mut self.groups
+    }
+
     pub fn add_pack(&mut self, pack: PackId, entries: &[PackEntry]) {
         let slot = self.packs.len();
         self.packs.push(pack);
-        self.records
-            .extend(entries.iter().map(|e| Record::new(slot, e)));
+        let groups = self.groups();
+        for e in entries {
+            let r = Record::new(slot, e);
+            groups[group(r.key)].push(r);
+        }
     }
 
     /// Adds the packs of one index file's plaintext but those `skip` names, and returns how
     /// many entries the file has. A damaged file adds nothing.
     pub fn add_file(&mut self, plain: &[u8], skip: impl Fn(&PackId) -> bool) -> Result<usize> {
-        let (packs, records) = (self.packs.len(), self.records.len());
+        let packs = self.packs.len();
+        let lens: Vec<usize> = self.groups().iter().map(Vec::len).collect();
         let mut entries = 0;
         let walked = walk(plain, |pack, list| {
             entries += list.len();
@@ -113,7 +133,10 @@ impl IndexBuilder {
         });
         if walked.is_err() {
             self.packs.truncate(packs);
-            self.records.truncate(records);
+            self.groups
+                .iter_mut()
+                .zip(lens)
+                .for_each(|(g, n)| g.truncate(n));
         }
         walked.map(|()| entries)
     }
@@ -123,99 +146,87 @@ impl IndexBuilder {
     pub fn append(&mut self, other: &mut IndexBuilder) {
         let base = self.packs.len();
         self.packs.append(&mut other.packs);
-        self.records.extend(other.records.drain(..).map(|r| Record {
-            pack: (r.pack & TREE) | Record::slot_number(r.slot() + base),
-            ..r
-        }));
+        for (to, from) in self.groups().iter_mut().zip(&mut other.groups) {
+            to.extend(from.drain(..).map(|r| Record {
+                pack: (r.pack & TREE) | Record::slot_number(r.slot() + base),
+                ..r
+            }));
+        }
     }
 
-    /// Makes room for `blobs` more blobs at once. Room not filled costs address space only:
-    /// a large allocation's untouched pages are not resident.
+    /// Makes room for about `blobs` more blobs at once. Room not filled costs address space
+    /// only: a large allocation's untouched pages are not resident.
     pub fn reserve(&mut self, blobs: usize) {
-        self.records.reserve(blobs);
+        let per_group = blobs / GROUPS;
+        // Groups fill unevenly by a few times the square root of their mean.
+        let room = per_group + 4 * per_group.isqrt();
+        self.groups().iter_mut().for_each(|g| g.reserve(room));
     }
 
-    /// Sorts the records in two steps that stay within the caches: into 256 groups by the
-    /// key's first byte (in place, 256 write positions), then each group on its own, on up to
-    /// four threads. Bucketing by two bytes at once cost a cache miss per record, twice.
+    /// Sorts the groups on up to four threads.
     pub fn finish(self) -> Index {
-        let Self { packs, mut records } = self;
-        let groups = group_by_first_byte(&mut records);
-        let threads = match records.len() < 1 << 16 {
+        let Self { packs, mut groups } = self;
+        let records: usize = groups.iter().map(Vec::len).sum();
+        let threads = match records < 1 << 16 {
             true => 1,
             false => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         };
+        let per_thread = groups.len().div_ceil(threads).max(1);
+        let mut starts = vec![[0u32; 257]; groups.len()];
         std::thread::scope(|scope| {
-            let mut rest = records.as_mut_slice();
-            let mut taken = 0;
-            let mut group = 0;
-            for t in 1..=threads {
-                // This thread's share ends at the first group boundary past t/threads.
-                let goal = groups[256] * t / threads;
-                let end = (group..=256).find(|&g| groups[g] >= goal).unwrap_or(256);
-                let (part, tail) = rest.split_at_mut(groups[end] - taken);
-                rest = tail;
-                let bounds: Vec<usize> = groups[group..=end].iter().map(|g| g - taken).collect();
+            for (part, part_starts) in groups
+                .chunks_mut(per_thread)
+                .zip(starts.chunks_mut(per_thread))
+            {
                 scope.spawn(move || {
-                    for w in bounds.windows(2) {
-                        part[w[0]..w[1]].sort_unstable_by_key(|r| (r.key, r.slot()));
+                    let mut scratch = Vec::new();
+                    for (records, starts) in part.iter_mut().zip(part_starts) {
+                        sort_group(records, starts, &mut scratch);
                     }
                 });
-                taken = groups[end];
-                group = end;
             }
         });
-        // Equal keys are now adjacent, the first-added pack first.
-        records.dedup_by_key(|r| r.key);
-        records.shrink_to_fit();
-        let mut starts = vec![0u32; BUCKETS + 1];
-        for r in &records {
-            starts[bucket(r.key) + 1] += 1;
-        }
-        for b in 0..BUCKETS {
-            starts[b + 1] += starts[b];
-        }
         Index {
             table_packs: packs.len(),
             packs,
+            groups,
             starts,
-            records,
             ..Default::default()
         }
     }
 }
 
-/// Moves every record into the group of its key's first byte, in place (each displaced
-/// record is carried on to its own group until the cycle closes), and returns where the 256
-/// groups start (and the end).
-fn group_by_first_byte(records: &mut [Record]) -> [usize; 257] {
-    let first = |r: &Record| (r.key >> 120) as usize;
-    let mut starts = [0usize; 257];
+/// Sorts one group by key, drops repeated keys and sets where its ranges start. The group
+/// holds its records in the order they were added, and every step keeps that order among
+/// equal keys, so the first-added pack wins. Spreading by range first (a counting sort)
+/// leaves sorts of about a hundred records each: a third of the time of sorting the group.
+fn sort_group(records: &mut Vec<Record>, starts: &mut [u32; 257], scratch: &mut Vec<Record>) {
+    let mut ends = [0usize; 257];
     for r in records.iter() {
-        starts[first(r) + 1] += 1;
+        ends[range(r.key) + 1] += 1;
     }
-    for g in 0..256 {
-        starts[g + 1] += starts[g];
+    for i in 0..256 {
+        ends[i + 1] += ends[i];
     }
-    let mut next = starts;
-    for g in 0..256 {
-        while next[g] < starts[g + 1] {
-            let home = next[g];
-            let mut carried = records[home];
-            loop {
-                let to = first(&carried);
-                if to == g {
-                    break;
-                }
-                let slot = next[to];
-                next[to] += 1;
-                std::mem::swap(&mut carried, &mut records[slot]);
-            }
-            records[home] = carried;
-            next[g] += 1;
-        }
+    let mut next = ends;
+    scratch.clear();
+    scratch.extend_from_slice(records);
+    for r in scratch.iter() {
+        records[next[range(r.key)]] = *r;
+        next[range(r.key)] += 1;
     }
-    starts
+    for w in ends.windows(2) {
+        records[w[0]..w[1]].sort_by_key(|r| r.key);
+    }
+    records.dedup_by_key(|r| r.key);
+    records.shrink_to_fit();
+    *starts = [0; 257];
+    for r in records.iter() {
+        starts[range(r.key) + 1] += 1;
+    }
+    for i in 0..256 {
+        starts[i + 1] += starts[i];
+    }
 }
 
 /// The union of the index files: see the module comment.
@@ -225,10 +236,10 @@ pub struct Index {
     /// Pack slots in the order of their ids, for `has_pack` (made when first asked: opening
     /// does not pay for it).
     by_id: std::sync::OnceLock<Vec<u32>>,
-    /// The table: records sorted by key, of the first `table_packs` packs, and where each
-    /// bucket's records start (`BUCKETS + 1` entries; none in an empty index).
-    records: Vec<Record>,
-    starts: Vec<u32>,
+    /// The table: `GROUPS` groups of records sorted by key (none in an empty index), of the
+    /// first `table_packs` packs, and where each range of a group starts.
+    groups: Vec<Vec<Record>>,
+    starts: Vec<[u32; 257]>,
     table_packs: usize,
     /// Packs added after the table was built (packs a backup adopts), and their chunks by
     /// whole id.
@@ -258,9 +269,9 @@ impl Index {
 
     fn find(&self, id: &ChunkId) -> Option<&Record> {
         let key = key(id);
-        let b = bucket(key);
-        let found = self.starts.get(b).and_then(|&start| {
-            let run = &self.records[start as usize..self.starts[b + 1] as usize];
+        let (g, r) = (group(key), range(key));
+        let found = self.groups.get(g).and_then(|records| {
+            let run = &records[self.starts[g][r] as usize..self.starts[g][r + 1] as usize];
             run.binary_search_by_key(&key, |r| r.key)
                 .ok()
                 .map(|i| &run[i])
@@ -290,7 +301,7 @@ impl Index {
     }
 
     pub fn blob_count(&self) -> usize {
-        self.records.len() + self.added.len()
+        self.groups.iter().map(Vec::len).sum::<usize>() + self.added.len()
     }
 
     pub fn has_pack(&self, pack: &PackId) -> bool {
@@ -307,8 +318,9 @@ impl Index {
 
     /// Where every indexed blob lies.
     pub fn locations(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.records
+        self.groups
             .iter()
+            .flatten()
             .chain(self.added.values())
             .map(|r| self.location(r))
     }
@@ -473,6 +485,34 @@ mod tests {
         assert_eq!(idx.get(&fresh.id).map(|l| l.pack), Some(later));
         assert_eq!(idx.get(&all[0]), expected.get(&all[0]).copied());
         assert_eq!(idx.blob_count(), expected.len() + 1);
+    }
+
+    #[test]
+    fn a_damaged_file_adds_nothing() {
+        let good = encode(&[(PackId([1; 32]), vec![entry(1)])]);
+        let two = encode(&[
+            (PackId([2; 32]), vec![entry(2)]),
+            (PackId([3; 32]), vec![entry(3)]),
+        ]);
+        let mut builder = IndexBuilder::default();
+        assert_eq!(builder.add_file(&good, |_| false).expect("good"), 1);
+        // The first pack parses; the second is cut short.
+        assert!(builder.add_file(&two[..two.len() - 5], |_| false).is_err());
+        assert_eq!(
+            builder
+                .add_file(&two, |p| *p == PackId([3; 32]))
+                .expect("two"),
+            2
+        );
+        let idx = builder.finish();
+        assert_eq!(idx.blob_count(), 2);
+        assert!(idx.contains(&ChunkId([1; 32])) && idx.contains(&ChunkId([2; 32])));
+        assert!(!idx.contains(&ChunkId([3; 32])), "skipped pack");
+        assert!(!idx.has_pack(&PackId([3; 32])));
+        assert_eq!(
+            idx.get(&ChunkId([2; 32])).map(|l| l.pack),
+            Some(PackId([2; 32]))
+        );
     }
 
     #[test]

@@ -302,13 +302,30 @@ impl Repository {
     /// Reads and opens a sealed object, checking that the name of a content-addressed one
     /// matches its content.
     pub fn load_sealed(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        let sealed = self.store().read(kind, name)?;
-        if kind.content_addressed() && blake3::hash(&sealed).to_hex().as_str() != name {
+        let mut plain = Vec::new();
+        self.load_sealed_into(kind, name, &mut SealedBuffers::new()?, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// `load_sealed` into `plain`, with reused buffers (for many objects in a row: fresh
+    /// buffers cost a page fault per 4 KiB).
+    pub fn load_sealed_into(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        buffers: &mut SealedBuffers,
+        plain: &mut Vec<u8>,
+    ) -> Result<()> {
+        let SealedBuffers { sealed, decoder } = buffers;
+        self.store().read_into(kind, name, sealed)?;
+        if kind.content_addressed() && blake3::hash(sealed).to_hex().as_str() != name {
             return Err(Error::corrupt(format!(
                 "{kind:?} {name}: content does not match its name"
             )));
         }
-        codec::decode(self.key(), &sealed, None).with_context(|| format!("{kind:?} {name}"))
+        decoder
+            .decode_into(self.key(), sealed, codec::MAX_OBJECT_SIZE, plain)
+            .with_context(|| format!("{kind:?} {name}"))
     }
 
     /// Seals a JSON object and stores it under the BLAKE3 of its sealed bytes.
@@ -430,14 +447,24 @@ impl Repository {
             for _ in 0..threads {
                 scope.spawn(|| {
                     let mut parsed = IndexBuilder::default();
+                    let mut plain = Vec::new();
+                    let mut buffers = match SealedBuffers::new() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            state.lock().unwrap_or_else(|p| p.into_inner()).failed = Some(e);
+                            return;
+                        }
+                    };
                     loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(file) = listed.get(i) else { break };
-                    let added = self.load_sealed(ObjectKind::Index, &file.name).and_then(|plain| {
-                        parsed
-                            .add_file(&plain, |p| skip.contains(p))
-                            .with_context(|| format!("index {}", file.name))
-                    });
+                    let added = self
+                        .load_sealed_into(ObjectKind::Index, &file.name, &mut buffers, &mut plain)
+                        .and_then(|()| {
+                            parsed
+                                .add_file(&plain, |p| skip.contains(p))
+                                .with_context(|| format!("index {}", file.name))
+                        });
                     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                     if st.vanished || st.failed.is_some() {
                         break;
@@ -532,6 +559,21 @@ impl Repository {
             )));
         }
         Ok(())
+    }
+}
+
+/// What reading sealed objects one after another reuses.
+pub struct SealedBuffers {
+    sealed: Vec<u8>,
+    decoder: codec::Decoder,
+}
+
+impl SealedBuffers {
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            sealed: Vec::new(),
+            decoder: codec::Decoder::new()?,
+        })
     }
 }
 
