@@ -300,7 +300,12 @@ impl Store {
     /// `read` into a reused buffer.
     pub fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
         let Backend::Local(root) = &self.backend else {
-            *buf = self.read(kind, name)?;
+            let path = kind.path(name);
+            let reply = self
+                .runtime
+                .block_on(self.op.read(&path))
+                .with_context(|| format!("reading {path}"))?;
+            copy_into(reply, buf);
             return Ok(());
         };
         let path = kind.path(name);
@@ -312,7 +317,7 @@ impl Store {
     }
 
     /// `read_range` into a reused buffer. On local disk this is one positioned read straight
-    /// into it; elsewhere the object store's reply is moved in.
+    /// into it; elsewhere the object store's reply is copied in.
     pub fn read_range_into(
         &self,
         kind: ObjectKind,
@@ -321,7 +326,8 @@ impl Store {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let Backend::Local(root) = &self.backend else {
-            *buf = self.read_range(kind, name, range)?;
+            let reply = self.read_range_reply(kind, name, range)?;
+            copy_into(reply, buf);
             return Ok(());
         };
         let path = kind.path(name);
@@ -340,6 +346,15 @@ impl Store {
     }
 
     pub fn read_range(&self, kind: ObjectKind, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        Ok(into_vec(self.read_range_reply(kind, name, range)?))
+    }
+
+    fn read_range_reply(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        range: Range<u64>,
+    ) -> Result<opendal::Buffer> {
         let path = kind.path(name);
         let fut = async { self.op.read_with(&path).range(range.clone()).await };
         let buf = self
@@ -352,7 +367,7 @@ impl Store {
                 "{path} is shorter than expected (asked {range:?}, got {got} bytes)"
             )));
         }
-        Ok(into_vec(buf))
+        Ok(buf)
     }
 
     /// Writes a whole object. On the local backend the data and then its directory entry are
@@ -506,6 +521,17 @@ impl Store {
 
 /// Takes the bytes out of OpenDAL's buffer without copying them when they are contiguous and
 /// unshared (the usual case), so a pack is not held twice.
+/// An object store's reply (pieces as they came off the network) into a reused buffer: one
+/// copy into pages already mapped, where `into_vec` would allocate (and fault in) a fresh
+/// buffer per read.
+fn copy_into(reply: opendal::Buffer, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.reserve(reply.len());
+    for piece in reply {
+        buf.extend_from_slice(&piece);
+    }
+}
+
 fn into_vec(buf: opendal::Buffer) -> Vec<u8> {
     let bytes = buf.to_bytes();
     drop(buf);
