@@ -1,6 +1,6 @@
 //! Repository locks as a user meets them: files in `locks/` that cannot be read, operations
 //! refused by a lock (exit 10, nothing reported done that was not), waiting with
-//! `--retry-lock`, and locks left by killed processes.
+//! `--retry-lock`, locks left by killed processes, and maintenance refusing a skewed clock.
 
 mod common;
 
@@ -169,4 +169,57 @@ fn locks_of_killed_processes_do_not_pile_up() {
     // The next lock taken on this host clears the ones whose process is gone.
     env.ok(&["backup", &data]);
     assert!(locks(&env).is_empty(), "{:?}", locks(&env));
+}
+
+/// libfaketime, which `scripts/install-deps.sh` installs (Debian's `faketime`).
+fn libfaketime() -> PathBuf {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
+    .find(|p| p.exists())
+    .expect("libfaketime.so.1 (Debian package faketime; scripts/install-deps.sh installs it)")
+}
+
+/// Maintenance takes ages from the storage's clock, so it refuses to run on a host whose clock
+/// is more than five minutes off that of the storage (here the local disk's file times, with
+/// bulwark's own clock moved by libfaketime), leaves nothing behind, and runs within it.
+#[test]
+fn maintenance_refuses_a_clock_far_from_the_storages() {
+    let mut env = Env::new();
+    env.init();
+    let data = sample(&env);
+    env.ok(&["backup", &data]);
+    std::fs::write(Path::new(&data).join("a.txt"), "changed\n").expect("write");
+    env.ok(&["backup", &data]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let marks_dir = env.path("repo/marks");
+    let marks = || {
+        std::fs::read_dir(&marks_dir)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    env.set("LD_PRELOAD", &libfaketime().to_string_lossy());
+    for skew in ["+10m", "-10m"] {
+        env.set("FAKETIME", skew);
+        let refused = env.run(&["prune"]);
+        assert_eq!(refused.code, 2, "{skew}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains("differ by") && refused.stderr.contains("Fix the clock"),
+            "{skew}: {}",
+            refused.stderr
+        );
+        assert_eq!(marks(), 0, "{skew}: nothing marked");
+        assert!(locks(&env).is_empty(), "{skew}: no lock left");
+    }
+    env.set("FAKETIME", "+2m");
+    env.ok(&["prune"]);
+    assert_eq!(
+        marks(),
+        1,
+        "within five minutes, prune marks the unused pack"
+    );
 }
