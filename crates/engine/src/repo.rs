@@ -444,6 +444,11 @@ impl Repository {
         let state = std::sync::Mutex::new(Loading::default());
         let threads = crate::prefetch::fetchers(self.store().is_local()).min(listed.len());
         std::thread::scope(|scope| {
+            // On local disk the files are read ahead in the order the loaders take them.
+            scope.spawn(|| {
+                self.store()
+                    .will_read(ObjectKind::Index, listed.iter().map(|l| l.name.as_str()))
+            });
             for _ in 0..threads {
                 scope.spawn(|| {
                     let mut parsed = IndexBuilder::default();
