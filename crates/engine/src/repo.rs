@@ -430,18 +430,12 @@ impl Repository {
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
     ) -> Result<Option<(IndexBuilder, Vec<String>)>> {
-        #[derive(Default)]
-        struct Loading {
-            builder: IndexBuilder,
-            sized: bool,
-            damaged: Vec<String>,
-            vanished: bool,
-            failed: Option<Error>,
-        }
         let listed = self.store().list(ObjectKind::Index)?;
-        let total_bytes: u64 = listed.iter().map(|l| l.size).sum();
+        let loading = std::sync::Mutex::new(LoadingIndex {
+            total_bytes: listed.iter().map(|l| l.size).sum(),
+            ..Default::default()
+        });
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let state = std::sync::Mutex::new(Loading::default());
         let threads = crate::prefetch::fetchers(self.store().is_local()).min(listed.len());
         std::thread::scope(|scope| {
             // On local disk the files are read ahead in the order the loaders take them.
@@ -451,60 +445,34 @@ impl Repository {
             });
             for _ in 0..threads {
                 scope.spawn(|| {
-                    let mut parsed = IndexBuilder::default();
-                    let mut plain = Vec::new();
-                    let mut buffers = match SealedBuffers::new() {
-                        Ok(b) => b,
-                        Err(e) => {
-                            state.lock().unwrap_or_else(|p| p.into_inner()).failed = Some(e);
-                            return;
-                        }
-                    };
+                    let (mut parsed, mut plain) = (IndexBuilder::default(), Vec::new());
+                    let mut buffers = SealedBuffers::new();
                     loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(file) = listed.get(i) else { break };
-                    let added = self
-                        .load_sealed_into(ObjectKind::Index, &file.name, &mut buffers, &mut plain)
-                        .and_then(|()| {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = listed.get(i) else { break };
+                        let added = buffers.as_mut().map_err(|e| e.duplicate()).and_then(|b| {
+                            self.load_sealed_into(ObjectKind::Index, &file.name, b, &mut plain)
+                        });
+                        let added = added.and_then(|()| {
                             parsed
                                 .add_file(&plain, |p| skip.contains(p))
                                 .with_context(|| format!("index {}", file.name))
                         });
-                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                    if st.vanished || st.failed.is_some() {
-                        break;
-                    }
-                    match added {
-                        Ok(entries) => {
-                            if !st.sized && file.size > 0 {
-                                // Entries are mostly random ids, so every index file holds
-                                // about as many per byte as the first: size the table once.
-                                let per_byte = entries as f64 / file.size as f64;
-                                st.builder
-                                    .reserve((per_byte * total_bytes as f64 * 1.05) as usize);
-                                st.sized = true;
-                            }
-                            st.builder.append(&mut parsed);
+                        let mut loading = loading.lock().unwrap_or_else(|p| p.into_inner());
+                        if !loading.take(file, added, &mut parsed) {
+                            break;
                         }
-                        Err(e) if e.kind() == ErrorKind::NotFound => st.vanished = true,
-                        Err(e) if e.kind() == ErrorKind::Corrupt => {
-                            log::warn!(
-                                "{e}; the data it indexes is unavailable until `bulwark repair index` runs"
-                            );
-                            st.damaged.push(file.name.clone());
-                        }
-                        Err(e) => st.failed = Some(e),
-                    }
                     }
                 });
             }
         });
-        let mut st = state.into_inner().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = st.failed {
+        let loading = loading.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = loading.failed {
             return Err(e);
         }
-        st.damaged.sort();
-        Ok((!st.vanished).then_some((st.builder, st.damaged)))
+        let mut damaged = loading.damaged;
+        damaged.sort();
+        Ok((!loading.vanished).then_some((loading.builder, damaged)))
     }
 
     /// Every pack in storage with its size (indexed or not).
@@ -566,6 +534,55 @@ impl Repository {
         Ok(())
     }
 }
+
+/// What the threads that read index files share.
+#[derive(Default)]
+struct LoadingIndex {
+    builder: IndexBuilder,
+    /// All index files' size, and whether the builder was sized from the first one read.
+    total_bytes: u64,
+    sized: bool,
+    damaged: Vec<String>,
+    vanished: bool,
+    failed: Option<Error>,
+}
+
+impl LoadingIndex {
+    /// Takes what a loader made of `file` (its entries are in `parsed`); false once loading
+    /// must stop (a file vanished, or a failure other than damage).
+    fn take(
+        &mut self,
+        file: &crate::store::Listed,
+        added: Result<usize>,
+        parsed: &mut IndexBuilder,
+    ) -> bool {
+        if self.vanished || self.failed.is_some() {
+            return false;
+        }
+        match added {
+            Ok(entries) => {
+                if !self.sized && file.size > 0 {
+                    // Entries are mostly random ids, so every index file holds about as many
+                    // per byte as the first: size the table once.
+                    let per_byte = entries as f64 / file.size as f64;
+                    self.builder
+                        .reserve((per_byte * self.total_bytes as f64 * 1.05) as usize);
+                    self.sized = true;
+                }
+                self.builder.append(parsed);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => self.vanished = true,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                log::warn!("{e}; {UNTIL_REPAIRED}");
+                self.damaged.push(file.name.clone());
+            }
+            Err(e) => self.failed = Some(e),
+        }
+        !self.vanished && self.failed.is_none()
+    }
+}
+
+const UNTIL_REPAIRED: &str = "the data it indexes is unavailable until `bulwark repair index` runs";
 
 /// What reading sealed objects one after another reuses.
 pub struct SealedBuffers {

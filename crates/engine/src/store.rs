@@ -289,23 +289,20 @@ impl Store {
     }
 
     pub fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        Ok(into_vec(self.read_reply(kind, name)?))
+    }
+
+    fn read_reply(&self, kind: ObjectKind, name: &str) -> Result<opendal::Buffer> {
         let path = kind.path(name);
-        let buf = self
-            .runtime
+        self.runtime
             .block_on(self.op.read(&path))
-            .with_context(|| format!("reading {path}"))?;
-        Ok(into_vec(buf))
+            .with_context(|| format!("reading {path}"))
     }
 
     /// `read` into a reused buffer.
     pub fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<()> {
         let Backend::Local(root) = &self.backend else {
-            let path = kind.path(name);
-            let reply = self
-                .runtime
-                .block_on(self.op.read(&path))
-                .with_context(|| format!("reading {path}"))?;
-            copy_into(reply, buf);
+            copy_into(self.read_reply(kind, name)?, buf);
             return Ok(());
         };
         let path = kind.path(name);
@@ -326,8 +323,7 @@ impl Store {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let Backend::Local(root) = &self.backend else {
-            let reply = self.read_range_reply(kind, name, range)?;
-            copy_into(reply, buf);
+            copy_into(self.read_range_reply(kind, name, range)?, buf);
             return Ok(());
         };
         let path = kind.path(name);
@@ -534,8 +530,6 @@ impl Store {
     }
 }
 
-/// Takes the bytes out of OpenDAL's buffer without copying them when they are contiguous and
-/// unshared (the usual case), so a pack is not held twice.
 /// An object store's reply (pieces as they came off the network) into a reused buffer: one
 /// copy into pages already mapped, where `into_vec` would allocate (and fault in) a fresh
 /// buffer per read.
@@ -547,6 +541,8 @@ fn copy_into(reply: opendal::Buffer, buf: &mut Vec<u8>) {
     }
 }
 
+/// Takes the bytes out of OpenDAL's buffer without copying them when they are contiguous and
+/// unshared (the usual case), so a pack is not held twice.
 fn into_vec(buf: opendal::Buffer) -> Vec<u8> {
     let bytes = buf.to_bytes();
     drop(buf);
