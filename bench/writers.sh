@@ -22,8 +22,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --locked -q -p bulwark
-B="$PWD/target/release/bulwark"
+source bench/lib.sh
+bench_build
 rm -rf "$WORK"; mkdir -p "$WORK"
 # shellcheck source=bench/garage.sh
 . bench/garage.sh

@@ -382,8 +382,6 @@ fn within(path: &str, root: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Reads the span of one pack that holds the blobs we need, then writes each blob.
-/// Returns the files that could not be completed, and why.
 /// The bytes of a pack that `uses` need: from the first blob's start to the last one's end.
 fn span_of(uses: &[BlobUse]) -> std::ops::Range<u64> {
     let start = uses.iter().map(|u| u.offset as u64).min().unwrap_or(0);
@@ -396,7 +394,7 @@ fn span_of(uses: &[BlobUse]) -> std::ops::Range<u64> {
 }
 
 /// Decodes the blobs of one pack from `span` (its bytes `span_of(uses)`) and writes them
-/// where they go.
+/// where they go. Returns the files that could not be completed, and why.
 #[allow(clippy::too_many_arguments)]
 fn restore_pack(
     repo: &Repository,
