@@ -18,6 +18,8 @@ pub struct Access {
     pub password_file: Option<PathBuf>,
     /// How long to wait for another operation's lock (--retry-lock; 0: fail at once).
     pub lock_wait: std::time::Duration,
+    /// Where opened repositories keep their index's table (None: --no-cache).
+    pub index_cache: Option<engine::index_cache::IndexCache>,
     /// The repository the command opened first, with its URL (see [`Access::opened`]).
     pub opened: std::sync::Mutex<Option<(String, Repository)>>,
 }
@@ -162,8 +164,36 @@ impl Access {
     ) -> Result<Repository> {
         let repo = Repository::open(store, password)
             .with_context(|| format!("cannot open repository at {}", target.url))?;
+        if let Some(cache) = &self.index_cache {
+            repo.use_index_cache(cache.clone());
+        }
         self.opened(target, &repo);
         Ok(repo)
+    }
+}
+
+/// Bulwark's cache directory: $XDG_CACHE_HOME/bulwark, else ~/.cache/bulwark of the user we
+/// run as (from the password database: servers are often started with another user's HOME in
+/// the environment), else under the temporary directory.
+pub fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home_of_euid().map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("bulwark")
+}
+
+fn home_of_euid() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the directory
+    // out at once, and nothing else in this process calls getpwuid concurrently.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
     }
 }
 

@@ -37,6 +37,15 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub retry_lock: Option<std::time::Duration>,
 
+    /// Where the local index cache lives (default: $XDG_CACHE_HOME/bulwark, else
+    /// ~/.cache/bulwark).
+    #[arg(long, global = true, env = "BULWARK_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep no local index cache: read every index file whenever a repository is opened.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

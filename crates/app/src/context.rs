@@ -37,6 +37,13 @@ impl Context {
                 repo_arg: cli.repo.clone(),
                 password_file: cli.password_file.clone(),
                 lock_wait: cli.retry_lock.unwrap_or_default(),
+                index_cache: (!cli.no_cache).then(|| engine::index_cache::IndexCache {
+                    dir: cli
+                        .cache_dir
+                        .clone()
+                        .unwrap_or_else(crate::access::cache_home),
+                    min_blobs: engine::index_cache::IndexCache::MIN_BLOBS,
+                }),
                 opened: Default::default(),
             },
             json: cli.json,

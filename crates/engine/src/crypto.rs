@@ -57,6 +57,11 @@ impl MasterKey {
         blake3::derive_key("bulwark 1 audit log", &self.raw)
     }
 
+    /// The key of the local index cache's MAC: a cache file this key did not write is not used.
+    pub fn index_cache_key(&self) -> [u8; 32] {
+        blake3::derive_key("bulwark 1 index cache", &self.raw)
+    }
+
     /// Seed for the chunker's gear table.
     pub fn chunker_seed(&self) -> [u8; 32] {
         blake3::derive_key("bulwark 1 chunker gear", self.id_key())

@@ -10,7 +10,10 @@ use crate::error::Error;
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
+        )]
+        #[repr(transparent)]
         pub struct $name(pub [u8; 32]);
 
         impl $name {

@@ -40,9 +40,11 @@ pub struct BlobLocation {
 const TREE: u32 = 1 << 31;
 
 /// One chunk: its key (the id's first 16 bytes, big-endian, so that the first two bytes are
-/// the bucket) and its place, with the pack as a number into `Index::packs`.
-#[derive(Clone, Copy)]
-struct Record {
+/// the bucket) and its place, with the pack as a number into its table's packs. The layout is
+/// fixed (`repr(C)`, no padding) because the local index cache maps records straight from disk.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub(crate) struct Record {
     key: u128,
     pack: u32,
     offset: u32,
@@ -71,6 +73,19 @@ impl Record {
     fn slot(&self) -> usize {
         (self.pack & !TREE) as usize
     }
+
+    fn location(&self, packs: &[PackId]) -> BlobLocation {
+        BlobLocation {
+            pack: packs[self.slot()],
+            kind: match self.pack & TREE {
+                0 => BlobKind::Data,
+                _ => BlobKind::Tree,
+            },
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+        }
+    }
 }
 
 fn key(id: &ChunkId) -> u128 {
@@ -80,7 +95,10 @@ fn key(id: &ChunkId) -> u128 {
 
 /// Records are kept in 256 groups by the key's first byte, each sorted, and found within a
 /// group through 256 ranges by the second byte.
-const GROUPS: usize = 256;
+pub(crate) const GROUPS: usize = 256;
+
+/// Where each range of a group starts, and the group's end.
+pub(crate) type Starts = [u32; 257];
 
 fn group(key: u128) -> usize {
     (key >> 120) as usize
@@ -163,8 +181,22 @@ impl IndexBuilder {
         self.groups().iter_mut().for_each(|g| g.reserve(room));
     }
 
-    /// Sorts the groups on up to four threads.
     pub fn finish(self) -> Index {
+        self.finish_over(Table::default())
+    }
+
+    /// An index of `base` and, behind it, what this builder collected that `base` lacks.
+    pub(crate) fn finish_over(self, base: Table) -> Index {
+        let rest = self.into_table(|key| base.find(key).is_some());
+        let tables = [base, rest].into_iter().filter(|t| t.len() > 0).collect();
+        Index {
+            tables,
+            ..Default::default()
+        }
+    }
+
+    /// Sorts the groups on up to four threads, leaving out the keys `known` has.
+    pub(crate) fn into_table(self, known: impl Fn(u128) -> bool + Sync) -> Table {
         let Self { packs, mut groups } = self;
         let records: usize = groups.iter().map(Vec::len).sum();
         let threads = match records < 1 << 16 {
@@ -173,6 +205,7 @@ impl IndexBuilder {
         };
         let per_thread = groups.len().div_ceil(threads).max(1);
         let mut starts = vec![[0u32; 257]; groups.len()];
+        let known = &known;
         std::thread::scope(|scope| {
             for (part, part_starts) in groups
                 .chunks_mut(per_thread)
@@ -181,26 +214,23 @@ impl IndexBuilder {
                 scope.spawn(move || {
                     let mut scratch = Vec::new();
                     for (records, starts) in part.iter_mut().zip(part_starts) {
-                        sort_group(records, starts, &mut scratch);
+                        sort_group(records, &mut scratch);
+                        records.retain(|r| !known(r.key));
+                        records.shrink_to_fit();
+                        *starts = range_starts(records);
                     }
                 });
             }
         });
-        Index {
-            table_packs: packs.len(),
-            packs,
-            groups,
-            starts,
-            ..Default::default()
-        }
+        Table::new(Storage::Heap { packs, groups }, starts)
     }
 }
 
-/// Sorts one group by key, drops repeated keys and sets where its ranges start. The group
-/// holds its records in the order they were added, and every step keeps that order among
-/// equal keys, so the first-added pack wins. Spreading by range first (a counting sort, in
-/// the caches) leaves sorts of about a hundred records each.
-fn sort_group(records: &mut Vec<Record>, starts: &mut [u32; 257], scratch: &mut Vec<Record>) {
+/// Sorts one group by key and drops repeated keys. The group holds its records in the order
+/// they were added, and every step keeps that order among equal keys, so the first-added pack
+/// wins. Spreading by range first (a counting sort, in the caches) leaves sorts of about a
+/// hundred records each.
+fn sort_group(records: &mut Vec<Record>, scratch: &mut Vec<Record>) {
     let ends = range_starts(records);
     let mut next = ends;
     scratch.clear();
@@ -213,12 +243,10 @@ fn sort_group(records: &mut Vec<Record>, starts: &mut [u32; 257], scratch: &mut 
         records[w[0] as usize..w[1] as usize].sort_by_key(|r| r.key);
     }
     records.dedup_by_key(|r| r.key);
-    records.shrink_to_fit();
-    *starts = range_starts(records);
 }
 
 /// Where each range of a group would start if its records were sorted (and the end).
-fn range_starts(records: &[Record]) -> [u32; 257] {
+fn range_starts(records: &[Record]) -> Starts {
     let mut starts = [0u32; 257];
     for r in records {
         starts[range(r.key) + 1] += 1;
@@ -229,21 +257,101 @@ fn range_starts(records: &[Record]) -> [u32; 257] {
     starts
 }
 
-/// The union of the index files: see the module comment.
+/// One sorted table: `GROUPS` groups of records sorted by key (none in an empty table), where
+/// each range of a group starts, and the packs its records name.
 #[derive(Default)]
-pub struct Index {
-    packs: Vec<PackId>,
+pub(crate) struct Table {
+    storage: Storage,
+    starts: Vec<Starts>,
     /// Pack slots in the order of their ids, for `has_pack` (made when first asked: opening
     /// does not pay for it).
     by_id: std::sync::OnceLock<Vec<u32>>,
-    /// The table: `GROUPS` groups of records sorted by key (none in an empty index), of the
-    /// first `table_packs` packs, and where each range of a group starts.
-    groups: Vec<Vec<Record>>,
-    starts: Vec<[u32; 257]>,
-    table_packs: usize,
-    /// Packs added after the table was built (packs a backup adopts), and their chunks by
+}
+
+/// Where a table's packs and records are: built in memory, or mapped from the local cache.
+pub(crate) enum Storage {
+    Heap {
+        packs: Vec<PackId>,
+        groups: Vec<Vec<Record>>,
+    },
+    Mapped(crate::index_cache::Mapped),
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self::Heap {
+            packs: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+impl Table {
+    pub(crate) fn new(storage: Storage, starts: Vec<Starts>) -> Self {
+        Self {
+            storage,
+            starts,
+            by_id: Default::default(),
+        }
+    }
+
+    pub(crate) fn packs(&self) -> &[PackId] {
+        match &self.storage {
+            Storage::Heap { packs, .. } => packs,
+            Storage::Mapped(m) => m.packs(),
+        }
+    }
+
+    pub(crate) fn group(&self, g: usize) -> &[Record] {
+        match &self.storage {
+            Storage::Heap { groups, .. } => groups.get(g).map_or(&[], Vec::as_slice),
+            Storage::Mapped(m) => m.group(g),
+        }
+    }
+
+    pub(crate) fn starts(&self) -> &[Starts] {
+        &self.starts
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.starts.iter().map(|s| s[256] as usize).sum()
+    }
+
+    fn find(&self, key: u128) -> Option<&Record> {
+        let (g, r) = (group(key), range(key));
+        let starts = self.starts.get(g)?;
+        let run = &self.group(g)[starts[r] as usize..starts[r + 1] as usize];
+        run.binary_search_by_key(&key, |r| r.key)
+            .ok()
+            .map(|i| &run[i])
+    }
+
+    pub(crate) fn has_pack(&self, pack: &PackId) -> bool {
+        let packs = self.packs();
+        let by_id = self.by_id.get_or_init(|| {
+            let mut order: Vec<u32> = (0..packs.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| packs[a as usize].cmp(&packs[b as usize]));
+            order
+        });
+        by_id
+            .binary_search_by(|&s| packs[s as usize].cmp(pack))
+            .is_ok()
+    }
+
+    fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        (0..self.starts.len()).flat_map(|g| self.group(g))
+    }
+}
+
+/// The union of the index files: see the module comment. Its tables hold disjoint chunks: the
+/// live index files' (built now or mapped from the local cache), then what was read beside
+/// them (index files the cache does not cover, marks).
+#[derive(Default)]
+pub struct Index {
+    tables: Vec<Table>,
+    /// Packs added after the tables were built (packs a backup adopts), and their chunks by
     /// whole id.
-    added_packs: std::collections::HashSet<PackId>,
+    added_packs: Vec<PackId>,
     added: IdMap<ChunkId, Record>,
     /// Index files that could not be read when this index was loaded: the chunks of the
     /// packs they describe are missing from it.
@@ -254,12 +362,11 @@ pub struct Index {
 }
 
 impl Index {
-    /// Adds a pack after the index was built (its chunks go beside the table; a chunk the
+    /// Adds a pack after the index was built (its chunks go beside the tables; a chunk the
     /// index already has keeps its place).
     pub fn add_pack(&mut self, pack: PackId, entries: &[PackEntry]) {
-        let slot = self.packs.len();
-        self.packs.push(pack);
-        self.added_packs.insert(pack);
+        let slot = self.added_packs.len();
+        self.added_packs.push(pack);
         for e in entries {
             if !self.contains(&e.id) {
                 self.added.insert(e.id, Record::new(slot, e));
@@ -267,62 +374,43 @@ impl Index {
         }
     }
 
-    fn find(&self, id: &ChunkId) -> Option<&Record> {
-        let key = key(id);
-        let (g, r) = (group(key), range(key));
-        let found = self.groups.get(g).and_then(|records| {
-            let run = &records[self.starts[g][r] as usize..self.starts[g][r + 1] as usize];
-            run.binary_search_by_key(&key, |r| r.key)
-                .ok()
-                .map(|i| &run[i])
-        });
-        found.or_else(|| self.added.get(id))
-    }
-
-    fn location(&self, r: &Record) -> BlobLocation {
-        BlobLocation {
-            pack: self.packs[r.slot()],
-            kind: match r.pack & TREE {
-                0 => BlobKind::Data,
-                _ => BlobKind::Tree,
-            },
-            offset: r.offset,
-            length: r.length,
-            raw_length: r.raw_length,
-        }
-    }
-
     pub fn get(&self, id: &ChunkId) -> Option<BlobLocation> {
-        self.find(id).map(|r| self.location(r))
+        let key = key(id);
+        self.tables
+            .iter()
+            .find_map(|t| t.find(key).map(|r| r.location(t.packs())))
+            .or_else(|| self.added.get(id).map(|r| r.location(&self.added_packs)))
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.find(id).is_some()
+        let key = key(id);
+        self.tables.iter().any(|t| t.find(key).is_some()) || self.added.contains_key(id)
     }
 
     pub fn blob_count(&self) -> usize {
-        self.groups.iter().map(Vec::len).sum::<usize>() + self.added.len()
+        self.tables.iter().map(Table::len).sum::<usize>() + self.added.len()
     }
 
     pub fn has_pack(&self, pack: &PackId) -> bool {
-        let by_id = self.by_id.get_or_init(|| {
-            let mut order: Vec<u32> = (0..self.table_packs as u32).collect();
-            order.sort_unstable_by(|&a, &b| self.packs[a as usize].cmp(&self.packs[b as usize]));
-            order
-        });
-        by_id
-            .binary_search_by(|&s| self.packs[s as usize].cmp(pack))
-            .is_ok()
-            || self.added_packs.contains(pack)
+        self.tables.iter().any(|t| t.has_pack(pack)) || self.added_packs.contains(pack)
     }
 
     /// Where every indexed blob lies.
     pub fn locations(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.groups
+        let tables = self
+            .tables
             .iter()
-            .flatten()
-            .chain(self.added.values())
-            .map(|r| self.location(r))
+            .flat_map(|t| t.records().map(|r| r.location(t.packs())));
+        tables.chain(self.added.values().map(|r| r.location(&self.added_packs)))
+    }
+
+    /// How many of the index's chunks were mapped from the local cache.
+    pub fn cached_blobs(&self) -> usize {
+        self.tables
+            .iter()
+            .filter(|t| matches!(t.storage, Storage::Mapped(_)))
+            .map(Table::len)
+            .sum()
     }
 }
 

@@ -18,6 +18,7 @@ pub mod error;
 pub mod filter;
 pub mod id;
 pub mod index;
+pub mod index_cache;
 pub mod item_data;
 pub mod items;
 pub mod lock;

@@ -10,7 +10,8 @@ use crate::codec;
 use crate::crypto::{KdfParams, MasterKey, WrappedKey};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::id::{ChunkId, IndexId, KeyId};
-use crate::index::{self, Index, IndexBuilder};
+use crate::index::{self, Index, IndexBuilder, Table};
+use crate::index_cache::IndexCache;
 use crate::pack::PackEntry;
 use crate::store::{ObjectKind, Store};
 
@@ -74,6 +75,8 @@ struct Inner {
     key: MasterKey,
     key_id: KeyId,
     config: RepoConfig,
+    /// Where the live index's table is kept between runs, if anywhere (`use_index_cache`).
+    index_cache: std::sync::OnceLock<IndexCache>,
 }
 
 /// Cheap to clone; threads share one.
@@ -131,6 +134,7 @@ impl Repository {
             key,
             key_id,
             config,
+            index_cache: Default::default(),
         })))
     }
 
@@ -201,6 +205,7 @@ impl Repository {
             key,
             key_id,
             config,
+            index_cache: Default::default(),
         })))
     }
 
@@ -221,6 +226,11 @@ impl Repository {
         };
         let plain = codec::decode(key, &sealed, None).map_err(|e| damaged(e.to_string()))?;
         serde_json::from_slice(&plain).map_err(|e| damaged(format!("it does not parse: {e}")))
+    }
+
+    /// Keeps the live index's table in `cache` from now on (the first call wins).
+    pub fn use_index_cache(&self, cache: IndexCache) {
+        let _ = self.0.index_cache.set(cache);
     }
 
     pub fn store(&self) -> &Store {
@@ -377,15 +387,15 @@ impl Repository {
     /// the index files (for packs prune puts back) and after them (for packs it marks).
     pub fn load_index(&self) -> Result<Index> {
         let before = crate::marks::load_all(self)?;
-        let (mut live, damaged_files) = self.load_live_index(&Default::default())?;
+        let mut live = self.load_live_index(&Default::default())?;
         let seen = before.iter().map(|m| m.name.clone()).collect();
         let after = crate::marks::load_new(self, &seen)?;
         for mark in before.iter().chain(&after) {
-            mark.packs.iter().for_each(|(p, e)| live.add_pack(*p, e));
+            mark.packs
+                .iter()
+                .for_each(|(p, e)| live.rest.add_pack(*p, e));
         }
-        let mut index = live.finish();
-        index.damaged_files = damaged_files;
-        Ok(index)
+        Ok(live.finish())
     }
 
     /// The index a writer deduplicates against: the live index without the packs prune took
@@ -395,20 +405,19 @@ impl Repository {
     /// writer's lock existed, and prune waits for that lock before deleting.
     pub fn load_index_for_writing(&self) -> Result<Index> {
         let marks = crate::marks::load_all(self)?;
-        let (live, damaged_files) = self.load_live_index(&crate::marks::indexed_packs(&marks))?;
+        let live = self.load_live_index(&crate::marks::indexed_packs(&marks))?;
         let mut index = live.finish();
-        index.damaged_files = damaged_files;
         index.marked = crate::marks::packs(&marks);
         Ok(index)
     }
 
-    /// The index files' union without the packs in `skip`, and the names of the files that
-    /// are damaged. A prune may compact index files while they are read; a file gone between
-    /// listing and reading means the listing is stale, so it is listed again.
+    /// The index files' union without the packs in `skip`. A prune may compact index files
+    /// while they are read; a file gone between listing and reading means the listing is
+    /// stale, so it is listed again.
     fn load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
-    ) -> Result<(IndexBuilder, Vec<String>)> {
+    ) -> Result<LiveIndex> {
         let mut attempts = 0;
         loop {
             match self.try_load_live_index(skip)? {
@@ -424,24 +433,85 @@ impl Repository {
         }
     }
 
-    /// Reads the index files on several threads (each read, opened and parsed on its own,
-    /// then gathered under a lock). None if one vanished.
+    /// The live index from the local cache and the index files it does not cover, else from
+    /// every index file (then cached, when nothing was left out). None if a file vanished.
     fn try_load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
-    ) -> Result<Option<(IndexBuilder, Vec<String>)>> {
+    ) -> Result<Option<LiveIndex>> {
         let listed = self.store().list(ObjectKind::Index)?;
+        let cache = self.0.index_cache.get();
+        let key = self.key().index_cache_key();
+        let cached = cache
+            .and_then(|c| c.open(&key, &self.config().id, &listed))
+            // Packs a mark took out of the index files may still be in the files it covers.
+            .filter(|c| !skip.iter().any(|p| c.table.has_pack(p)));
+        let to_read: Vec<&crate::store::Listed> = match &cached {
+            Some(c) => listed
+                .iter()
+                .filter(|l| !c.covered.contains(&l.name))
+                .collect(),
+            None => listed.iter().collect(),
+        };
+        let skipped = std::sync::atomic::AtomicBool::new(false);
+        let Some((rest, damaged)) = self.read_index_files(&to_read, &|p| {
+            let skip = skip.contains(p);
+            if skip {
+                skipped.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            skip
+        })?
+        else {
+            return Ok(None);
+        };
+        if let Some(c) = cached {
+            log::debug!(
+                "index: {} chunks from the local cache, {} index files read beside it",
+                c.table.len(),
+                to_read.len()
+            );
+            return Ok(Some(LiveIndex {
+                base: c.table,
+                rest,
+                damaged,
+            }));
+        }
+        let base = rest.into_table(|_| false);
+        let complete = damaged.is_empty() && !skipped.into_inner();
+        if let Some(cache) = cache.filter(|c| complete && base.len() >= c.min_blobs) {
+            if let Err(e) = cache.write(&key, &self.config().id, &base, &listed) {
+                log::warn!(
+                    "cannot write the index cache in {}: {e}",
+                    cache.dir.display()
+                );
+            }
+        }
+        Ok(Some(LiveIndex {
+            base,
+            rest: IndexBuilder::default(),
+            damaged,
+        }))
+    }
+
+    /// Reads `files` on several threads (each read, opened and parsed on its own, then
+    /// gathered under a lock), leaving out the packs `skip` names; with the names of the
+    /// damaged files. None if one vanished.
+    fn read_index_files(
+        &self,
+        files: &[&crate::store::Listed],
+        skip: &(dyn Fn(&crate::id::PackId) -> bool + Sync),
+    ) -> Result<Option<(IndexBuilder, Vec<String>)>> {
         let loading = std::sync::Mutex::new(LoadingIndex {
-            total_bytes: listed.iter().map(|l| l.size).sum(),
+            total_bytes: files.iter().map(|l| l.size).sum(),
             ..Default::default()
         });
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let threads = crate::prefetch::fetchers(self.store().is_local()).min(listed.len());
+        let threads = crate::prefetch::fetchers(self.store().is_local()).min(files.len());
         std::thread::scope(|scope| {
             // On local disk the files are read ahead in the order the loaders take them.
             scope.spawn(|| {
                 self.store()
-                    .will_read(ObjectKind::Index, listed.iter().map(|l| l.name.as_str()))
+                    .will_read(ObjectKind::Index, files.iter().map(|l| l.name.as_str()))
             });
             for _ in 0..threads {
                 scope.spawn(|| {
@@ -449,13 +519,13 @@ impl Repository {
                     let mut buffers = SealedBuffers::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(file) = listed.get(i) else { break };
+                        let Some(file) = files.get(i) else { break };
                         let added = buffers.as_mut().map_err(|e| e.duplicate()).and_then(|b| {
                             self.load_sealed_into(ObjectKind::Index, &file.name, b, &mut plain)
                         });
                         let added = added.and_then(|()| {
                             parsed
-                                .add_file(&plain, |p| skip.contains(p))
+                                .add_file(&plain, skip)
                                 .with_context(|| format!("index {}", file.name))
                         });
                         let mut loading = loading.lock().unwrap_or_else(|p| p.into_inner());
@@ -532,6 +602,22 @@ impl Repository {
             )));
         }
         Ok(())
+    }
+}
+
+/// The live index as loaded: its table (mapped from the local cache or built from every index
+/// file), and what else was read beside it (index files the cache does not cover; marks).
+struct LiveIndex {
+    base: Table,
+    rest: IndexBuilder,
+    damaged: Vec<String>,
+}
+
+impl LiveIndex {
+    fn finish(self) -> Index {
+        let mut index = self.rest.finish_over(self.base);
+        index.damaged_files = self.damaged;
+        index
     }
 }
 

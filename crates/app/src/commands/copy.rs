@@ -10,7 +10,12 @@ pub fn run(ctx: &Context, args: &CopyArgs) -> Result<Status> {
     let src = ctx.open()?;
     let dst_target = ctx.target(Some(&args.to))?;
     let dst = match &args.to_password_file {
-        Some(p) => engine::repo::Repository::open(ctx.store(&dst_target)?, &read_password_file(p)?)
+        Some(p) => ctx
+            .open_with(
+                ctx.store(&dst_target)?,
+                &dst_target,
+                &read_password_file(p)?,
+            )
             .with_context(|| format!("cannot open destination {}", dst_target.url))?,
         None => ctx.open_at(&dst_target)?,
     };

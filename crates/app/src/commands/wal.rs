@@ -48,30 +48,9 @@ fn source(ctx: &Context, named: Option<&str>) -> Result<(String, Option<PathBuf>
     }
 }
 
-/// The configured spool directory, else the cache directory of the user we run as (from the
-/// password database: servers are often started with another user's HOME in the environment).
+/// The configured spool directory, else one in Bulwark's cache directory.
 fn spool_base(configured: Option<PathBuf>) -> PathBuf {
-    configured.unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home_of_euid().map(|h| h.join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("bulwark/wal-spool")
-    })
-}
-
-fn home_of_euid() -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the directory
-    // out at once, and nothing else in this process calls getpwuid concurrently.
-    unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() || (*pw).pw_dir.is_null() {
-            return None;
-        }
-        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
-    }
+    configured.unwrap_or_else(|| crate::access::cache_home().join("wal-spool"))
 }
 
 pub fn push(ctx: &Context, args: &WalPushArgs) -> Result<Status> {
