@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! index_scale generate DIR CHUNKS [CHUNKS_PER_PACK]   # index files only, no pack data
-//! index_scale open DIR                                # loads the index, prints its size and time
+//! index_scale open DIR [CACHE_DIR]                    # loads the index, prints its size and time
 //! ```
 //! The password is read from BULWARK_PASSWORD. Generated entries look like data chunks of the
 //! default chunker in default packs: about 1 MiB raw, a little less stored, 10 to a pack
@@ -29,9 +29,13 @@ fn main() {
             args.get(4)
                 .map_or(10, |n| n.parse().expect("CHUNKS_PER_PACK is a number")),
         ),
-        Some("open") if args.len() == 3 => open(&args[2], &password),
+        Some("open") if (3..=4).contains(&args.len()) => {
+            open(&args[2], args.get(3).map(String::as_str), &password)
+        }
         _ => {
-            eprintln!("usage: index_scale generate DIR CHUNKS [CHUNKS_PER_PACK] | open DIR");
+            eprintln!(
+                "usage: index_scale generate DIR CHUNKS [CHUNKS_PER_PACK] | open DIR [CACHE_DIR]"
+            );
             std::process::exit(2);
         }
     };
@@ -83,14 +87,21 @@ fn generate(dir: &str, password: &str, chunks: usize, per_pack: usize) -> engine
     Ok(())
 }
 
-fn open(dir: &str, password: &str) -> engine::Result<()> {
+fn open(dir: &str, cache: Option<&str>, password: &str) -> engine::Result<()> {
     let started = Instant::now();
     let repo = Repository::open(Store::open(dir, &StorageOptions::default())?, password)?;
+    if let Some(cache) = cache {
+        repo.use_index_cache(engine::index_cache::IndexCache {
+            dir: cache.into(),
+            min_blobs: engine::index_cache::IndexCache::MIN_BLOBS,
+        });
+    }
     let keyed = started.elapsed();
     let index = repo.load_index()?;
     println!(
-        "{} chunks; key {:.2} s, index {:.2} s, total {:.2} s",
+        "{} chunks ({} from the cache); key {:.2} s, index {:.2} s, total {:.2} s",
         index.blob_count(),
+        index.cached_blobs(),
         keyed.as_secs_f64(),
         (started.elapsed() - keyed).as_secs_f64(),
         started.elapsed().as_secs_f64()

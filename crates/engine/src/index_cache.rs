@@ -377,15 +377,29 @@ mod tests {
         let path = cache.path("repo");
         let good = std::fs::read(&path).expect("read");
         assert!(cache.open(&key, "repo", &files).is_some());
-        assert!(cache.open(&[8u8; 32], "repo", &files).is_none(), "other key");
+        assert!(
+            cache.open(&[8u8; 32], "repo", &files).is_none(),
+            "other key"
+        );
         // One flipped bit anywhere: header, starts, packs, records, names, MAC.
         let packs_at = HEADER + STARTS;
         let records_at = packs_at + 40 * 32;
-        for at in [5, 40, HEADER + 100, packs_at + 3, records_at + 20, good.len() - 40, good.len() - 1] {
+        for at in [
+            5,
+            40,
+            HEADER + 100,
+            packs_at + 3,
+            records_at + 20,
+            good.len() - 40,
+            good.len() - 1,
+        ] {
             let mut bad = good.clone();
             bad[at] ^= 1;
             std::fs::write(&path, &bad).expect("write");
-            assert!(cache.open(&key, "repo", &files).is_none(), "flipped at {at}");
+            assert!(
+                cache.open(&key, "repo", &files).is_none(),
+                "flipped at {at}"
+            );
         }
         for len in [0, HEADER, good.len() - 1] {
             std::fs::write(&path, &good[..len]).expect("write");
@@ -414,7 +428,12 @@ mod tests {
         let cached = cache.open(&key, "repo", &beside).expect("used");
         assert!(!cached.covered.contains(&beside[2].name));
         // More beside it: rebuilt instead.
-        let more = [listed(1, 4000), listed(2, 4000), listed(3, 1000), listed(4, 1)];
+        let more = [
+            listed(1, 4000),
+            listed(2, 4000),
+            listed(3, 1000),
+            listed(4, 1),
+        ];
         assert!(cache.open(&key, "repo", &more).is_none());
         // Another repository's cache is another file.
         assert!(cache.open(&key, "other", &covered).is_none());
