@@ -528,3 +528,68 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
         "{a:?}"
     );
 }
+
+/// A repository of 100,000 chunks and more keeps its index's table in the cache directory:
+/// written by the open that read every index file, then used (not rewritten) while only a
+/// small index file comes beside it; `--no-cache` leaves none. Restores read the same data
+/// either way.
+#[test]
+fn a_large_repository_keeps_its_index_in_the_local_cache() {
+    let env = Env::new();
+    let data = env.path("data");
+    // One chunk per file: 101,000 chunks.
+    for d in 0..101 {
+        let dir = data.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..1000 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d} {f}")).expect("write");
+        }
+    }
+    env.init();
+    let data_arg = data.to_str().expect("utf8");
+    env.ok(&["-q", "--no-cache", "backup", data_arg]);
+    env.ok(&["-q", "--no-cache", "backup", data_arg]);
+    let cache = env.path("cache/index");
+    assert!(!cache.exists(), "--no-cache wrote a cache");
+
+    std::fs::write(data.join("d000/new"), "new").expect("write");
+    env.ok(&["-q", "backup", data_arg]);
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache written")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written = std::fs::read(&files[0]).expect("cache file");
+    assert!(written.len() > 101_000 * 32, "{} bytes", written.len());
+
+    // Restoring two files loads the whole index all the same (restoring 101,000 would take
+    // the test a minute).
+    let wanted = ["d000/new", "d100/f999"];
+    for (target, cached) in [("cached", true), ("uncached", false)] {
+        let includes: Vec<String> = wanted
+            .iter()
+            .map(|w| format!("{}/{w}", data.display()))
+            .collect();
+        let mut args = vec!["-q", "restore", "--target", target];
+        if !cached {
+            args.insert(0, "--no-cache");
+        }
+        for i in &includes {
+            args.extend(["--include", i]);
+        }
+        env.ok(&args);
+        for w in wanted {
+            let got = std::fs::read(restored(&env.path(target), &data).join(w)).expect("restored");
+            assert_eq!(
+                got,
+                std::fs::read(data.join(w)).expect("source"),
+                "{target}: {w}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read(&files[0]).expect("cache file"),
+        written,
+        "the cache was rebuilt though it covers all but one small index file"
+    );
+}

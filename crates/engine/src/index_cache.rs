@@ -108,7 +108,9 @@ impl IndexCache {
             .map_err(|_| std::io::Error::other("an index file's name is not a hash"))?;
         let path = self.path(repo_id);
         let dir = path.parent().expect("a file in a directory");
-        std::fs::create_dir_all(dir)?;
+        // Only this user reads what the cache says about the repository.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)?;
         let mut file = tempfile::NamedTempFile::new_in(dir)?;
         let mut out = MacWriter {
             out: std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut()),

@@ -96,7 +96,8 @@ impl Env {
         c.env("BULWARK_PASSWORD", PASSWORD)
             .env("BULWARK_KDF_MEMORY_KIB", "1024")
             .env("BULWARK_REPOSITORY", self.repo())
-            .env("BULWARK_STATE_DIR", self.path("state"));
+            .env("BULWARK_STATE_DIR", self.path("state"))
+            .env("BULWARK_CACHE_DIR", self.path("cache"));
         for (k, v) in &self.extra {
             c.env(k, v);
         }
