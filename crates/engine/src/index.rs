@@ -16,6 +16,10 @@
 //! its whole 32-byte id. A hash map of whole ids cost 80-110 bytes per chunk; the table costs
 //! 32, and builds by bucketing and sorting instead of hashing into a table larger than the
 //! caches.
+//!
+//! An index is a few such tables holding disjoint chunks, searched in order: the live index
+//! files' table (built now, or mapped from the local cache: `index_cache`), then one of what
+//! was read beside it; chunks of packs adopted later go into a small map.
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, IdMap, PackId};
