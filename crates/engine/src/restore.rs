@@ -67,6 +67,8 @@ struct FileTask {
     dest: PathBuf,
     /// Where the data is written until the file is complete.
     staging: PathBuf,
+    /// Set once the staging file was made (by the first write), or why it could not be.
+    created: std::sync::OnceLock<std::result::Result<(), String>>,
     item: Item,
 }
 
@@ -83,9 +85,9 @@ impl Drop for Staging {
     }
 }
 
-/// A hidden name beside `dest`, unique to this process and file.
-fn staging_name(dest: &Path, file_no: usize) -> PathBuf {
-    dest.with_file_name(format!(".bulwark-restore-{}-{file_no}", std::process::id()))
+/// A hidden name beside `dest`, unique to this process (`pid`) and file.
+fn staging_name(dest: &Path, pid: u32, file_no: usize) -> PathBuf {
+    dest.with_file_name(format!(".bulwark-restore-{pid}-{file_no}"))
 }
 
 pub fn restore(
@@ -116,6 +118,7 @@ pub fn restore_using(
     // (link `d -> /etc`, then file `d/passwd`) could write outside the target.
     let mut links: HashSet<String> = HashSet::new();
     let mut staged = Staging::default();
+    let (pid, mut made) = (std::process::id(), None::<PathBuf>);
 
     opts.progress.send(Progress::Phase("creating files".into()));
     let items = selected_items(
@@ -167,6 +170,7 @@ pub fn restore_using(
                     fs::create_dir_all(&dest)
                         .with_context(|| format!("creating {}", dest.display()))?;
                 }
+                made = Some(dest.clone());
                 dirs.push((dest, item));
             }
             ItemKind::Symlink => {
@@ -211,21 +215,23 @@ pub fn restore_using(
                     });
                     continue;
                 }
-                let staging = staging_name(&dest, file_no);
+                let staging = staging_name(&dest, pid, file_no);
                 if !opts.dry_run {
-                    if let Some(parent) = dest.parent() {
+                    // Directories come before what they hold: the parent is most often the
+                    // one made last.
+                    if let Some(parent) = dest.parent().filter(|p| Some(*p) != made.as_deref()) {
                         fs::create_dir_all(parent)
                             .with_context(|| format!("creating {}", parent.display()))?;
+                        made = Some(parent.to_path_buf());
                     }
+                    // Created by its first write (`restore_pack`), or when moved into place
+                    // if it has no data.
                     staged.0.insert(staging.clone());
-                    let f = File::create(&staging)
-                        .with_context(|| format!("creating {}", staging.display()))?;
-                    f.set_len(item.size)
-                        .with_context(|| format!("sizing {}", staging.display()))?;
                 }
                 files.push(FileTask {
                     dest,
                     staging,
+                    created: Default::default(),
                     item,
                 });
             }
@@ -305,6 +311,10 @@ pub fn restore_using(
             continue;
         }
         summary.bytes += task.item.size;
+        if task.item.chunks.is_empty() {
+            File::create(&task.staging)
+                .with_context(|| format!("creating {}", task.staging.display()))?;
+        }
         apply_metadata(&task.staging, &task.item)?;
         fs::rename(&task.staging, &task.dest)
             .with_context(|| format!("moving {} into place", task.dest.display()))?;
@@ -433,7 +443,7 @@ fn restore_pack(
         let task = &files[u.file];
         let file = match open.entry(u.file) {
             Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => match OpenOptions::new().write(true).open(&task.staging) {
+            Entry::Vacant(v) => match open_staging(task) {
                 Ok(f) => v.insert(f),
                 Err(e) => {
                     failures.push((
@@ -455,6 +465,21 @@ fn restore_pack(
         }
     }
     failures
+}
+
+/// Opens a file's staging file for writing. The first write creates it (truncating anything
+/// under that name) at its full size; decoders on other threads wait for that, then open it.
+fn open_staging(task: &FileTask) -> std::io::Result<File> {
+    let mut created = None;
+    let creation = task.created.get_or_init(|| {
+        let file = File::create(&task.staging).and_then(|f| f.set_len(task.item.size).map(|()| f));
+        file.map(|f| created = Some(f)).map_err(|e| e.to_string())
+    });
+    match (created, creation) {
+        (Some(f), _) => Ok(f),
+        (None, Ok(())) => OpenOptions::new().write(true).open(&task.staging),
+        (None, Err(e)) => Err(std::io::Error::other(e.clone())),
+    }
 }
 
 /// Refuses a target directory that exists and has anything in it: restores that lay out a
