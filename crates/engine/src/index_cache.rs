@@ -58,7 +58,7 @@ impl IndexCache {
     /// is in `listed`, and the files it does not cover are few; with the names it covers.
     pub(crate) fn open(&self, key: &[u8; 32], repo_id: &str, listed: &[Listed]) -> Option<Cached> {
         let path = self.path(repo_id);
-        let mapped = match map_verified(&path, key) {
+        let (mapped, starts) = match map_verified(&path, key) {
             Ok(Some(m)) => m,
             Ok(None) => return None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -82,11 +82,19 @@ impl IndexCache {
             log::debug!("index cache: {uncovered} bytes of index files beside it; rebuilding it");
             return None;
         }
-        let starts = mapped.starts.clone();
         Some(Cached {
             table: Table::new(Storage::Mapped(mapped), starts),
             covered,
         })
+    }
+
+    /// Removes the repository's cache file (a table that became too small to keep: the file
+    /// would be read and refused at every open).
+    pub(crate) fn remove(&self, repo_id: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(repo_id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Writes `table`, the union of the index files `listed`, to the cache (replacing what
@@ -159,7 +167,6 @@ pub(crate) struct Mapped {
     records: Range<usize>,
     covered: Range<usize>,
     covered_bytes: u64,
-    starts: Vec<Starts>,
     /// The index of each group's first record, and the end.
     firsts: Vec<usize>,
 }
@@ -181,9 +188,9 @@ impl Mapped {
 }
 
 /// Reads the file at `path` through once to check its MAC (read, not mapped: the pages stay
-/// the page cache's and are not counted against this process), then maps it. None if it is
-/// not a whole cache file written with `key`.
-fn map_verified(path: &Path, key: &[u8; 32]) -> std::io::Result<Option<Mapped>> {
+/// the page cache's and are not counted against this process), then maps it; with its range
+/// starts. None if it is not a whole cache file written with `key`.
+fn map_verified(path: &Path, key: &[u8; 32]) -> std::io::Result<Option<(Mapped, Vec<Starts>)>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len() as usize;
     let mut mac = blake3::Hasher::new_keyed(key);
@@ -232,15 +239,15 @@ fn map_verified(path: &Path, key: &[u8; 32]) -> std::io::Result<Option<Mapped>> 
     if firsts.last().copied() != Some(layout.record_count) {
         return Ok(None);
     }
-    Ok(Some(Mapped {
+    let mapped = Mapped {
         map,
         packs: layout.packs,
         records: layout.records,
         covered: layout.covered,
         covered_bytes: layout.covered_bytes,
-        starts,
         firsts,
-    }))
+    };
+    Ok(Some((mapped, starts)))
 }
 
 /// Where a cache file's parts are, from its header.

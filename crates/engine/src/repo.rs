@@ -478,12 +478,14 @@ impl Repository {
         }
         let base = rest.into_table(|_| false);
         let complete = damaged.is_empty() && !skipped.into_inner();
-        if let Some(cache) = cache.filter(|c| complete && base.len() >= c.min_blobs) {
-            if let Err(e) = cache.write(&key, &self.config().id, &base, &listed) {
-                log::warn!(
-                    "cannot write the index cache in {}: {e}",
-                    cache.dir.display()
-                );
+        if let Some(cache) = cache.filter(|_| complete) {
+            let id = &self.config().id;
+            let kept = match base.len() >= cache.min_blobs {
+                true => cache.write(&key, id, &base, &listed),
+                false => cache.remove(id),
+            };
+            if let Err(e) = kept {
+                log::warn!("index cache in {}: {e}", cache.dir.display());
             }
         }
         Ok(Some(LiveIndex {

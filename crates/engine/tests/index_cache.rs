@@ -31,6 +31,14 @@ fn assert_matches_the_index_files(repo: &Repository, index: &Index) {
     assert_eq!(index.blob_count(), chunks);
 }
 
+/// A cache in `dir` that keeps tables of any size.
+fn cache_in(dir: &std::path::Path) -> IndexCache {
+    IndexCache {
+        dir: dir.to_path_buf(),
+        min_blobs: 0,
+    }
+}
+
 fn cache_file(dir: &std::path::Path) -> std::path::PathBuf {
     let files: Vec<_> = std::fs::read_dir(dir.join("index"))
         .expect("cache directory")
@@ -47,10 +55,7 @@ fn the_cache_follows_backups_and_prune() {
         tempfile::tempdir().expect("dir"),
     );
     let repo = repository(dir.path());
-    repo.use_index_cache(IndexCache {
-        dir: cache_dir.path().to_path_buf(),
-        min_blobs: 0,
-    });
+    repo.use_index_cache(cache_in(cache_dir.path()));
     let files: Vec<Vec<u8>> = (1..=10).map(content).collect();
     for f in &files {
         start_writer(&repo, f).finish().expect("backup");
@@ -107,10 +112,7 @@ fn a_damaged_cache_is_rebuilt_not_used() {
         tempfile::tempdir().expect("dir"),
     );
     let repo = repository(dir.path());
-    let cache = IndexCache {
-        dir: cache_dir.path().to_path_buf(),
-        min_blobs: 0,
-    };
+    let cache = cache_in(cache_dir.path());
     repo.use_index_cache(cache.clone());
     let file = content(1);
     let (_, snap) = start_writer(&repo, &file).finish().expect("backup");
@@ -169,4 +171,36 @@ fn data_chunk_ids(repo: &Repository) -> Vec<engine::id::ChunkId> {
         }
     }
     ids
+}
+
+/// A table that fell below the size worth caching (after a prune, or a higher threshold)
+/// leaves no cache file behind to be read and refused at every open.
+#[test]
+fn a_table_too_small_to_cache_removes_the_old_cache() {
+    let (dir, cache_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let repo = repository(dir.path());
+    repo.use_index_cache(cache_in(cache_dir.path()));
+    start_writer(&repo, &content(1)).finish().expect("backup");
+    repo.load_index().expect("index");
+    let path = cache_file(cache_dir.path());
+
+    // Another backup beside the cache, and a threshold the table does not reach: the cache
+    // is not used, and goes.
+    start_writer(&repo, &content(2)).finish().expect("backup");
+    let store = Store::open(
+        dir.path().to_str().expect("utf8"),
+        &StorageOptions::default(),
+    );
+    let reopened = Repository::open(store.expect("store"), "pw").expect("open");
+    reopened.use_index_cache(IndexCache {
+        min_blobs: usize::MAX,
+        ..cache_in(cache_dir.path())
+    });
+    let index = reopened.load_index().expect("index");
+    assert_eq!(index.cached_blobs(), 0);
+    assert_matches_the_index_files(&reopened, &index);
+    assert!(!path.exists(), "the old cache file stayed");
 }
