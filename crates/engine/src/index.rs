@@ -192,7 +192,11 @@ impl IndexBuilder {
     /// An index of `base` and, behind it, what this builder collected that `base` lacks.
     pub(crate) fn finish_over(self, base: Table) -> Index {
         let rest = self.into_table(|key| base.find(key).is_some());
-        let tables = [base, rest].into_iter().filter(|t| t.len() > 0).collect();
+        // A table of packs whose chunks are all elsewhere still answers `has_pack`.
+        let tables = [base, rest]
+            .into_iter()
+            .filter(|t| t.len() > 0 || !t.packs().is_empty())
+            .collect();
         Index {
             tables,
             ..Default::default()
@@ -617,5 +621,23 @@ mod tests {
         let built = IndexBuilder::default().finish();
         assert!(!built.contains(&ChunkId([1; 32])));
         assert_eq!(built.blob_count(), 0);
+    }
+
+    /// Packs read beside a table whose chunks the table already has (a mark of a pack whose
+    /// chunks live elsewhere too, a pack with no entries) are still known as packs.
+    #[test]
+    fn packs_behind_a_table_are_known_though_their_chunks_are_not_theirs() {
+        let mut base = IndexBuilder::default();
+        base.add_pack(PackId([1; 32]), &[entry(1)]);
+        let mut rest = IndexBuilder::default();
+        rest.add_pack(PackId([2; 32]), &[entry(1)]);
+        rest.add_pack(PackId([3; 32]), &[]);
+        let idx = rest.finish_over(base.into_table(|_| false));
+        assert_eq!(idx.blob_count(), 1);
+        assert_eq!(
+            idx.get(&ChunkId([1; 32])).map(|l| l.pack),
+            Some(PackId([1; 32]))
+        );
+        assert!(idx.has_pack(&PackId([2; 32])) && idx.has_pack(&PackId([3; 32])));
     }
 }
