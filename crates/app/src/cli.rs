@@ -43,7 +43,7 @@ pub struct Cli {
     pub cache_dir: Option<PathBuf>,
 
     /// Keep no local index cache: read every index file whenever a repository is opened.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BULWARK_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 
     #[command(subcommand)]

@@ -531,7 +531,7 @@ fn restoring_literal_paths_finds_exactly_them_among_many_files() {
 
 /// A repository of 100,000 chunks and more keeps its index's table in the cache directory:
 /// written by the open that read every index file, then used (not rewritten) while only a
-/// small index file comes beside it; `--no-cache` leaves none. Restores read the same data
+/// small index file comes beside it; `--no-cache` (or BULWARK_NO_CACHE) leaves none. Restores read the same data
 /// either way.
 #[test]
 fn a_large_repository_keeps_its_index_in_the_local_cache() {
@@ -548,9 +548,18 @@ fn a_large_repository_keeps_its_index_in_the_local_cache() {
     env.init();
     let data_arg = data.to_str().expect("utf8");
     env.ok(&["-q", "--no-cache", "backup", data_arg]);
-    env.ok(&["-q", "--no-cache", "backup", data_arg]);
+    let by_env = env
+        .command()
+        .env("BULWARK_NO_CACHE", "1")
+        .args(["-q", "backup", data_arg])
+        .status()
+        .expect("bulwark runs");
+    assert!(by_env.success());
     let cache = env.path("cache/index");
-    assert!(!cache.exists(), "--no-cache wrote a cache");
+    assert!(
+        !cache.exists(),
+        "--no-cache or BULWARK_NO_CACHE wrote a cache"
+    );
 
     std::fs::write(data.join("d000/new"), "new").expect("write");
     env.ok(&["-q", "backup", data_arg]);

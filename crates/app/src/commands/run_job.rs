@@ -63,6 +63,13 @@ pub fn run(ctx: &Context, args: &RunJobArgs) -> Result<Status> {
         let p = std::path::absolute(p).unwrap_or(p.clone());
         global_args.extend(["--password-file".into(), p.to_string_lossy().into()]);
     }
+    match &ctx.index_cache {
+        Some(cache) => {
+            let dir = std::path::absolute(&cache.dir).unwrap_or(cache.dir.clone());
+            global_args.extend(["--cache-dir".into(), dir.to_string_lossy().into()]);
+        }
+        None => global_args.push("--no-cache".into()),
+    }
     let req = Request {
         job,
         trigger: &args.trigger,
