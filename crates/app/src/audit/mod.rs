@@ -198,23 +198,24 @@ impl Log {
         Ok(())
     }
 
-    /// This log's seal in `repo`, if one was written.
-    pub fn seal(&self, repo: &Repository) -> Result<Option<Seal>> {
-        let name = self.seal_name();
-        if !repo.store().exists(ObjectKind::Audit, &name)? {
-            return Ok(None);
-        }
-        Ok(Some(repo.load_json(ObjectKind::Audit, &name)?))
-    }
-
-    /// Every line of `repo`'s log, as written.
-    pub fn lines(&self, repo: &Repository) -> Result<Vec<String>> {
+    /// Every line of `repo`'s log, as written, and its seal in the repository if one was
+    /// written: read under the log's lock, so a writer appending and sealing meanwhile cannot
+    /// make the pair look cut short.
+    pub fn read(&self, repo: &Repository) -> Result<(Vec<String>, Option<Seal>)> {
+        let _lock = self.lock()?;
         let path = self.chain_path(repo);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(anyhow!(e).context(format!("reading {}", path.display()))),
-        }
+        let lines = match std::fs::read_to_string(&path) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+        };
+        let name = self.seal_name();
+        let seal = if repo.store().exists(ObjectKind::Audit, &name)? {
+            Some(repo.load_json(ObjectKind::Audit, &name)?)
+        } else {
+            None
+        };
+        Ok((lines, seal))
     }
 
     /// One writer at a time in this directory (commands, jobs and the daemon share it).
@@ -339,5 +340,41 @@ mod tests {
         );
         assert_eq!(e.target, "latest to postgres://app:***@db:5432/app");
         assert_eq!(e.result, "failed: connecting with password=*** refused");
+    }
+
+    /// The daemon verifies the log while jobs append to it and seal it: the lines and the
+    /// seal are read as one, so a seal newer than the lines read is never taken for a log cut
+    /// short.
+    #[test]
+    fn a_log_verified_while_another_process_appends_and_seals_is_intact() {
+        use engine::repo::InitOptions;
+        use engine::store::{StorageOptions, Store};
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = dir.path().join("repo").display().to_string();
+        let store = Store::create(&url, &StorageOptions::default()).expect("store");
+        let opts = InitOptions {
+            kdf: engine::crypto::KdfParams::with_cost(256, 1),
+            ..Default::default()
+        };
+        let repo = Repository::init(store, "pw", opts).expect("init");
+        let log = Log::new(&dir.path().join("state"));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..300 {
+                    let event = Event::now("backup", "data", "success");
+                    log.record(&repo, &url, Some(&event), true).expect("record");
+                }
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut verified = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (lines, seal) = log.read(&repo).expect("read");
+                let verdict = verify(&lines, &repo.key().audit_key(), seal);
+                assert!(verdict.ok(), "{:?}", verdict.problems);
+                verified += 1;
+            }
+            assert!(verified > 0);
+        });
     }
 }

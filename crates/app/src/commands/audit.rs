@@ -18,9 +18,9 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<Status> {
     let log = Log::new(&ctx.state_dir());
     // Events that waited for the key (the daemon's) join the chain before it is read.
     log.record(&repo, &url, None, false)?;
-    let lines = log.lines(&repo)?;
+    let (lines, seal) = log.read(&repo)?;
     match args.command {
-        Some(AuditCommand::Verify) => verify(ctx, &log, &repo, &lines),
+        Some(AuditCommand::Verify) => verify(ctx, &log, &repo, &lines, seal),
         None => list(ctx, &lines, since),
     }
 }
@@ -63,8 +63,9 @@ fn verify(
     log: &Log,
     repo: &engine::repo::Repository,
     lines: &[String],
+    seal: Option<audit::Seal>,
 ) -> Result<Status> {
-    let verdict = audit::verify(lines, &repo.key().audit_key(), log.seal(repo)?);
+    let verdict = audit::verify(lines, &repo.key().audit_key(), seal);
     if ctx.json {
         print_json(&serde_json::json!({
             "log": log.chain_path(repo),

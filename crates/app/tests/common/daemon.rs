@@ -114,13 +114,15 @@ impl Daemon {
         }
     }
 
-    /// Waits (at most 90 s) until `done` holds; on timeout the daemon's log is shown.
+    /// Waits (at most 90 s) until `done` holds; on timeout the daemon's alerts and log are
+    /// shown.
     pub fn wait_until(&self, what: &str, done: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !done() {
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
+                "timed out waiting for {what}\nalerts: {}\nlog:\n{}",
+                self.get("/api/alerts", Some(READER)).1,
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
