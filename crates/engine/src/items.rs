@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::blob_stream::BlobStream;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -152,7 +153,8 @@ impl ItemWriter {
 pub struct ItemReader {
     repo: Repository,
     index: Arc<Index>,
-    chunks: std::vec::IntoIter<ChunkId>,
+    /// The tree chunks still to read, read ahead.
+    blobs: BlobStream,
     buf: Vec<u8>,
     pos: usize,
     /// An item already read (by a seek) that comes next.
@@ -162,9 +164,9 @@ pub struct ItemReader {
 impl ItemReader {
     pub fn new(repo: Repository, index: Arc<Index>, tree: Vec<ChunkId>) -> Self {
         Self {
+            blobs: BlobStream::new(repo.clone(), &index, &tree),
             repo,
             index,
-            chunks: tree.into_iter(),
             buf: Vec::new(),
             pos: 0,
             pending: None,
@@ -195,11 +197,11 @@ impl ItemReader {
                 _ => hi = mid,
             }
         }
-        let mut tree = tree;
-        if let Some(id) = tree.get(start.0).copied() {
-            reader.buf = reader.repo.read_blob(&reader.index, &id)?;
+        if let Some(id) = tree.get(start.0) {
+            reader.buf = reader.repo.read_blob(&reader.index, id)?;
             reader.pos = start.1;
-            reader.chunks = tree.split_off(start.0 + 1).into_iter();
+            reader.blobs =
+                BlobStream::new(reader.repo.clone(), &reader.index, &tree[start.0 + 1..]);
         }
         // From there to the target is at most a chunk or so of items: read past them.
         while let Some(item) = reader.next_item()? {
@@ -263,9 +265,9 @@ impl ItemReader {
                     .map_err(|e| Error::corrupt(format!("item stream does not parse: {e}")))?;
                 return Ok(Some(item));
             }
-            match self.chunks.next() {
-                Some(id) => {
-                    let data = self.repo.read_blob(&self.index, &id)?;
+            match self.blobs.next() {
+                Some(data) => {
+                    let data = data?;
                     self.buf.drain(..self.pos);
                     self.pos = 0;
                     self.buf.extend_from_slice(&data);

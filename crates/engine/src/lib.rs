@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod backup_set;
+mod blob_stream;
 pub mod buffers;
 pub mod catalog;
 pub mod check;
