@@ -120,3 +120,28 @@ fn wrong_credentials_fail_without_leaking_them() {
     assert_ne!(r.code, 0);
     assert!(!r.stderr.contains("ffffffffffffffff"), "{}", r.stderr);
 }
+
+/// A slim container has no CA certificates: a plain `http://` endpoint (MinIO or Garage on
+/// a private network) works without them, and an `https://` one is a clear error, not a
+/// panic in the HTTP client.
+#[test]
+fn no_ca_certificates_on_the_system_is_no_panic() {
+    let Some(g) = Garage::start() else { return };
+    g.bucket("bulwark-d");
+    let mut env = s3_env(&g, "bulwark-d", "r");
+    env.set("SSL_CERT_FILE", "/dev/null");
+    env.set("SSL_CERT_DIR", "/nonexistent");
+    env.init();
+    let data = env.path("data");
+    write_sample_tree(&data);
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    env.set("BULWARK_S3_ENDPOINT", "https://127.0.0.1:1");
+    let r = env.run(&["snapshots"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot set up HTTPS") && r.stderr.contains("ca-certificates"),
+        "{}",
+        r.stderr
+    );
+}

@@ -580,7 +580,7 @@ fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
             if o.virtual_host_style {
                 b = b.enable_virtual_host_style();
             }
-            Operator::new(b)?
+            with_http_client(Operator::new(b)?, o.endpoint.as_deref())?
         }
         Backend::Obs { bucket, root } => {
             let mut b = services::Obs::default().bucket(bucket).root(root);
@@ -593,11 +593,34 @@ fn build_operator(backend: &Backend, o: &StorageOptions) -> Result<Operator> {
             if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
                 b = b.access_key_id(k).secret_access_key(s);
             }
-            Operator::new(b)?
+            with_http_client(Operator::new(b)?, Some(endpoint))?
         }
         Backend::Memory => Operator::new(services::Memory::default())?,
     };
     Ok(op)
+}
+
+/// `op` with an HTTP client of its own. OpenDAL's default client is made on first use and
+/// panics when the system has no CA certificates (a slim container image); a plain `http://`
+/// endpoint needs none (and skips reading them at every start), and for HTTPS a missing
+/// bundle is an error that says what to install.
+fn with_http_client(op: Operator, endpoint: Option<&str>) -> Result<Operator> {
+    let plain = endpoint.is_some_and(|e| e.starts_with("http://"));
+    let builder = reqwest::Client::builder();
+    let builder = if plain {
+        builder.tls_certs_only([])
+    } else {
+        builder
+    };
+    let client = builder.build().map_err(|e| {
+        Error::invalid(format!(
+            "cannot set up HTTPS: {e} (install the ca-certificates package, or name a CA bundle in SSL_CERT_FILE)"
+        ))
+    })?;
+    let transport = opendal::HttpTransporter::new(
+        opendal_http_transport_reqwest::ReqwestTransport::new(client),
+    );
+    Ok(op.with_context(opendal::OperationContext::new().with_http_transport(transport)))
 }
 
 #[cfg(test)]
