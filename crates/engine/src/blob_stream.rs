@@ -67,36 +67,31 @@ impl BlobStream {
     }
 
     /// Sends reads to the workers until `depth` are in flight; a chunk the index lacks is
-    /// reported in its place, after the reads before it.
-    fn fill(&mut self) -> Option<Result<()>> {
+    /// reported in its place, once the reads before it were handed out.
+    fn fill(&mut self) -> Result<()> {
         while self.in_flight.len() < self.depth {
-            match self.steps.as_slice().first() {
-                None => break,
-                Some(Step::Unknown(id)) if self.in_flight.is_empty() => {
-                    let id = *id;
-                    self.steps.next();
-                    return Some(Err(Error::corrupt(format!(
-                        "chunk {id} is not in the index"
-                    ))));
-                }
-                Some(Step::Unknown(_)) => break,
-                Some(Step::Read(_)) => {}
-            }
-            let Some(Step::Read(read)) = self.steps.next() else {
+            let unknown_next = matches!(self.steps.as_slice().first(), Some(Step::Unknown(_)));
+            if unknown_next && !self.in_flight.is_empty() {
                 break;
+            }
+            let read = match self.steps.next() {
+                None => break,
+                Some(Step::Unknown(id)) => {
+                    return Err(Error::corrupt(format!("chunk {id} is not in the index")))
+                }
+                Some(Step::Read(read)) => read,
             };
             let (tx, rx) = bounded(1);
-            let depth = self.depth;
-            let repo = &self.repo;
+            let (repo, depth) = (&self.repo, self.depth);
             let workers = self
                 .workers
                 .get_or_insert_with(|| start(repo.clone(), depth));
             if workers.send((read, tx)).is_err() {
-                return Some(Err(Error::corrupt("the blob readers stopped")));
+                return Err(Error::corrupt("the blob readers stopped"));
             }
             self.in_flight.push_back(rx);
         }
-        None
+        Ok(())
     }
 }
 
@@ -111,7 +106,7 @@ impl Iterator for BlobStream {
             if let Some(e) = self.failed.take() {
                 return Some(Err(e));
             }
-            if let Some(Err(e)) = self.fill() {
+            if let Err(e) = self.fill() {
                 return Some(Err(e));
             }
             let rx = self.in_flight.pop_front()?;
