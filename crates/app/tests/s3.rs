@@ -145,3 +145,58 @@ fn no_ca_certificates_on_the_system_is_no_panic() {
         r.stderr
     );
 }
+
+/// Services that name the bucket in the host (AWS S3's default, Huawei OBS) need
+/// `virtual_host_style = true`: requests go to `BUCKET.host`. Garage answers those under its
+/// root domain `.s3.garage.localhost`, which resolves to loopback where nss-myhostname is
+/// installed (scripts/install-deps.sh installs it).
+#[test]
+fn virtual_host_style_names_the_bucket_in_the_host() {
+    use std::net::ToSocketAddrs;
+    let host = "bulwark-v.s3.garage.localhost";
+    if (host, 80).to_socket_addrs().is_err() {
+        eprintln!("SKIPPED: {host} does not resolve (install libnss-myhostname); the virtual-host test did not run");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the virtual-host test"
+        );
+        return;
+    }
+    let Some(g) = Garage::start() else { return };
+    g.bucket("bulwark-v");
+    let port = g.endpoint.rsplit(':').next().expect("a port").to_string();
+    let mut env = Env::new();
+    let config_file = env.path("bulwark.toml");
+    let config = |endpoint: &str| {
+        std::fs::write(
+            &config_file,
+            format!(
+                "[repositories.main]\nurl = \"s3://bulwark-v/r\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"garage\"\nvirtual_host_style = true\n"
+            ),
+        )
+        .expect("config");
+    };
+    config(&format!("http://s3.garage.localhost:{port}"));
+    for (k, v) in g.env() {
+        if k.starts_with("AWS_") {
+            env.set(&k, &v);
+        }
+    }
+    env.set("BULWARK_CONFIG", &config_file.to_string_lossy());
+    env.set("BULWARK_REPOSITORY", "main");
+    env.set("BULWARK_STORAGE_RETRIES", "0");
+    let data = env.path("data");
+    write_sample_tree(&data);
+    env.init();
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    env.ok(&["restore", "--target", "out"]);
+    assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
+
+    // The bucket really travels in the host: against an address no bucket name can prefix,
+    // the same settings cannot reach it.
+    config(&format!("http://127.0.0.1:{port}"));
+    let r = env.run(&["snapshots"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("bulwark-v.127.0.0.1"), "{}", r.stderr);
+}
