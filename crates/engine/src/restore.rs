@@ -530,17 +530,9 @@ fn restore_symlink(dest: &Path, item: &Item) -> Result<()> {
     }
     std::os::unix::fs::symlink(target, dest)
         .with_context(|| format!("creating symlink {}", dest.display()))?;
-    let mtime = mtime_of(item);
-    let _ = filetime::set_symlink_file_times(dest, mtime, mtime);
+    // The link's own time; a file system that cannot set it loses nothing that matters.
+    let _ = set_mtime(dest, item.mtime_ns, libc::AT_SYMLINK_NOFOLLOW);
     Ok(())
-}
-
-fn mtime_of(item: &Item) -> filetime::FileTime {
-    let ns = item.mtime_ns;
-    filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
 }
 
 fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
@@ -552,7 +544,7 @@ fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
     if unsafe { libc::geteuid() } == 0 {
         let _ = std::os::unix::fs::lchown(dest, Some(item.uid), Some(item.gid));
     }
-    set_mtime(dest, item.mtime_ns).map_err(|e| {
+    set_mtime(dest, item.mtime_ns, 0).map_err(|e| {
         Error::new(
             ErrorKind::Io,
             format!("setting mtime of {}", dest.display()),
@@ -562,8 +554,9 @@ fn apply_metadata(dest: &Path, item: &Item) -> Result<()> {
 }
 
 /// Sets the modification time of `path` and leaves its access time, in one system call
-/// (`filetime::set_file_mtime` opens the file to do it: three calls per restored file).
-fn set_mtime(path: &Path, mtime_ns: i64) -> std::io::Result<()> {
+/// (`filetime::set_file_mtime` opened the file to do it: three calls per restored file).
+/// `flags` is 0, or `AT_SYMLINK_NOFOLLOW` for a symbolic link's own time.
+fn set_mtime(path: &Path, mtime_ns: i64, flags: libc::c_int) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let omit = libc::timespec {
@@ -576,7 +569,7 @@ fn set_mtime(path: &Path, mtime_ns: i64) -> std::io::Result<()> {
     };
     let times = [omit, mtime];
     // SAFETY: `path` is NUL-terminated and `times` holds the two timespecs utimensat reads.
-    match unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) } {
+    match unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), flags) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }

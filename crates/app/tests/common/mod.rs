@@ -236,7 +236,11 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
             .into_owned();
         let m = fs::symlink_metadata(&e).expect("lstat");
         let desc = if m.file_type().is_symlink() {
-            format!("link -> {}", fs::read_link(&e).expect("readlink").display())
+            format!(
+                "link -> {} mtime={}",
+                fs::read_link(&e).expect("readlink").display(),
+                m.mtime()
+            )
         } else if m.is_dir() {
             walk(root, &e, out);
             format!("dir {:o}", m.mode() & 0o7777)
