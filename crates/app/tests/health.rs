@@ -18,8 +18,9 @@ fn files_and_redis_report_reachability_roles_and_recovery_points() {
     std::fs::write(
         env.path("bulwark.toml"),
         format!(
-            "[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\n\n\
-             [sources.gone]\nkind = \"files\"\npaths = [\"data\", \"missing\"]\n\n\
+            "[sources.uploads]\nkind = \"files\"\npaths = [\"data\"]\nmin_free_percent = 0\n\n\
+             [sources.gone]\nkind = \"files\"\npaths = [\"data\", \"missing\"]\n\
+             min_free_percent = 100\n\n\
              [sources.cache]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\n\
              [sources.down]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
             redis.port(),
@@ -41,6 +42,11 @@ fn files_and_redis_report_reachability_roles_and_recovery_points() {
     };
     let uploads = by("uploads");
     assert_eq!(uploads["health"]["reachable"], true, "{uploads}");
+    assert_eq!(
+        uploads["health"]["warnings"],
+        serde_json::json!([]),
+        "{uploads}"
+    );
     assert!(
         uploads["health"]["details"]["free_bytes"].is_object(),
         "{uploads}"
@@ -83,13 +89,20 @@ fn files_and_redis_report_reachability_roles_and_recovery_points() {
     );
     let missing = &states[1];
     assert_eq!(missing["health"]["reachable"], false, "{states}");
+    let warnings: Vec<&str> = missing["health"]["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
     assert!(
-        missing["health"]["warnings"][0]
-            .as_str()
-            .expect("warning")
-            .contains("missing"),
+        warnings
+            .iter()
+            .any(|w| w.contains("missing does not exist")),
         "{states}"
     );
+    // No filesystem has all of its space free: min_free_percent = 100 always warns.
+    assert!(warnings.iter().any(|w| w.contains("free (")), "{states}");
 }
 
 #[test]

@@ -36,6 +36,13 @@ struct FilesSettings {
     include: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+    /// Health warns when a path's filesystem has less than this share free (0 = never).
+    #[serde(default = "default_min_free_percent")]
+    min_free_percent: u8,
+}
+
+fn default_min_free_percent() -> u8 {
+    10
 }
 
 struct FilesDatastore {
@@ -86,6 +93,12 @@ impl Connector for FilesConnector {
         ] {
             PathFilter::new(patterns).map_err(|e| ConfigError::new(key, e.to_string()))?;
         }
+        if settings.min_free_percent > 100 {
+            return Err(ConfigError::new(
+                "min_free_percent",
+                "a share of the filesystem: 0 to 100",
+            ));
+        }
         settings.paths = settings.paths.iter().map(|p| section.path(p)).collect();
         Ok(Box::new(FilesDatastore {
             name: name.to_string(),
@@ -130,7 +143,8 @@ impl Datastore for FilesDatastore {
             }
             if let Some((avail, total)) = free_space(p) {
                 free.insert(p.display().to_string(), avail);
-                if total > 0 && avail * 10 < total {
+                let min_percent = u64::from(self.settings.min_free_percent);
+                if total > 0 && avail * 100 < total * min_percent {
                     h.warnings.push(format!(
                         "the filesystem holding {} has {} free ({}%)",
                         p.display(),
