@@ -2,7 +2,7 @@
 # Side-by-side benchmark: Bulwark against restic, rustic and borg (whichever are installed) and a
 # `tar | zstd -T0 -3` baseline, on one generated corpus.
 #
-#   bench/run.sh [--scale GB] [--runs N] [--warm] [--s3] [--work DIR]
+#   bench/run.sh [--scale GB] [--runs N] [--warm] [--s3] [--pack-size MIB] [--work DIR]
 #
 # Phases per tool: first backup, "next day" second backup, restore of the latest snapshot, full
 # data check. Every phase of every tool starts with the page cache dropped (a first backup reads
@@ -11,18 +11,20 @@
 # new repositories; the report gives each phase's median over the runs (3 by default) with the
 # spread, wall time, peak RSS and each peer's ratio to Bulwark. --s3 puts the repositories on a
 # single-node Garage S3 server on loopback (borg and the tar baseline have no S3 target and are
-# left out).
+# left out). --pack-size creates Bulwark's repositories with that pack size (default 8 MiB; the
+# peers keep their defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALE=2 WORK=/tmp/bulwark-bench RUNS=3 COLD=1 S3=0
+SCALE=2 WORK=/tmp/bulwark-bench RUNS=3 COLD=1 S3=0 PACK_MIB=8
 while [ $# -gt 0 ]; do
     case "$1" in
         --scale) SCALE="$2"; shift 2 ;;
         --runs) RUNS="$2"; shift 2 ;;
         --warm) COLD=0; shift ;;
         --s3) S3=1; shift ;;
+        --pack-size) PACK_MIB="$2"; shift 2 ;;
         --work) WORK="$2"; shift 2 ;;
-        *) echo "usage: bench/run.sh [--scale GB] [--runs N] [--warm] [--s3] [--work DIR]" >&2; exit 2 ;;
+        *) echo "usage: bench/run.sh [--scale GB] [--runs N] [--warm] [--s3] [--pack-size MIB] [--work DIR]" >&2; exit 2 ;;
     esac
 done
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -111,7 +113,7 @@ EOF
 init() {
     local r; r=$(repo "$1")
     case "$1" in
-        bulwark) "$BULWARK" -q -r "$r" init ;;
+        bulwark) "$BULWARK" -q -r "$r" init --pack-size "$PACK_MIB" ;;
         restic) restic -q -r "$r" init ;;
         rustic) (cd "$WORK" && rustic -r "$r" init) ;;
         borg) borg init -e repokey-blake2 "$r" ;;
@@ -156,7 +158,7 @@ check() {
 
 where=$([ "$S3" = 1 ] && echo "Garage S3 on loopback" || echo "local disk")
 cache=$([ "$COLD" = 1 ] && echo "page cache dropped before every phase" || echo "warm page cache")
-echo "== $RUNS run(s), repositories on $where, $cache"
+echo "== $RUNS run(s), repositories on $where, $cache, Bulwark packs of $PACK_MIB MiB"
 for RUN in $(seq 1 "$RUNS"); do
     echo "== run $RUN: generating corpus (scale $SCALE GB)"
     rm -rf "$CORPUS" "$WORK"/repo-* "$WORK"/repo-tar+zstd.tar.zst

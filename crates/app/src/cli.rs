@@ -392,6 +392,20 @@ pub struct InitArgs {
     /// source), so `copy` between them moves blobs without re-hashing.
     #[arg(long)]
     pub copy_params_from: Option<String>,
+    /// Size at which packs are closed, in MiB (4 to 64). Larger packs make fewer objects and
+    /// requests on object storage and cost more memory during backups; packs above 16 MiB are
+    /// uploaded in parts side by side.
+    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = pack_size_mib)]
+    pub pack_size: u32,
+}
+
+fn pack_size_mib(v: &str) -> Result<u32, String> {
+    let sizes = engine::repo::PACK_SIZES;
+    let (min, max) = (sizes.start() >> 20, sizes.end() >> 20);
+    match v.parse::<u32>() {
+        Ok(mib) if (min..=max).contains(&mib) => Ok(mib),
+        _ => Err(format!("a whole number of MiB from {min} to {max}")),
+    }
 }
 
 #[derive(Subcommand)]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::garage::Garage;
-use common::{digest, restored, write_sample_tree, Env};
+use common::{digest, pseudo_random, restored, write_sample_tree, Env};
 
 fn s3_env(g: &Garage, bucket: &str, prefix: &str) -> Env {
     let mut env = Env::new();
@@ -199,4 +199,46 @@ fn virtual_host_style_names_the_bucket_in_the_host() {
     let r = env.run(&["snapshots"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("bulwark-v.127.0.0.1"), "{}", r.stderr);
+}
+
+/// `init --pack-size`: packs above 16 MiB go up as multipart uploads, parts side by side;
+/// the default 8 MiB packs stay one PUT each. Either way what was saved restores and checks.
+#[test]
+fn large_packs_go_up_in_parts_and_read_back() {
+    let Some(g) = Garage::start() else { return };
+    g.bucket("bulwark-m");
+    let env = s3_env(&g, "bulwark-m", "big");
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    // Incompressible, so the packs reach their size.
+    std::fs::write(data.join("weights.bin"), pseudo_random(70 << 20, 7)).expect("write");
+    let r = env.run(&["init", "--pack-size", "65"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("4 to 64"), "{}", r.stderr);
+    env.ok(&["init", "--pack-size", "32"]);
+    env.ok(&["backup", data.to_str().expect("utf8")]);
+    let requests = g.requests();
+    let starts = requests.iter().filter(|l| l.contains("?uploads")).count();
+    let parts = requests
+        .iter()
+        .filter(|l| l.contains("PUT") && l.contains("partNumber="))
+        .count();
+    // Two full 32 MiB packs in four 8 MiB parts each; the rest of the data is one small pack.
+    assert!(
+        starts >= 2 && parts >= 8,
+        "{starts} uploads, {parts} parts: {requests:#?}"
+    );
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["restore", "--target", "out"]);
+    assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
+
+    let before = g.requests().len();
+    let small = s3_env(&g, "bulwark-m", "default");
+    small.init();
+    small.ok(&["backup", data.to_str().expect("utf8")]);
+    let later = &g.requests()[before..];
+    assert!(
+        !later.iter().any(|l| l.contains("uploadId=")),
+        "8 MiB packs are single PUTs: {later:#?}"
+    );
 }

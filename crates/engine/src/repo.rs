@@ -49,6 +49,10 @@ pub struct KeyFile {
     pub wrapped: WrappedKey,
 }
 
+/// The pack sizes `init` accepts. Larger packs mean fewer objects (fewer requests, which some
+/// object stores bill) but more memory: a backup holds one pack per upload in flight plus one.
+pub const PACK_SIZES: std::ops::RangeInclusive<u32> = (4 << 20)..=(64 << 20);
+
 #[derive(Debug, Clone)]
 pub struct InitOptions {
     pub chunker: ChunkerParams,
@@ -109,6 +113,14 @@ impl Repository {
         key: MasterKey,
     ) -> Result<Self> {
         opts.chunker.validate()?;
+        if !PACK_SIZES.contains(&opts.pack_size) {
+            return Err(Error::invalid(format!(
+                "a pack size of {} MiB is out of range: packs are {} to {} MiB",
+                f64::from(opts.pack_size) / f64::from(1 << 20),
+                PACK_SIZES.start() >> 20,
+                PACK_SIZES.end() >> 20
+            )));
+        }
         if store.exists(ObjectKind::Config, "")? || !store.list(ObjectKind::Key)?.is_empty() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,

@@ -15,6 +15,13 @@ use opendal::{EntryMode, Operator};
 
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 
+/// Objects above this size are uploaded in parts (S3 multipart, OBS multipart).
+const MULTIPART_ABOVE: usize = 16 << 20;
+/// Size of each part (S3 asks for at least 5 MiB but the last).
+const MULTIPART_PART: usize = 8 << 20;
+/// Parts of one object in flight at once.
+const MULTIPART_CONCURRENCY: usize = 4;
+
 /// Where a repository lives, parsed from `PATH`, `local:PATH`, `s3://BUCKET/PREFIX`,
 /// `obs://BUCKET/PREFIX` or `memory:` (tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,8 +395,17 @@ impl Store {
             if direct.is_some() {
                 self.direct_io.store(false, Ordering::Relaxed);
             }
+            let write = self.op.write_with(&path, bytes.to_vec());
+            // A large object goes up in parts sent side by side; a part per request below
+            // MULTIPART_ABOVE would only add requests (an 8 MiB pack is one PUT).
+            let write = match bytes.len() > MULTIPART_ABOVE && !self.is_local() {
+                true => write
+                    .chunk(MULTIPART_PART)
+                    .concurrent(MULTIPART_CONCURRENCY),
+                false => write,
+            };
             self.runtime
-                .block_on(self.op.write(&path, bytes.to_vec()))
+                .block_on(std::future::IntoFuture::into_future(write))
                 .with_context(|| format!("writing {path}"))?;
         }
         if let Some(dir) = local.as_ref().and_then(|(full, _)| full.parent()) {

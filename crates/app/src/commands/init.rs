@@ -12,6 +12,7 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<Status> {
     let opts = InitOptions {
         label: args.label.clone(),
         kdf: kdf_from_env(),
+        pack_size: args.pack_size << 20,
         ..Default::default()
     };
     let repo = match &args.copy_params_from {

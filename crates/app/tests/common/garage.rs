@@ -22,6 +22,12 @@ struct Node {
     config: std::path::PathBuf,
 }
 
+impl Node {
+    fn log(&self) -> std::path::PathBuf {
+        self.config.with_file_name("garage.log")
+    }
+}
+
 fn garage_binary() -> Option<std::path::PathBuf> {
     if let Ok(p) = std::env::var("GARAGE_BIN") {
         return Some(p.into());
@@ -108,14 +114,20 @@ impl Garage {
 
     fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.log())
+            .expect("garage log");
         let child = Command::new(&self.bin)
             .arg("-c")
             .arg(&node.config)
             .arg("server")
             .env_remove("AWS_CA_BUNDLE")
-            .env("RUST_LOG", "warn")
+            // One line per S3 request ("PUT /bucket/key?partNumber=1&uploadId=…").
+            .env("RUST_LOG", "warn,garage_api_common::generic_server=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("garage starts");
         node.child = Some(child);
@@ -207,6 +219,15 @@ impl Garage {
         self.admin(&[
             "bucket", "allow", "--read", "--write", "--owner", name, "--key", "test",
         ]);
+    }
+
+    /// The S3 requests the endpoint's node has logged, one line each.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.nodes[0].log()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("generic_server"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Environment for bulwark to reach this server.
