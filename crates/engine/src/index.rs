@@ -121,6 +121,53 @@ pub struct IndexBuilder {
     /// `GROUPS` vectors once anything was added. Filling 256 at once stays within the caches;
     /// bucketing one flat table afterwards cost a cache miss per record.
     groups: Vec<Vec<Record>>,
+    /// Where full groups go when the table is built into the local cache.
+    spill: Option<Spill>,
+}
+
+/// A file the records of a builder go to once a group holds `SPILL_AT` of them, so that
+/// building a large table into the local cache holds about `GROUPS * SPILL_AT` records in
+/// memory instead of all of them (ten million chunks are 320 MB of records; the spilled ones
+/// are the page cache's to keep or write out).
+struct Spill {
+    file: std::fs::File,
+    len: u64,
+    /// Each group's runs in the file (offset, records), in the order they were added.
+    runs: Vec<Vec<(u64, usize)>>,
+    failed: Option<std::io::Error>,
+}
+
+/// 64 KiB per group, 16 MiB in all.
+pub(crate) const SPILL_AT: usize = 2048;
+
+impl Spill {
+    fn put(&mut self, g: usize, records: &mut Vec<Record>) {
+        if self.failed.is_none() {
+            match std::io::Write::write_all(&mut self.file, bytemuck::cast_slice(records)) {
+                Ok(()) => {
+                    self.runs[g].push((self.len, records.len()));
+                    self.len += std::mem::size_of_val(records.as_slice()) as u64;
+                }
+                Err(e) => self.failed = Some(e),
+            }
+        }
+        records.clear();
+    }
+
+    /// Group `g`'s spilled records, in the order they were added, before `tail`.
+    fn take(&self, g: usize, tail: &[Record]) -> std::io::Result<Vec<Record>> {
+        let runs = &self.runs[g];
+        let mut records =
+            vec![<Record as bytemuck::Zeroable>::zeroed(); runs.iter().map(|r| r.1).sum::<usize>()];
+        let mut at = 0;
+        for &(offset, n) in runs {
+            let bytes = bytemuck::cast_slice_mut(&mut records[at..at + n]);
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, bytes, offset)?;
+            at += n;
+        }
+        records.extend_from_slice(tail);
+        Ok(records)
+    }
 }
 
 impl IndexBuilder {
@@ -168,18 +215,111 @@ impl IndexBuilder {
     pub fn append(&mut self, other: &mut IndexBuilder) {
         let base = self.packs.len();
         self.packs.append(&mut other.packs);
-        for (to, from) in self.groups().iter_mut().zip(&mut other.groups) {
+        self.groups();
+        for (g, from) in other.groups.iter_mut().enumerate() {
+            let to = &mut self.groups[g];
             to.extend(from.drain(..).map(|r| Record {
                 pack: (r.pack & TREE) | Record::slot_number(r.slot() + base),
                 ..r
             }));
+            if let Some(spill) = self.spill.as_mut().filter(|_| to.len() >= SPILL_AT) {
+                spill.put(g, to);
+            }
         }
     }
 
-    /// Makes room for about `blobs` more blobs at once. Room not filled costs address space
-    /// only: a large allocation's untouched pages are not resident.
+    /// From now on, groups that fill up go to `file` (see [`Spill`]); the table must then be
+    /// finished with `into_sorted_groups`.
+    pub(crate) fn spill_to(&mut self, file: std::fs::File) {
+        self.spill = Some(Spill {
+            file,
+            len: 0,
+            runs: vec![Vec::new(); GROUPS],
+            failed: None,
+        });
+    }
+
+    /// Whether records went to the spill file.
+    pub(crate) fn spilled(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.len > 0)
+    }
+
+    /// How many records were added (a chunk in several packs counts each time).
+    pub(crate) fn len(&self) -> usize {
+        let spilled = self.spill.as_ref().map_or(0, |s| s.len as usize);
+        spilled / std::mem::size_of::<Record>() + self.groups.iter().map(Vec::len).sum::<usize>()
+    }
+
+    pub(crate) fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    /// Hands each group to `each` in order, sorted as in a table (a group's range starts are
+    /// `range_starts` of it); fails if the spill file could not be written or read. Groups
+    /// are read back and sorted on up to four threads while `each` takes them in turn.
+    pub(crate) fn into_sorted_groups(
+        mut self,
+        mut each: impl FnMut(&[Record]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if let Some(e) = self.spill.as_mut().and_then(|s| s.failed.take()) {
+            return Err(e);
+        }
+        let mut groups = std::mem::take(&mut self.groups);
+        groups.resize(GROUPS, Vec::new());
+        let work = std::sync::Mutex::new(groups.into_iter().enumerate());
+        let spill = self.spill.as_ref();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        std::thread::scope(|scope| {
+            let (sorted, receive) = std::sync::mpsc::sync_channel(threads);
+            for _ in 0..threads {
+                let (sorted, work) = (sorted.clone(), &work);
+                scope.spawn(move || {
+                    let mut scratch = Vec::new();
+                    loop {
+                        let next = work.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some((g, tail)) = next else { break };
+                        let records = match spill {
+                            Some(spill) => spill.take(g, &tail),
+                            None => Ok(tail),
+                        };
+                        let records = records.map(|mut records| {
+                            sort_group(&mut records, &mut scratch);
+                            records
+                        });
+                        // The receiver is gone once a group failed.
+                        if sorted.send((g, records)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sorted);
+            // Groups arrive about in order; the few ahead of their turn wait here.
+            let mut waiting = std::collections::BTreeMap::new();
+            for g in 0..GROUPS {
+                let records = loop {
+                    if let Some(records) = waiting.remove(&g) {
+                        break records;
+                    }
+                    let (at, records) = receive
+                        .recv()
+                        .map_err(|_| std::io::Error::other("a thread sorting the index stopped"))?;
+                    waiting.insert(at, records);
+                };
+                each(&records?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes room for about `blobs` more blobs at once (no more than fills a group before it
+    /// spills). Room not filled costs address space only: a large allocation's untouched
+    /// pages are not resident.
     pub fn reserve(&mut self, blobs: usize) {
-        let per_group = blobs / GROUPS;
+        let per_group = match self.spill {
+            Some(_) => SPILL_AT,
+            None => blobs / GROUPS,
+        };
         // Groups fill unevenly by a few times the square root of their mean.
         let room = per_group + 4 * per_group.isqrt();
         self.groups().iter_mut().for_each(|g| g.reserve(room));
@@ -203,9 +343,13 @@ impl IndexBuilder {
         }
     }
 
-    /// Sorts the groups on up to four threads, leaving out the keys `known` has.
+    /// Sorts the groups on up to four threads, leaving out the keys `known` has. Not for a
+    /// builder that spilled (its table goes to a file).
     pub(crate) fn into_table(self, known: impl Fn(u128) -> bool + Sync) -> Table {
-        let Self { packs, mut groups } = self;
+        debug_assert!(!self.spilled(), "a spilled table is built into a file");
+        let Self {
+            packs, mut groups, ..
+        } = self;
         let records: usize = groups.iter().map(Vec::len).sum();
         let threads = match records < 1 << 16 {
             true => 1,
@@ -254,7 +398,7 @@ fn sort_group(records: &mut Vec<Record>, scratch: &mut Vec<Record>) {
 }
 
 /// Where each range of a group would start if its records were sorted (and the end).
-fn range_starts(records: &[Record]) -> Starts {
+pub(crate) fn range_starts(records: &[Record]) -> Starts {
     let mut starts = [0u32; 257];
     for r in records {
         starts[range(r.key) + 1] += 1;
@@ -315,10 +459,6 @@ impl Table {
             Storage::Heap { groups, .. } => groups.get(g).map_or(&[], Vec::as_slice),
             Storage::Mapped(m) => m.group(g),
         }
-    }
-
-    pub(crate) fn starts(&self) -> &[Starts] {
-        &self.starts
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -412,11 +552,12 @@ impl Index {
         tables.chain(self.added.values().map(|r| r.location(&self.added_packs)))
     }
 
-    /// How many of the index's chunks were mapped from the local cache.
+    /// How many of the index's chunks came from a local cache file already in place (not
+    /// read from the index files at this open).
     pub fn cached_blobs(&self) -> usize {
         self.tables
             .iter()
-            .filter(|t| matches!(t.storage, Storage::Mapped(_)))
+            .filter(|t| matches!(&t.storage, Storage::Mapped(m) if !m.built))
             .map(Table::len)
             .sum()
     }

@@ -10,11 +10,19 @@
 //! master key, checked over the whole file before it is used: a torn, damaged or foreign file
 //! is never used, only rebuilt.
 //!
+//! A table is built into the cache file group by group from an index builder that spilled
+//! its records to a file beside it (`IndexBuilder::spill_to`), so a first open holds little
+//! more than the pack ids in memory; a table that cannot be kept (packs were left out) is
+//! built the same way into a file that is gone once unmapped. The header and starts are
+//! known only at the end: they are written last, in place, and the MAC takes them after the
+//! rest.
+//!
 //! ```text
 //! cache = "BWIC" version:u32 marker:u32 record_size:u32 packs:u64 records:u64
 //!         covered:u64 covered_bytes:u64 zero:[16]
 //!         starts:[u32; 256 * 257] pack_id:[32]*packs record:[32]*records
 //!         index_name:[32]*covered mac:[32]
+//! mac = keyed BLAKE3 of (everything from pack_id to index_name, then header and starts)
 //! ```
 //! Numbers are in the machine's byte order (the marker tells another machine's file apart):
 //! the file is local, and records are used where they lie.
@@ -26,11 +34,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::id::PackId;
-use crate::index::{Record, Starts, Storage, Table, GROUPS};
+use crate::index::{range_starts, IndexBuilder, Record, Starts, Storage, Table, GROUPS};
 use crate::store::Listed;
 
 const MAGIC: &[u8; 4] = b"BWIC";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const MARKER: u32 = 0x0102_0304;
 const HEADER: usize = 64;
 const STARTS: usize = GROUPS * std::mem::size_of::<Starts>();
@@ -97,15 +105,33 @@ impl IndexCache {
         }
     }
 
-    /// Writes `table`, the union of the index files `listed`, to the cache (replacing what
-    /// was there at once, so that readers see the old file or the new one).
-    pub(crate) fn write(
+    /// A file to spill a builder to while it collects a table for this cache (unnamed, in
+    /// the cache's directory: on the disk the table will go to).
+    pub(crate) fn spill_file(&self, repo_id: &str) -> std::io::Result<File> {
+        tempfile::tempfile_in(self.create_dir(repo_id)?)
+    }
+
+    fn create_dir(&self, repo_id: &str) -> std::io::Result<PathBuf> {
+        let path = self.path(repo_id);
+        let dir = path.parent().expect("a file in a directory");
+        // Only this user reads what the cache says about the repository.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)?;
+        Ok(dir.to_path_buf())
+    }
+
+    /// Sorts what `builder` collected from the index files `listed` into a cache file and
+    /// maps it. With `keep` the file replaces the repository's cache (at once, so that
+    /// readers see the old file or the new one); without, it is gone once unmapped. Records
+    /// go to the file group by group, so a builder that spilled never holds its whole table.
+    pub(crate) fn build(
         &self,
         key: &[u8; 32],
         repo_id: &str,
-        table: &Table,
+        builder: IndexBuilder,
         listed: &[Listed],
-    ) -> std::io::Result<()> {
+        keep: bool,
+    ) -> std::io::Result<Table> {
         let names = listed
             .iter()
             .map(|l| {
@@ -114,43 +140,47 @@ impl IndexCache {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| std::io::Error::other("an index file's name is not a hash"))?;
-        let path = self.path(repo_id);
-        let dir = path.parent().expect("a file in a directory");
-        // Only this user reads what the cache says about the repository.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(self.create_dir(repo_id)?)?;
         let mut out = MacWriter {
             out: std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut()),
             mac: blake3::Hasher::new_keyed(key),
         };
-        let packs = table.packs();
-        let mut header = Vec::with_capacity(HEADER);
-        header.extend_from_slice(MAGIC);
+        // The header and starts are known once the records are written: room for them now,
+        // written in place and hashed last.
+        out.out.write_all(&[0; HEADER + STARTS])?;
+        let packs = builder.packs().len();
+        out.write_all(bytemuck::cast_slice(builder.packs()))?;
+        let mut starts = Vec::with_capacity(GROUPS);
+        builder.into_sorted_groups(|records| {
+            starts.push(range_starts(records));
+            out.write_all(bytemuck::cast_slice(records))
+        })?;
+        out.write_all(bytemuck::cast_slice(&names))?;
+        let records: usize = starts.iter().map(|s| s[256] as usize).sum();
+        let mut head = Vec::with_capacity(HEADER + STARTS);
+        head.extend_from_slice(MAGIC);
         for n in [VERSION, MARKER, std::mem::size_of::<Record>() as u32] {
-            header.extend_from_slice(&n.to_ne_bytes());
+            head.extend_from_slice(&n.to_ne_bytes());
         }
         let covered_bytes: u64 = listed.iter().map(|l| l.size).sum();
-        for n in [packs.len(), table.len(), names.len()] {
-            header.extend_from_slice(&(n as u64).to_ne_bytes());
+        for n in [packs, records, names.len()] {
+            head.extend_from_slice(&(n as u64).to_ne_bytes());
         }
-        header.extend_from_slice(&covered_bytes.to_ne_bytes());
-        header.resize(HEADER, 0);
-        out.write_all(&header)?;
-        let mut starts = table.starts().to_vec();
-        starts.resize(GROUPS, [0; 257]);
-        out.write_all(bytemuck::cast_slice(&starts))?;
-        out.write_all(bytemuck::cast_slice(packs))?;
-        for g in 0..GROUPS {
-            out.write_all(bytemuck::cast_slice(table.group(g)))?;
-        }
-        out.write_all(bytemuck::cast_slice(&names))?;
+        head.extend_from_slice(&covered_bytes.to_ne_bytes());
+        head.resize(HEADER, 0);
+        head.extend_from_slice(bytemuck::cast_slice(&starts));
+        out.mac.update(&head);
         let mac = *out.mac.finalize().as_bytes();
         out.out.write_all(&mac)?;
         out.out.flush()?;
         drop(out);
-        file.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        std::os::unix::fs::FileExt::write_all_at(file.as_file(), &head, 0)?;
+        let (mapped, starts) = map(file.as_file(), true)?
+            .ok_or_else(|| std::io::Error::other("the table written does not read back"))?;
+        if keep {
+            file.persist(self.path(repo_id)).map_err(|e| e.error)?;
+        }
+        Ok(Table::new(Storage::Mapped(mapped), starts))
     }
 }
 
@@ -169,6 +199,8 @@ pub(crate) struct Mapped {
     covered_bytes: u64,
     /// The index of each group's first record, and the end.
     firsts: Vec<usize>,
+    /// Whether this open built the file (from the index files) rather than found it.
+    pub(crate) built: bool,
 }
 
 impl Mapped {
@@ -193,38 +225,51 @@ impl Mapped {
 fn map_verified(path: &Path, key: &[u8; 32]) -> std::io::Result<Option<(Mapped, Vec<Starts>)>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len() as usize;
+    let (head_end, Some(body_end)) = (HEADER + STARTS, len.checked_sub(MAC)) else {
+        return Ok(None);
+    };
+    if body_end < head_end {
+        return Ok(None);
+    }
+    // The MAC covers the body, then the header and starts (written last).
     let mut mac = blake3::Hasher::new_keyed(key);
     let mut buf = vec![0u8; 1 << 20];
-    let mut header = [0u8; HEADER];
-    let (mut done, mut stored) = (0, Vec::new());
+    let (mut done, mut head, mut stored) = (0, Vec::with_capacity(head_end), Vec::new());
     while done < len {
         let n = file.read(&mut buf)?;
         if n == 0 {
             return Ok(None);
         }
-        let body = (len.saturating_sub(MAC)).saturating_sub(done).min(n);
-        if done < HEADER {
-            let take = (HEADER - done).min(n);
-            header[done..done + take].copy_from_slice(&buf[..take]);
-        }
-        mac.update(&buf[..body]);
-        stored.extend_from_slice(&buf[body..n]);
+        let part = |from: usize, to: usize| {
+            let (from, to) = (from.clamp(done, done + n), to.clamp(done, done + n));
+            &buf[from - done..to.max(from) - done]
+        };
+        head.extend_from_slice(part(0, head_end));
+        mac.update(part(head_end, body_end));
+        stored.extend_from_slice(part(body_end, len));
         done += n;
     }
+    mac.update(&head);
     // blake3::Hash compares in constant time.
     if <[u8; MAC]>::try_from(stored.as_slice()).map_or(true, |m| mac.finalize() != m) {
         return Ok(None);
     }
-    let Some(layout) = Layout::parse(&header, len) else {
+    map(&file, false)
+}
+
+/// Maps a cache file and checks its layout; with its range starts. None if it is not whole.
+fn map(file: &File, built: bool) -> std::io::Result<Option<(Mapped, Vec<Starts>)>> {
+    // SAFETY: the cache file is only ever replaced by renaming a new file over it, never
+    // written in place once mapped, so the mapped bytes do not change under us (a user
+    // truncating it by hand would crash this process, as with any tool's mapped cache).
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    let Some(header) = map.first_chunk::<HEADER>() else {
         return Ok(None);
     };
-    // SAFETY: the cache file is only ever replaced by renaming a new file over it, never
-    // written in place, so the mapped bytes do not change under us (a user truncating it by
-    // hand would crash this process, as with any tool's mapped cache).
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    if map.len() != len
-        || bytemuck::try_cast_slice::<u8, Record>(&map[layout.records.clone()]).is_err()
-    {
+    let Some(layout) = Layout::parse(header, map.len()) else {
+        return Ok(None);
+    };
+    if bytemuck::try_cast_slice::<u8, Record>(&map[layout.records.clone()]).is_err() {
         return Ok(None);
     }
     let starts: Vec<Starts> = bytemuck::pod_collect_to_vec(&map[HEADER..HEADER + STARTS]);
@@ -246,6 +291,7 @@ fn map_verified(path: &Path, key: &[u8; 32]) -> std::io::Result<Option<(Mapped, 
         covered: layout.covered,
         covered_bytes: layout.covered_bytes,
         firsts,
+        built,
     };
     Ok(Some((mapped, starts)))
 }
@@ -318,8 +364,8 @@ mod tests {
         }
     }
 
-    /// A table of `packs` packs of 50 random chunks each, and the chunks.
-    fn table(packs: usize) -> (Table, Vec<(PackId, PackEntry)>) {
+    /// A builder of `packs` packs of 50 random chunks each, and the chunks.
+    fn table(packs: usize) -> (IndexBuilder, Vec<(PackId, PackEntry)>) {
         let mut builder = IndexBuilder::default();
         let mut all = Vec::new();
         for _ in 0..packs {
@@ -336,7 +382,7 @@ mod tests {
             builder.add_pack(pack, &entries);
             all.extend(entries.into_iter().map(|e| (pack, e)));
         }
-        (builder.into_table(|_| false), all)
+        (builder, all)
     }
 
     fn cache(dir: &Path) -> IndexCache {
@@ -353,7 +399,7 @@ mod tests {
         let files = [listed(1, 800), listed(2, 800)];
         let key = [7u8; 32];
         cache(dir.path())
-            .write(&key, "repo", &built, &files)
+            .build(&key, "repo", built, &files, true)
             .expect("write");
         let cached = cache(dir.path()).open(&key, "repo", &files).expect("opens");
         assert_eq!(
@@ -376,13 +422,62 @@ mod tests {
     }
 
     #[test]
+    fn a_table_built_through_a_spill_file_finds_what_one_built_in_memory_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = cache(dir.path());
+        let key = [7u8; 32];
+        let (mut in_memory, mut spilled) = (IndexBuilder::default(), IndexBuilder::default());
+        spilled.spill_to(cache.spill_file("repo").expect("spill file"));
+        // Enough chunks that groups spill, gathered as loading does: one builder per file.
+        let mut homes: Vec<(PackId, ChunkId)> = Vec::new();
+        for p in 0..crate::index::SPILL_AT * crate::index::GROUPS / 32 {
+            let pack = PackId::random();
+            // Every ninth pack repeats a chunk of an earlier one, which keeps it.
+            let repeats = (p % 9 == 8).then(|| homes[p * 3].1);
+            let entries: Vec<PackEntry> = (0..40u32)
+                .map(|i| PackEntry {
+                    kind: BlobKind::Data,
+                    id: repeats.filter(|_| i == 0).unwrap_or_else(ChunkId::random),
+                    offset: i * 4096,
+                    length: 4000,
+                    raw_length: 9000,
+                })
+                .collect();
+            let fresh = &entries[usize::from(repeats.is_some())..];
+            homes.extend(fresh.iter().map(|e| (pack, e.id)));
+            in_memory.add_pack(pack, &entries);
+            let mut file = IndexBuilder::default();
+            file.add_pack(pack, &entries);
+            spilled.append(&mut file);
+        }
+        assert!(spilled.spilled());
+        let files = [listed(1, 800)];
+        let mapped = cache
+            .build(&key, "repo", spilled, &files, false)
+            .expect("build");
+        assert!(cache.open(&key, "repo", &files).is_none(), "not kept");
+        let (heap, mapped) = (
+            in_memory.finish(),
+            IndexBuilder::default().finish_over(mapped),
+        );
+        assert_eq!(mapped.cached_blobs(), 0, "built, not found");
+        assert_eq!(mapped.blob_count(), homes.len());
+        for (pack, id) in &homes {
+            assert_eq!(mapped.get(id), heap.get(id));
+            assert_eq!(mapped.get(id).expect("found").pack, *pack);
+        }
+    }
+
+    #[test]
     fn a_damaged_or_foreign_cache_is_not_used() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (built, _) = table(40);
         let files = [listed(1, 800)];
         let key = [7u8; 32];
         let cache = cache(dir.path());
-        cache.write(&key, "repo", &built, &files).expect("write");
+        cache
+            .build(&key, "repo", built, &files, true)
+            .expect("write");
         let path = cache.path("repo");
         let good = std::fs::read(&path).expect("read");
         assert!(cache.open(&key, "repo", &files).is_some());
@@ -429,7 +524,9 @@ mod tests {
         let key = [7u8; 32];
         let cache = cache(dir.path());
         let covered = [listed(1, 4000), listed(2, 4000)];
-        cache.write(&key, "repo", &built, &covered).expect("write");
+        cache
+            .build(&key, "repo", built, &covered, true)
+            .expect("write");
         // A covered file gone (compacted by prune): not used.
         assert!(cache.open(&key, "repo", &covered[..1]).is_none());
         // Files beside it up to an eighth of what it covers: used, and they are not covered.

@@ -425,17 +425,23 @@ impl Repository {
 
     /// The index files' union without the packs in `skip`. A prune may compact index files
     /// while they are read; a file gone between listing and reading means the listing is
-    /// stale, so it is listed again.
+    /// stale, so it is listed again. A local cache that cannot be written (its disk is full)
+    /// is done without.
     fn load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
     ) -> Result<LiveIndex> {
-        let mut attempts = 0;
+        let (mut attempts, mut cache) = (0, self.0.index_cache.get());
         loop {
-            match self.try_load_live_index(skip)? {
-                Some(loaded) => return Ok(loaded),
-                None if attempts < 3 => attempts += 1,
-                None => {
+            match self.try_load_live_index(skip, cache)? {
+                Loaded::Done(loaded) => return Ok(*loaded),
+                Loaded::CacheFailed(e) => {
+                    let dir = cache.map(|c| c.dir.display().to_string()).unwrap_or_default();
+                    log::warn!("index cache in {dir}: {e}; opening the index without it");
+                    cache = None;
+                }
+                Loaded::Vanished if attempts < 3 => attempts += 1,
+                Loaded::Vanished => {
                     return Err(Error::new(
                         ErrorKind::Storage,
                         "index files kept vanishing while they were read (is a prune compacting them in a loop?)",
@@ -446,35 +452,45 @@ impl Repository {
     }
 
     /// The live index from the local cache and the index files it does not cover, else from
-    /// every index file (then cached, when nothing was left out). None if a file vanished.
+    /// every index file (built into the cache: kept when nothing was left out).
     fn try_load_live_index(
         &self,
         skip: &std::collections::HashSet<crate::id::PackId>,
-    ) -> Result<Option<LiveIndex>> {
+        cache: Option<&IndexCache>,
+    ) -> Result<Loaded> {
         let listed = self.store().list(ObjectKind::Index)?;
-        let cache = self.0.index_cache.get();
         let key = self.key().index_cache_key();
+        let id = &self.config().id;
         let cached = cache
-            .and_then(|c| c.open(&key, &self.config().id, &listed))
+            .and_then(|c| c.open(&key, id, &listed))
             // Packs a mark took out of the index files may still be in the files it covers.
             .filter(|c| !skip.iter().any(|p| c.table.has_pack(p)));
-        let to_read: Vec<&crate::store::Listed> = match &cached {
-            Some(c) => listed
-                .iter()
-                .filter(|l| !c.covered.contains(&l.name))
-                .collect(),
-            None => listed.iter().collect(),
+        let (to_read, spill): (Vec<&crate::store::Listed>, _) = match &cached {
+            Some(c) => (
+                listed
+                    .iter()
+                    .filter(|l| !c.covered.contains(&l.name))
+                    .collect(),
+                None,
+            ),
+            None => {
+                let spill = cache.map(|c| c.spill_file(id)).transpose();
+                match spill {
+                    Ok(spill) => (listed.iter().collect(), spill),
+                    Err(e) => return Ok(Loaded::CacheFailed(e)),
+                }
+            }
         };
         let skipped = std::sync::atomic::AtomicBool::new(false);
-        let Some((rest, damaged)) = self.read_index_files(&to_read, &|p| {
+        let read = self.read_index_files(&to_read, spill, &|p| {
             let skip = skip.contains(p);
             if skip {
                 skipped.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             skip
-        })?
-        else {
-            return Ok(None);
+        })?;
+        let Some((rest, damaged)) = read else {
+            return Ok(Loaded::Vanished);
         };
         if let Some(c) = cached {
             log::debug!(
@@ -482,40 +498,53 @@ impl Repository {
                 c.table.len(),
                 to_read.len()
             );
-            return Ok(Some(LiveIndex {
+            return Ok(Loaded::Done(Box::new(LiveIndex {
                 base: c.table,
                 rest,
                 damaged,
-            }));
+            })));
         }
-        let base = rest.into_table(|_| false);
         let complete = damaged.is_empty() && !skipped.into_inner();
-        if let Some(cache) = cache.filter(|_| complete) {
-            let id = &self.config().id;
-            let kept = match base.len() >= cache.min_blobs {
-                true => cache.write(&key, id, &base, &listed),
-                false => cache.remove(id),
-            };
-            if let Err(e) = kept {
-                log::warn!("index cache in {}: {e}", cache.dir.display());
+        let base = match cache {
+            Some(cache) => {
+                let keep = complete && rest.len() >= cache.min_blobs;
+                if complete && !keep {
+                    if let Err(e) = cache.remove(id) {
+                        log::warn!("index cache in {}: {e}", cache.dir.display());
+                    }
+                }
+                match keep || rest.spilled() {
+                    true => match cache.build(&key, id, rest, &listed, keep) {
+                        Ok(table) => table,
+                        Err(e) => return Ok(Loaded::CacheFailed(e)),
+                    },
+                    false => rest.into_table(|_| false),
+                }
             }
-        }
-        Ok(Some(LiveIndex {
+            None => rest.into_table(|_| false),
+        };
+        Ok(Loaded::Done(Box::new(LiveIndex {
             base,
             rest: IndexBuilder::default(),
             damaged,
-        }))
+        })))
     }
 
     /// Reads `files` on several threads (each read, opened and parsed on its own, then
-    /// gathered under a lock), leaving out the packs `skip` names; with the names of the
-    /// damaged files. None if one vanished.
+    /// gathered under a lock, spilling to `spill` if given), leaving out the packs `skip`
+    /// names; with the names of the damaged files. None if one vanished.
     fn read_index_files(
         &self,
         files: &[&crate::store::Listed],
+        spill: Option<std::fs::File>,
         skip: &(dyn Fn(&crate::id::PackId) -> bool + Sync),
     ) -> Result<Option<(IndexBuilder, Vec<String>)>> {
+        let mut builder = IndexBuilder::default();
+        if let Some(file) = spill {
+            builder.spill_to(file);
+        }
         let loading = std::sync::Mutex::new(LoadingIndex {
+            builder,
             total_bytes: files.iter().map(|l| l.size).sum(),
             ..Default::default()
         });
@@ -633,6 +662,15 @@ impl LiveIndex {
         index.damaged_files = self.damaged;
         index
     }
+}
+
+/// What one attempt at loading the live index came to.
+enum Loaded {
+    Done(Box<LiveIndex>),
+    /// An index file vanished while it was read: list them again.
+    Vanished,
+    /// The local cache could not be written: load without it.
+    CacheFailed(std::io::Error),
 }
 
 /// What the threads that read index files share.

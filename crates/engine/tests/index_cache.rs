@@ -204,3 +204,21 @@ fn a_table_too_small_to_cache_removes_the_old_cache() {
     assert_matches_the_index_files(&reopened, &index);
     assert!(!path.exists(), "the old cache file stayed");
 }
+
+/// A cache directory that cannot be written (here a file stands where it should be; a full
+/// disk fails the same way) costs the cache, not the open: the index is read without it.
+#[test]
+fn an_unwritable_cache_directory_opens_the_index_without_it() {
+    let (dir, cache_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let repo = repository(dir.path());
+    let (_, snap) = start_writer(&repo, &content(1)).finish().expect("backup");
+    std::fs::write(cache_dir.path().join("index"), b"not a directory").expect("write");
+    repo.use_index_cache(cache_in(cache_dir.path()));
+    let index = repo.load_index().expect("index");
+    assert_eq!(index.cached_blobs(), 0);
+    assert_matches_the_index_files(&repo, &index);
+    assert_restores(&repo, &snap, &content(1));
+}
