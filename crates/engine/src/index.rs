@@ -239,9 +239,12 @@ impl IndexBuilder {
         });
     }
 
-    /// Whether records went to the spill file.
+    /// Whether records went to the spill file, or were lost trying (a failed spill must
+    /// reach `into_sorted_groups`, which reports it, never `into_table`).
     pub(crate) fn spilled(&self) -> bool {
-        self.spill.as_ref().is_some_and(|s| s.len > 0)
+        self.spill
+            .as_ref()
+            .is_some_and(|s| s.len > 0 || s.failed.is_some())
     }
 
     /// How many records were added (a chunk in several packs counts each time).

@@ -469,6 +469,23 @@ mod tests {
     }
 
     #[test]
+    fn a_spill_that_could_not_be_written_fails_the_build() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("read-only");
+        std::fs::write(&path, b"").expect("write");
+        let mut builder = IndexBuilder::default();
+        builder.spill_to(File::open(&path).expect("open"));
+        // 750,000 records: groups fill past `SPILL_AT`, and every write fails.
+        for _ in 0..150 {
+            builder.append(&mut table(100).0);
+        }
+        assert!(builder.spilled(), "records were lost, not spilled");
+        let built = cache(dir.path()).build(&[7; 32], "repo", builder, &[], true);
+        assert!(built.is_err());
+        assert!(cache(dir.path()).open(&[7; 32], "repo", &[]).is_none());
+    }
+
+    #[test]
     fn a_damaged_or_foreign_cache_is_not_used() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (built, _) = table(40);
