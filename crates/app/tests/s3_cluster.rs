@@ -194,15 +194,21 @@ fn eight_writers_and_a_pruning_owner_share_a_garage_cluster() {
     );
 
     // Settle: forget and prune until nothing is pending, then everything still listed restores.
+    // Three prunes settle most runs (mark, delete; a pack un-marked by a snapshot is repacked
+    // and deleted after); CI once needed a fourth, so up to six are allowed and counted.
     ok_as(&env, "owner", &["forget", "--keep-last", "1"]);
-    for _ in 0..3 {
+    let mut settled = None;
+    for run in 1..=6 {
         ok_as(&env, "owner", &["prune", "--max-unused", "0%"]);
+        let status = ok_as(&env, "owner", &["--json", "maintenance"]).json();
+        if run >= 3 && status["marks"].as_array().expect("marks").is_empty() {
+            settled = Some(run);
+            break;
+        }
+        eprintln!("after prune {run}: {status}");
     }
-    let status = ok_as(&env, "owner", &["--json", "maintenance"]).json();
-    assert!(
-        status["marks"].as_array().expect("marks").is_empty(),
-        "{status}"
-    );
+    assert!(settled.is_some(), "marks still pending after six prunes");
+    eprintln!("settled after {} prunes", settled.unwrap_or_default());
     let listed = ok_as(&env, "owner", &["--json", "snapshots"]).json();
     let kept: Vec<String> = listed
         .as_array()
