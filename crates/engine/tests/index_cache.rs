@@ -31,6 +31,16 @@ fn assert_matches_the_index_files(repo: &Repository, index: &Index) {
     assert_eq!(index.blob_count(), chunks);
 }
 
+/// A new repository in a temporary directory, and another directory for its cache.
+fn repository_and_cache_dir() -> (tempfile::TempDir, tempfile::TempDir, Repository) {
+    let (dir, cache_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let repo = repository(dir.path());
+    (dir, cache_dir, repo)
+}
+
 /// A cache in `dir` that keeps tables of any size.
 fn cache_in(dir: &std::path::Path) -> IndexCache {
     IndexCache {
@@ -50,11 +60,7 @@ fn cache_file(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn the_cache_follows_backups_and_prune() {
-    let (dir, cache_dir) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let repo = repository(dir.path());
+    let (_dir, cache_dir, repo) = repository_and_cache_dir();
     repo.use_index_cache(cache_in(cache_dir.path()));
     let files: Vec<Vec<u8>> = (1..=10).map(content).collect();
     for f in &files {
@@ -107,11 +113,7 @@ fn the_cache_follows_backups_and_prune() {
 /// restore to the wrong bytes.
 #[test]
 fn a_damaged_cache_is_rebuilt_not_used() {
-    let (dir, cache_dir) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let repo = repository(dir.path());
+    let (dir, cache_dir, repo) = repository_and_cache_dir();
     let cache = cache_in(cache_dir.path());
     repo.use_index_cache(cache.clone());
     let file = content(1);
@@ -177,11 +179,7 @@ fn data_chunk_ids(repo: &Repository) -> Vec<engine::id::ChunkId> {
 /// leaves no cache file behind to be read and refused at every open.
 #[test]
 fn a_table_too_small_to_cache_removes_the_old_cache() {
-    let (dir, cache_dir) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let repo = repository(dir.path());
+    let (dir, cache_dir, repo) = repository_and_cache_dir();
     repo.use_index_cache(cache_in(cache_dir.path()));
     start_writer(&repo, &content(1)).finish().expect("backup");
     repo.load_index().expect("index");
@@ -209,11 +207,7 @@ fn a_table_too_small_to_cache_removes_the_old_cache() {
 /// disk fails the same way) costs the cache, not the open: the index is read without it.
 #[test]
 fn an_unwritable_cache_directory_opens_the_index_without_it() {
-    let (dir, cache_dir) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let repo = repository(dir.path());
+    let (_dir, cache_dir, repo) = repository_and_cache_dir();
     let (_, snap) = start_writer(&repo, &content(1)).finish().expect("backup");
     std::fs::write(cache_dir.path().join("index"), b"not a directory").expect("write");
     repo.use_index_cache(cache_in(cache_dir.path()));
