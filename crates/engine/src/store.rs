@@ -2,6 +2,7 @@
 //! and the repository's key layout on top of it. This is the only place that knows paths.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -290,6 +291,24 @@ impl Store {
         &self.url
     }
 
+    /// Runs one request on the I/O runtime and waits for it. The request is a task of its own
+    /// there rather than polled on the calling thread: the connection's task and the one taking
+    /// in the body then share a worker, instead of waking this thread for every piece of the
+    /// body that arrives (measured: a tenth less CPU for a restore from S3).
+    fn run<T: Send + 'static>(
+        &self,
+        request: impl Future<Output = opendal::Result<T>> + Send + 'static,
+    ) -> opendal::Result<T> {
+        self.runtime
+            .block_on(self.runtime.spawn(request))
+            .unwrap_or_else(|e| {
+                Err(opendal::Error::new(
+                    opendal::ErrorKind::Unexpected,
+                    format!("the I/O task failed: {e}"),
+                ))
+            })
+    }
+
     /// Local disk (or memory): latency is low, so fewer parallel transfers are needed.
     pub fn is_local(&self) -> bool {
         matches!(self.backend, Backend::Local(_) | Backend::Memory)
@@ -301,8 +320,8 @@ impl Store {
 
     fn read_reply(&self, kind: ObjectKind, name: &str) -> Result<opendal::Buffer> {
         let path = kind.path(name);
-        self.runtime
-            .block_on(self.op.read(&path))
+        let (op, p) = (self.op.clone(), path.clone());
+        self.run(async move { op.read(&p).await })
             .with_context(|| format!("reading {path}"))
     }
 
@@ -359,10 +378,9 @@ impl Store {
         range: Range<u64>,
     ) -> Result<opendal::Buffer> {
         let path = kind.path(name);
-        let fut = async { self.op.read_with(&path).range(range.clone()).await };
+        let (op, p, r) = (self.op.clone(), path.clone(), range.clone());
         let buf = self
-            .runtime
-            .block_on(fut)
+            .run(async move { op.read_with(&p).range(r).await })
             .with_context(|| format!("reading {path} bytes {range:?}"))?;
         let got = buf.len() as u64;
         if got != range.end - range.start {
@@ -395,18 +413,23 @@ impl Store {
             if direct.is_some() {
                 self.direct_io.store(false, Ordering::Relaxed);
             }
-            let write = self.op.write_with(&path, bytes.to_vec());
             // A large object goes up in parts sent side by side; a part per request below
             // MULTIPART_ABOVE would only add requests (an 8 MiB pack is one PUT).
-            let write = match bytes.len() > MULTIPART_ABOVE && !self.is_local() {
-                true => write
-                    .chunk(MULTIPART_PART)
-                    .concurrent(MULTIPART_CONCURRENCY),
-                false => write,
-            };
-            self.runtime
-                .block_on(std::future::IntoFuture::into_future(write))
-                .with_context(|| format!("writing {path}"))?;
+            let parts = bytes.len() > MULTIPART_ABOVE && !self.is_local();
+            let (op, p, body) = (self.op.clone(), path.clone(), bytes.to_vec());
+            self.run(async move {
+                let write = op.write_with(&p, body);
+                match parts {
+                    true => {
+                        write
+                            .chunk(MULTIPART_PART)
+                            .concurrent(MULTIPART_CONCURRENCY)
+                            .await
+                    }
+                    false => write.await,
+                }
+            })
+            .with_context(|| format!("writing {path}"))?;
         }
         if let Some(dir) = local.as_ref().and_then(|(full, _)| full.parent()) {
             std::fs::File::open(dir)
@@ -419,9 +442,9 @@ impl Store {
     /// When an object was last written, if the backend says.
     pub fn modified(&self, kind: ObjectKind, name: &str) -> Result<Option<jiff::Timestamp>> {
         let path = kind.path(name);
+        let (op, p) = (self.op.clone(), path.clone());
         let meta = self
-            .runtime
-            .block_on(self.op.stat(&path))
+            .run(async move { op.stat(&p).await })
             .with_context(|| format!("checking {path}"))?;
         Ok(meta.last_modified().map(|t| t.into_inner()))
     }
@@ -472,15 +495,15 @@ impl Store {
 
     pub fn exists(&self, kind: ObjectKind, name: &str) -> Result<bool> {
         let path = kind.path(name);
-        self.runtime
-            .block_on(self.op.exists(&path))
+        let (op, p) = (self.op.clone(), path.clone());
+        self.run(async move { op.exists(&p).await })
             .with_context(|| format!("checking {path}"))
     }
 
     pub fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
         let path = kind.path(name);
-        self.runtime
-            .block_on(self.op.delete(&path))
+        let (op, p) = (self.op.clone(), path.clone());
+        self.run(async move { op.delete(&p).await })
             .with_context(|| format!("deleting {path}"))?;
         Ok(())
     }
@@ -493,9 +516,9 @@ impl Store {
     /// The directories directly under a kind's directory (e.g. the WAL archive's sources).
     pub fn list_dirs(&self, kind: ObjectKind) -> Result<Vec<String>> {
         let dir = kind.dir();
+        let op = self.op.clone();
         let entries = self
-            .runtime
-            .block_on(async { self.op.list(dir).await })
+            .run(async move { op.list(dir).await })
             .or_else(|e| {
                 if e.kind() == opendal::ErrorKind::NotFound {
                     Ok(Vec::new())
@@ -517,9 +540,9 @@ impl Store {
     pub fn list_under(&self, kind: ObjectKind, sub: &str) -> Result<Vec<Listed>> {
         let dir = format!("{}{sub}", kind.dir());
         let dir = dir.as_str();
+        let (op, d) = (self.op.clone(), dir.to_string());
         let entries = self
-            .runtime
-            .block_on(async { self.op.list_with(dir).recursive(true).await })
+            .run(async move { op.list_with(&d).recursive(true).await })
             .or_else(|e| {
                 if e.kind() == opendal::ErrorKind::NotFound {
                     Ok(Vec::new())
