@@ -136,6 +136,11 @@ fn flipped_byte_is_found_by_check_and_fails_only_the_affected_file() {
         !out.join("victim-copy.bin").exists(),
         "nor is a file sharing the damaged chunk"
     );
+    let staged: Vec<_> = walk_files(&env.path("out"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".bulwark-restore-"))
+        .collect();
+    assert!(staged.is_empty(), "staging files left behind: {staged:?}");
     assert!(
         r.stderr.contains("2 file(s) could NOT be restored"),
         "{}",
