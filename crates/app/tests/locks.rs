@@ -223,3 +223,44 @@ fn maintenance_refuses_a_clock_far_from_the_storages() {
         "within five minutes, prune marks the unused pack"
     );
 }
+
+/// A backup on a host whose clock runs two hours slow writes lock times that look stale; the
+/// storage's time of the lock file shows that it is alive, so `prune --exclusive` (which would
+/// delete what that backup has not indexed yet) waits for it instead of passing over it.
+#[test]
+fn a_live_lock_from_a_host_whose_clock_runs_slow_still_holds() {
+    let env = Env::new();
+    env.init();
+    let mut holder = env
+        .command()
+        .args(["-q", "backup", "--stdin", "--stdin-filename", "dump.sql"])
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", "-2h")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn backup");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while locks(&env).is_empty() {
+        assert!(Instant::now() < deadline, "the backup took no lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = env.run(&["prune", "--exclusive"]);
+    assert_eq!(r.code, 10, "prune passed over a live lock: {}", r.stderr);
+    assert!(r.stderr.contains("locked by 'backup'"), "{}", r.stderr);
+
+    std::io::Write::write_all(
+        holder.stdin.as_mut().expect("stdin"),
+        b"insert into t values (1);\n",
+    )
+    .expect("feed the backup");
+    drop(holder.stdin.take());
+    let out = holder.wait_with_output().expect("backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.ok(&["prune", "--exclusive"]);
+}

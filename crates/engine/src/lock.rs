@@ -4,9 +4,12 @@
 //! key changes, repairs and `prune --exclusive` take an exclusive lock. A lock is a sealed
 //! file under `locks/` that its holder refreshes; one not refreshed for `STALE_AFTER`, or held by
 //! a dead process on this host, is stale and ignored (and removed by the next lock taken on
-//! that host, when its process is dead). A file in `locks/` that cannot be read (damaged,
-//! empty, foreign) is judged by its age alone: while young it counts as an exclusive lock,
-//! since nobody can tell what it holds; `unlock` removes it.
+//! that host, when its process is dead). "Not refreshed" needs both clocks that can tell to
+//! agree: the holder's (the time written inside) and the storage's (when the file was last
+//! written), so a holder whose clock runs slow does not lose its lock to the others. A file in
+//! `locks/` that cannot be read (damaged, empty, foreign) is judged by the storage's time
+//! alone: while young it counts as an exclusive lock, since nobody can tell what it holds;
+//! `unlock` removes it.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -56,14 +59,11 @@ impl LockInfo {
             (false, false) => LockKind::Shared,
         }
     }
+}
 
-    pub fn is_stale(&self) -> bool {
-        let age = jiff::Timestamp::now().duration_since(self.refreshed);
-        if age.as_secs() > STALE_AFTER.as_secs() as i64 {
-            return true;
-        }
-        self.hostname == hostname() && !process_alive(self.pid)
-    }
+/// True if `t` is more than `STALE_AFTER` ago by this host's clock.
+fn aged(t: jiff::Timestamp) -> bool {
+    jiff::Timestamp::now().duration_since(t).as_secs() > STALE_AFTER.as_secs() as i64
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -79,18 +79,20 @@ pub struct LockEntry {
     /// None when the file cannot be read; `error` says why.
     pub info: Option<LockInfo>,
     pub error: Option<String>,
-    /// When the file was last written, for judging an unreadable one.
+    /// When the storage says the file was last written (None where it cannot say).
     pub written: Option<jiff::Timestamp>,
 }
 
 impl LockEntry {
+    /// Held by a process of this host that is gone, or not refreshed for `STALE_AFTER` by
+    /// every clock that can tell (the holder's and the storage's).
     pub fn is_stale(&self) -> bool {
-        match (&self.info, self.written) {
-            (Some(info), _) => info.is_stale(),
-            (None, Some(w)) => {
-                jiff::Timestamp::now().duration_since(w).as_secs() > STALE_AFTER.as_secs() as i64
-            }
+        if self.holder_dead() {
+            return true;
+        }
+        match (self.info.as_ref().map(|i| i.refreshed), self.written) {
             (None, None) => false,
+            (refreshed, written) => refreshed.is_none_or(aged) && written.is_none_or(aged),
         }
     }
 
@@ -276,14 +278,11 @@ pub fn list(repo: &Repository) -> Result<Vec<LockEntry>> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => (None, Some(e.to_string())),
         };
-        let written = match info {
-            Some(_) => None,
-            None => repo
-                .store()
-                .modified(ObjectKind::Lock, &listed.name)
-                .ok()
-                .flatten(),
-        };
+        let written = repo
+            .store()
+            .modified(ObjectKind::Lock, &listed.name)
+            .ok()
+            .flatten();
         out.push(LockEntry {
             name: listed.name,
             info,
@@ -299,7 +298,7 @@ pub fn list(repo: &Repository) -> Result<Vec<LockEntry>> {
 pub fn remove(repo: &Repository, all: bool) -> Result<usize> {
     let mut removed = 0;
     for entry in list(repo)? {
-        if all || entry.is_stale() || entry.holder_dead() {
+        if all || entry.is_stale() {
             repo.store().delete(ObjectKind::Lock, &entry.name)?;
             removed += 1;
         }
