@@ -230,30 +230,46 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let is_live = |pack: &PackId, e: &PackEntry| {
         used.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack)
     };
+    // Used and unused blob bytes of a pack with these entries. Only blobs count: a pack's
+    // header is overhead every pack has, not waste, so a pack with nothing unused is never
+    // rewritten (not even with --max-unused 0%).
+    let usage = |pack: &PackId, entries: &[PackEntry]| {
+        entries
+            .iter()
+            .fold((0u64, 0u64), |(l, u), e| match is_live(pack, e) {
+                true => (l + e.length as u64, u),
+                false => (l, u + e.length as u64),
+            })
+    };
+    let wasteful = |(used, unused): (u64, u64)| {
+        unused > 0 && unused as f64 / (used + unused) as f64 > opts.max_unused
+    };
     let mut plan = Plan::default();
+    // Marked packs a snapshot came to use but mostly waste: repacked like indexed ones.
+    let mut relisted = Vec::new();
     for pack in sizes.keys() {
         if let Some(list) = live.get(pack) {
-            let (used_bytes, unused) =
-                list.iter()
-                    .fold((0u64, 0u64), |(l, u), e| match is_live(pack, e) {
-                        true => (l + e.length as u64, u),
-                        false => (l, u + e.length as u64),
-                    });
-            // Only blobs count: a pack's header is overhead every pack has, not waste, so a
-            // pack with nothing unused is never rewritten (not even with --max-unused 0%).
-            if used_bytes == 0 {
+            let usage = usage(pack, list);
+            if usage.0 == 0 {
                 plan.drop.push(*pack);
-            } else if unused > 0 && unused as f64 / (used_bytes + unused) as f64 > opts.max_unused {
+            } else if wasteful(usage) {
                 plan.repack.push(*pack);
             }
         } else if let Some(m) = marked.get(pack) {
+            let usage = usage(pack, m.entries);
             if !m.due {
                 report.packs_pending += 1;
                 report.bytes_pending += sizes[pack];
-            } else if m.entries.iter().any(|e| is_live(pack, e)) {
-                plan.unmark.push(*pack);
-            } else {
+            } else if usage.0 == 0 {
                 plan.delete.push(*pack);
+            } else if wasteful(usage) {
+                // Its live blobs move to new packs now and it is marked again, rather than
+                // going back into the index for the next run to repack and the one after to
+                // delete.
+                plan.repack.push(*pack);
+                relisted.push((*pack, m.entries.clone()));
+            } else {
+                plan.unmark.push(*pack);
             }
         } else {
             report.orphan_packs += 1;
@@ -268,6 +284,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .map(Vec::len)
         .sum::<usize>()
         .saturating_sub(used.len());
+    live.extend(relisted);
     let gone: u64 = plan.drop.iter().chain(&plan.repack).map(|p| sizes[p]).sum();
     let deleted: u64 = plan.delete.iter().map(|p| sizes[p]).sum();
     if opts.exclusive {

@@ -140,3 +140,55 @@ fn a_pack_in_two_marks_waits_for_both() {
     prune(&repo);
     assert_restores(&repo, &snap, &a);
 }
+
+/// A writer that started before the mark reuses a small part of a marked pack. The run that
+/// finds the pack used again moves that part to a new pack and marks the old one again, so
+/// the next run deletes it (putting it back into the index would take a run to repack it and
+/// another to delete it).
+#[test]
+fn a_marked_pack_reused_in_small_part_is_repacked_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = repository(dir.path());
+    let (a, b) = (content(1), content(2));
+    start_writer(&repo, &a).finish().expect("first");
+    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+
+    let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
+    let part = &a[..a.len() * 2 / 3];
+    let writer = start_writer(&repo, part);
+    forget_all_but(&repo, &second);
+    let marked = prune(&repo);
+    assert_eq!(marked.packs_marked, 2, "{marked:?}");
+    let (_, snap) = writer.finish().expect("third");
+    drop(lock);
+    assert!(
+        snap.summary.data_added < part.len() as u64,
+        "the writer reused some of A: {:?}",
+        snap.summary
+    );
+
+    // A's pack is used in part: repacked and marked again; the first item list is deleted.
+    let resolved = prune(&repo);
+    assert_eq!(
+        (
+            resolved.packs_unmarked,
+            resolved.packs_repacked,
+            resolved.packs_deleted
+        ),
+        (0, 1, 1),
+        "{resolved:?}"
+    );
+    let settled = prune(&repo);
+    assert_eq!(
+        (settled.packs_deleted, settled.packs_pending),
+        (1, 0),
+        "{settled:?}"
+    );
+    assert_restores(&repo, &snap, part);
+    let nothing = prune(&repo);
+    assert_eq!(
+        (nothing.packs_marked, nothing.packs_deleted),
+        (0, 0),
+        "{nothing:?}"
+    );
+}
