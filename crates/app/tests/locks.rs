@@ -171,6 +171,35 @@ fn locks_of_killed_processes_do_not_pile_up() {
     assert!(locks(&env).is_empty(), "{:?}", locks(&env));
 }
 
+/// A restore takes a shared lock: an exclusive operation's lock (here a lock file nobody can
+/// read, which counts as one) refuses it before it writes anything, and `--retry-lock` waits.
+#[test]
+fn a_restore_waits_for_an_exclusive_lock() {
+    let env = Env::new();
+    env.init();
+    let data = sample(&env);
+    env.ok(&["backup", &data]);
+    let held = env.path("repo/locks").join("ef".repeat(32));
+    std::fs::write(&held, b"held").expect("lock");
+    let r = env.run(&["restore", "--target", "out"]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(r.stderr.contains("unreadable lock file"), "{}", r.stderr);
+    assert!(!env.path("out").exists(), "nothing restored under the lock");
+
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        std::fs::remove_file(held).expect("release");
+    });
+    env.ok(&["--retry-lock", "30s", "restore", "--target", "out"]);
+    releaser.join().expect("releaser");
+    let restored = common::restored(&env.path("out"), Path::new(&data));
+    assert_eq!(
+        std::fs::read_to_string(restored.join("a.txt")).expect("restored"),
+        "a\n"
+    );
+    assert!(locks(&env).is_empty(), "the restore's lock is gone");
+}
+
 /// libfaketime, which `scripts/install-deps.sh` installs (Debian's `faketime`).
 fn libfaketime() -> PathBuf {
     [

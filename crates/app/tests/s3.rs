@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::garage::Garage;
+use common::garage::{self, Garage};
 use common::{digest, pseudo_random, restored, write_sample_tree, Env};
 
 fn s3_env(g: &Garage, bucket: &str, prefix: &str) -> Env {
@@ -34,6 +34,21 @@ fn s3_round_trip_check_and_copy_from_local() {
     env.ok(&["check", "--read-data"]);
     env.ok(&["restore", "--target", "out"]);
     assert_eq!(digest(&data), digest(&restored(&env.path("out"), &data)));
+
+    // With credentials that may only read (a disaster copy often is), the restore takes no
+    // lock, says so, and restores all the same.
+    g.read_only_key("bulwark-a");
+    let mut reader = s3_env(&g, "bulwark-a", "prod/repo");
+    reader.set("AWS_ACCESS_KEY_ID", garage::READ_ONLY_KEY);
+    reader.set("AWS_SECRET_ACCESS_KEY", garage::READ_ONLY_SECRET);
+    let r = reader.ok(&["restore", "--target", "out-ro"]);
+    assert!(r.stderr.contains("without a lock"), "{}", r.stderr);
+    assert_eq!(
+        digest(&data),
+        digest(&restored(&reader.path("out-ro"), &data))
+    );
+    let refused = reader.run(&["backup", data.to_str().expect("utf8")]);
+    assert_ne!(refused.code, 0, "a read-only key cannot back up");
 
     // Local primary, S3 copy: a new S3 repository created with the local one's parameters.
     let local = env.path("local-repo").to_string_lossy().into_owned();

@@ -1,5 +1,6 @@
 //! Repository locks. Backups, copies and forget take shared locks (many may run at once: they
-//! only add objects with unique names, or remove snapshots); prune takes a maintenance lock,
+//! only add objects with unique names, or remove snapshots), and so do restores where the
+//! repository can be written (`for_reading`); prune takes a maintenance lock,
 //! which keeps other maintenance out but not backups (it deletes in two phases, see `prune`);
 //! key changes, repairs and `prune --exclusive` take an exclusive lock. A lock is a sealed
 //! file under `locks/` that its holder refreshes; one not refreshed for `STALE_AFTER`, or held by
@@ -238,6 +239,24 @@ impl LockGuard {
 }
 
 impl LockGuard {
+    /// A shared lock for an operation that only reads (a restore, a drill), so that an
+    /// exclusive operation (`prune --exclusive`, which deletes at once) waits for it and prune's
+    /// marks stay pending while it runs. A repository that cannot be written (read-only
+    /// credentials or mount, as a copy kept for disasters may be) is read without one, with a
+    /// warning: refusing would cost the restore itself.
+    pub fn for_reading(repo: &Repository, operation: &str, wait: Duration) -> Result<Option<Self>> {
+        match Self::acquire(repo, LockKind::Shared, operation, wait) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(e) if e.kind() == ErrorKind::Locked => Err(e),
+            Err(e) => {
+                log::warn!(
+                    "{operation} goes on without a lock ({e}): an exclusive prune started meanwhile could delete what it reads"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// The lock file's name under `locks/`.
     pub fn name(&self) -> String {
         self.id.to_hex()

@@ -37,6 +37,7 @@ pub fn run(ctx: &Context, args: &RestoreArgs) -> Result<Status> {
                 .map(|s| s.section.clone()),
             callback: ctx.callback(),
             secret: None,
+            lock_wait: ctx.lock_wait,
             progress,
         };
         if args.sandbox {

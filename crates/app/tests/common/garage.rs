@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 pub const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 pub const SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// A second key, given read access only (`read_only_key`).
+pub const READ_ONLY_KEY: &str = "GK89abcdef0123456789abcdef";
+pub const READ_ONLY_SECRET: &str =
+    "89abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567";
 
 /// One Garage server, or a cluster of them on one machine (each node its own process, ports
 /// and directories), reached through the first node's S3 endpoint.
@@ -219,6 +223,20 @@ impl Garage {
         self.admin(&[
             "bucket", "allow", "--read", "--write", "--owner", name, "--key", "test",
         ]);
+    }
+
+    /// Lets `READ_ONLY_KEY` read `bucket`, and nothing more.
+    pub fn read_only_key(&self, bucket: &str) {
+        self.admin(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "ro",
+            READ_ONLY_KEY,
+            READ_ONLY_SECRET,
+        ]);
+        self.admin(&["bucket", "allow", "--read", bucket, "--key", "ro"]);
     }
 
     /// The S3 requests the endpoint's node has logged, one line each.

@@ -5,7 +5,7 @@
 //! with `copy`.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -220,6 +220,7 @@ fn drill_one(
         configured: m.section.cloned(),
         callback: req.callback.clone(),
         secret: None,
+        lock_wait: Duration::ZERO,
         progress,
     };
     let clock = Instant::now();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -366,6 +366,7 @@ fn run_step(
         configured: m.section.cloned(),
         callback: req.callback.clone(),
         secret: r.secret.clone(),
+        lock_wait: Duration::ZERO,
         progress,
     };
     let Some(entry) = snapshots.list.iter().find(|(i, _)| *i == id) else {

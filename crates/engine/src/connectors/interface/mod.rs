@@ -12,6 +12,7 @@ mod secret;
 mod tier;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use fields::fields_of;
 pub use health::{newest_snapshot, oldest_snapshot, parse_time, started, Health, RecoveryPoint};
@@ -25,6 +26,7 @@ use crate::backup::Source;
 use crate::catalog::Snapshots;
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
+use crate::lock::LockGuard;
 use crate::progress::Reporter;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
@@ -219,6 +221,8 @@ pub struct RestoreRequest {
     /// The target's password or API key when the caller has it (a recovery into a configured
     /// source); without it the tools' own environment variables apply.
     pub secret: Option<String>,
+    /// How long to wait for an exclusive lock to go away before refusing.
+    pub lock_wait: Duration,
     pub progress: Reporter,
 }
 
@@ -307,12 +311,16 @@ pub fn source_for_options(
     }
 }
 
-/// Restores one snapshot through its kind's connector.
+/// Restores one snapshot through its kind's connector, under a shared lock where the
+/// repository can take one.
 pub fn restore(input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
+    let _lock = LockGuard::for_reading(input.repo, "restore", req.lock_wait)?;
     input.kind.connector().restore(input, req)
 }
 
-/// Restores one snapshot into a throwaway through its kind's connector.
+/// Restores one snapshot into a throwaway through its kind's connector, under a shared lock
+/// where the repository can take one.
 pub fn sandbox(input: &RestoreInput<'_>, req: &RestoreRequest) -> Result<Restored> {
+    let _lock = LockGuard::for_reading(input.repo, "sandbox restore", req.lock_wait)?;
     input.kind.connector().sandbox(input, req)
 }
