@@ -208,6 +208,13 @@ fn forget_policy_dry_run_then_prune_keeps_restorable_data() {
         before,
         "dry run deletes nothing"
     );
+    // Every pack is read, whichever of the backups' index files lists it.
+    let index_files = std::fs::read_dir(env.path("repo/index"))
+        .expect("dir")
+        .count();
+    assert!(index_files > 1, "{index_files} index file(s)");
+    let full = env.ok(&["--json", "check", "--read-data"]).json();
+    assert_eq!(full["packs_read"], full["packs"], "{full}");
     env.ok(&["forget", "--keep-last", "2"]);
     assert_eq!(
         env.ok(&["--json", "snapshots"])

@@ -72,16 +72,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     opts.progress.send(Progress::Phase("reading index".into()));
     let mut builder = IndexBuilder::default();
-    // Reading packs compares their headers with the index's whole ids, which the index
-    // itself does not keep.
-    let mut indexed: IndexPacks = Vec::new();
-    for listed in repo.store().list(ObjectKind::Index)? {
+    let index_files = repo.store().list(ObjectKind::Index)?;
+    for listed in &index_files {
         match repo.load_index_file(&listed.name) {
             Ok(packs) => {
                 packs.iter().for_each(|(p, e)| builder.add_pack(*p, e));
-                if opts.read_data != ReadData::None {
-                    indexed.extend(packs);
-                }
             }
             Err(e) => report
                 .errors
@@ -155,12 +150,45 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bytes: packs.iter().map(|p| listed[p]).sum(),
         });
         opts.progress.send(Progress::Phase("reading packs".into()));
-        let expected = expected_blobs(&index, indexed);
-        let (errors, bad, bytes) = read_packs(repo, &expected, &packs, &opts.progress)?;
-        report.packs_read = packs.len();
-        report.bytes_read = bytes;
-        report.errors.extend(errors);
-        damaged.extend(bad);
+        // A pack's header is compared with the whole ids of its index file's entries, which
+        // the index table does not keep: each index file is read again and its packs checked
+        // before the next, so memory holds one file's entries, not the repository's. A pack
+        // two files list is read with the first.
+        let mut unread: HashSet<PackId> = packs.iter().copied().collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        // A prune running meanwhile may have replaced index files: the new ones are read for
+        // the packs the old ones listed.
+        for pass in [Some(index_files), None] {
+            let files = match pass {
+                Some(files) => files,
+                None if unread.is_empty() => break,
+                None => repo.store().list(ObjectKind::Index)?,
+            };
+            for listed in files.into_iter().filter(|l| seen.insert(l.name.clone())) {
+                // One that cannot be read was reported above, and its packs are in no table.
+                let Ok(file) = repo.load_index_file(&listed.name) else {
+                    continue;
+                };
+                let expected = expected_blobs(
+                    &index,
+                    file.into_iter()
+                        .filter(|(p, _)| unread.contains(p))
+                        .collect(),
+                );
+                let these: Vec<PackId> = expected.keys().copied().collect();
+                these.iter().for_each(|p| {
+                    unread.remove(p);
+                });
+                let (errors, bad, bytes) = read_packs(repo, &expected, &these, &opts.progress)?;
+                report.packs_read += these.len();
+                report.bytes_read += bytes;
+                report.errors.extend(errors);
+                damaged.extend(bad);
+            }
+        }
+        report.errors.extend(unread.iter().map(|p| {
+            format!("pack {p}: no index file lists it any more (a prune ran meanwhile?); its data was not read")
+        }));
     }
 
     opts.progress
