@@ -37,6 +37,7 @@ pub fn run(ctx: &Context, args: &DrillArgs) -> Result<Status> {
         scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         sample: args.verify == VerifyDepth::Sample,
         callback: ctx.callback(),
+        lock_wait: ctx.lock_wait,
     };
     remove_sandboxes_on_interrupt(RECORD_GRACE);
     let mut terminal = Terminal {

@@ -78,6 +78,7 @@ pub fn run(ctx: &Context, args: &RecoverArgs) -> Result<Status> {
         point,
         scratch: args.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         callback: ctx.callback(),
+        lock_wait: ctx.lock_wait,
     };
     let mut terminal = Terminal {
         ctx,

@@ -108,6 +108,8 @@ pub struct DrillRequest {
     pub sample: bool,
     /// This program's command line, for a restored PostgreSQL that fetches WAL.
     pub callback: std::result::Result<String, String>,
+    /// How long each restore waits for an exclusive lock to go away.
+    pub lock_wait: Duration,
 }
 
 /// Told about each source as the drill reaches it (a terminal shows progress; a daemon logs).
@@ -220,7 +222,7 @@ fn drill_one(
         configured: m.section.cloned(),
         callback: req.callback.clone(),
         secret: None,
-        lock_wait: Duration::ZERO,
+        lock_wait: req.lock_wait,
         progress,
     };
     let clock = Instant::now();

@@ -221,6 +221,8 @@ pub struct RecoverRequest {
     pub point: Point,
     pub scratch: PathBuf,
     pub callback: std::result::Result<String, String>,
+    /// How long each restore waits for an exclusive lock to go away.
+    pub lock_wait: Duration,
 }
 
 /// Told about each step: where its progress goes, and its result (a caller keeps the steps
@@ -366,7 +368,7 @@ fn run_step(
         configured: m.section.cloned(),
         callback: req.callback.clone(),
         secret: r.secret.clone(),
-        lock_wait: Duration::ZERO,
+        lock_wait: req.lock_wait,
         progress,
     };
     let Some(entry) = snapshots.list.iter().find(|(i, _)| *i == id) else {
