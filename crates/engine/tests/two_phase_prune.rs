@@ -10,16 +10,27 @@ use engine::lock::{LockGuard, LockKind};
 use engine::progress::Reporter;
 use engine::prune::PruneOptions;
 
-/// A writer that read the index before prune marked a pack may reuse that pack's chunks:
-/// prune must not delete it while that writer runs, and must put it back once the writer's
-/// snapshot uses it.
-#[test]
-fn a_pack_reused_by_a_writer_that_started_before_the_mark_survives() {
+/// A repository with two snapshots: the first of content A, the second (returned) of B.
+fn two_snapshots() -> (
+    tempfile::TempDir,
+    engine::repo::Repository,
+    Vec<u8>,
+    engine::id::SnapshotId,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = repository(dir.path());
     let (a, b) = (content(1), content(2));
     start_writer(&repo, &a).finish().expect("first");
     let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    (dir, repo, a, second)
+}
+
+/// A writer that read the index before prune marked a pack may reuse that pack's chunks:
+/// prune must not delete it while that writer runs, and must put it back once the writer's
+/// snapshot uses it.
+#[test]
+fn a_pack_reused_by_a_writer_that_started_before_the_mark_survives() {
+    let (_dir, repo, a, second) = two_snapshots();
 
     // A writer starts (its lock first, as `backup::run` takes it) and reuses A's chunks.
     let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
@@ -54,11 +65,7 @@ fn a_pack_reused_by_a_writer_that_started_before_the_mark_survives() {
 /// the marked pack is deleted even while that writer runs.
 #[test]
 fn a_writer_that_starts_after_the_mark_stores_marked_data_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = repository(dir.path());
-    let (a, b) = (content(1), content(2));
-    start_writer(&repo, &a).finish().expect("first");
-    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    let (_dir, repo, a, second) = two_snapshots();
     forget_all_but(&repo, &second);
     let marked = prune(&repo);
     assert_eq!(marked.packs_marked, 2, "{marked:?}");
@@ -106,11 +113,7 @@ fn only_the_owner_prunes() {
 /// reused the pack.
 #[test]
 fn a_pack_in_two_marks_waits_for_both() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = repository(dir.path());
-    let (a, b) = (content(1), content(2));
-    start_writer(&repo, &a).finish().expect("first");
-    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    let (_dir, repo, a, second) = two_snapshots();
     // The earlier history: A's pack marked while unindexed, and a writer that was running then.
     let earlier =
         LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
@@ -147,11 +150,7 @@ fn a_pack_in_two_marks_waits_for_both() {
 /// another to delete it).
 #[test]
 fn a_marked_pack_reused_in_small_part_is_repacked_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = repository(dir.path());
-    let (a, b) = (content(1), content(2));
-    start_writer(&repo, &a).finish().expect("first");
-    let (second, _) = start_writer(&repo, &b).finish().expect("second");
+    let (_dir, repo, a, second) = two_snapshots();
 
     let lock = LockGuard::acquire(&repo, LockKind::Shared, "backup", Duration::ZERO).expect("lock");
     let part = &a[..a.len() * 2 / 3];
