@@ -68,6 +68,11 @@ impl CheckReport {
     }
 }
 
+/// Index entries whose packs `check --read-data` reads together: packs enough to keep every
+/// reader busy when each backup wrote a small index file, and whole ids few enough (about
+/// 25 MB) to bound memory whatever the repository's size.
+const CHECK_BATCH_ENTRIES: usize = 500_000;
+
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     opts.progress.send(Progress::Phase("reading index".into()));
@@ -150,12 +155,26 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
             bytes: packs.iter().map(|p| listed[p]).sum(),
         });
         opts.progress.send(Progress::Phase("reading packs".into()));
-        // A pack's header is compared with the whole ids of its index file's entries, which
-        // the index table does not keep: each index file is read again and its packs checked
-        // before the next, so memory holds one file's entries, not the repository's. A pack
-        // two files list is read with the first.
+        // A pack's header is compared with the whole ids of its index entries, which the
+        // index table does not keep: the index files are read again and their packs checked a
+        // batch at a time, so memory holds a batch's entries, not the repository's. A pack two
+        // files list is read with the first's entries.
         let mut unread: HashSet<PackId> = packs.iter().copied().collect();
         let mut seen: HashSet<String> = HashSet::new();
+        let (mut batch, mut batch_entries): (IndexPacks, usize) = (Vec::new(), 0);
+        let mut read_batch = |batch: &mut IndexPacks| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let expected = expected_blobs(&index, std::mem::take(batch));
+            let these: Vec<PackId> = expected.keys().copied().collect();
+            let (errors, bad, bytes) = read_packs(repo, &expected, &these, &opts.progress)?;
+            report.packs_read += these.len();
+            report.bytes_read += bytes;
+            report.errors.extend(errors);
+            damaged.extend(bad);
+            Ok(())
+        };
         // A prune running meanwhile may have replaced index files: the new ones are read for
         // the packs the old ones listed.
         for pass in [Some(index_files), None] {
@@ -169,22 +188,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                 let Ok(file) = repo.load_index_file(&listed.name) else {
                     continue;
                 };
-                let expected = expected_blobs(
-                    &index,
-                    file.into_iter()
-                        .filter(|(p, _)| unread.contains(p))
-                        .collect(),
-                );
-                let these: Vec<PackId> = expected.keys().copied().collect();
-                these.iter().for_each(|p| {
-                    unread.remove(p);
-                });
-                let (errors, bad, bytes) = read_packs(repo, &expected, &these, &opts.progress)?;
-                report.packs_read += these.len();
-                report.bytes_read += bytes;
-                report.errors.extend(errors);
-                damaged.extend(bad);
+                for (pack, entries) in file {
+                    if unread.remove(&pack) {
+                        batch_entries += entries.len();
+                        batch.push((pack, entries));
+                    }
+                }
+                if batch_entries >= CHECK_BATCH_ENTRIES {
+                    read_batch(&mut batch)?;
+                    batch_entries = 0;
+                }
             }
+            read_batch(&mut batch)?;
+            batch_entries = 0;
         }
         report.errors.extend(unread.iter().map(|p| {
             format!("pack {p}: no index file lists it any more (a prune ran meanwhile?); its data was not read")
