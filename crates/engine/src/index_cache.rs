@@ -361,6 +361,7 @@ mod tests {
         Listed {
             name: hex::encode([name; 32]),
             size,
+            modified: None,
         }
     }
 

@@ -297,11 +297,14 @@ pub fn list(repo: &Repository) -> Result<Vec<LockEntry>> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => (None, Some(e.to_string())),
         };
-        let written = repo
-            .store()
-            .modified(ObjectKind::Lock, &listed.name)
-            .ok()
-            .flatten();
+        let written = match listed.modified {
+            Some(t) => Some(t),
+            None => repo
+                .store()
+                .modified(ObjectKind::Lock, &listed.name)
+                .ok()
+                .flatten(),
+        };
         out.push(LockEntry {
             name: listed.name,
             info,

@@ -171,11 +171,13 @@ impl ObjectKind {
     }
 }
 
-/// An object found by listing: its name (without directories) and size.
+/// An object found by listing: its name (without directories), size, and when it was last
+/// written where the listing says (S3 does; a local listing may not: `Store::modified` asks).
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub name: String,
     pub size: u64,
+    pub modified: Option<jiff::Timestamp>,
 }
 
 pub struct Store {
@@ -563,6 +565,7 @@ impl Store {
             out.push(Listed {
                 name,
                 size: entry.metadata().content_length(),
+                modified: entry.metadata().last_modified().map(|t| t.into_inner()),
             });
         }
         Ok(out)
