@@ -16,6 +16,15 @@ fn locks(env: &Env) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Waits until some process holds a lock on the repository (a backup just started).
+fn wait_for_a_lock(env: &Env) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while locks(env).is_empty() {
+        assert!(Instant::now() < deadline, "the backup took no lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn age(path: &Path, ago: &str) {
     let touched = std::process::Command::new("touch")
         .args(["-m", "-d", ago])
@@ -157,11 +166,7 @@ fn locks_of_killed_processes_do_not_pile_up() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while locks(&env).is_empty() {
-            assert!(Instant::now() < deadline, "the backup never took its lock");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_a_lock(&env);
         child.kill().expect("kill");
         child.wait().expect("reap");
     }
@@ -270,11 +275,7 @@ fn a_live_lock_from_a_host_whose_clock_runs_slow_still_holds() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn backup");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while locks(&env).is_empty() {
-        assert!(Instant::now() < deadline, "the backup took no lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_a_lock(&env);
     let r = env.run(&["prune", "--exclusive"]);
     assert_eq!(r.code, 10, "prune passed over a live lock: {}", r.stderr);
     assert!(r.stderr.contains("locked by 'backup'"), "{}", r.stderr);
